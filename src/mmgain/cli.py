@@ -1,0 +1,124 @@
+"""Command line: ``mmgain reproduce synthetic``, ``mmgain list``.
+
+Every command builds an :class:`ExperimentSpec` and hands it to the one runner;
+this module only parses arguments, manages the run folder and prints.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from .data.dataset import DataError
+from .data.sources import SOURCES
+from .experiments import EXPERIMENTS, ExperimentSpec, run_experiment
+from .models.late_fusion import ACTIVATIONS
+from .report.layouts import LAYOUTS
+from .report.outputs import prepare_out_dir, write_csv, write_json
+from .training.protocol import PROTOCOLS
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seeds", type=int, help="number of seeds (0..N-1); default: the spec's (5)")
+    p.add_argument("--out", type=Path, help="run folder (default: a new folder under runs/)")
+    p.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty --out")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: auto)")
+    p.add_argument("--subsets", help="comma-separated subsets such as 'm1,m1+m2', or 'all'")
+    p.add_argument("--protocol", choices=PROTOCOLS.names(), help="training protocol preset")
+    g = p.add_argument_group("protocol overrides")
+    g.add_argument("--epochs", type=int)
+    g.add_argument("--lr", type=float)
+    g.add_argument("--batch-size", type=int)
+    g.add_argument("--hidden", type=int)
+    g.add_argument("--activation", choices=ACTIVATIONS.names())
+    p.add_argument("--quiet", action="store_true", help="no progress bar, tables only")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mmgain", description="Does adding a modality help, from how much data on, and why? "
+                                   "(Huang et al., NeurIPS 2021)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    rep = sub.add_parser("reproduce", help="reproduce one of the paper's experiments")
+    rsub = rep.add_subparsers(dest="experiment", required=True)
+    syn = rsub.add_parser("synthetic", help="the overlap study (paper Table 4, Fig. 2b)")
+    _add_common(syn)
+    syn.add_argument("--overlaps", type=float, nargs="+", help="overlap values ρ (default 1.0 0.8 0.5 0.2 0.0)")
+    syn.add_argument("--n-train", type=int, help="training samples per seed (default 7000)")
+    syn.add_argument("--n-test", type=int, help="test samples per seed (default 3000)")
+    syn.set_defaults(build=_synthetic_spec)
+
+    lst = sub.add_parser("list", help="list experiments, protocols, data sources, activations")
+    lst.set_defaults(build=None)
+    return parser
+
+
+def _apply_common(spec: ExperimentSpec, args) -> ExperimentSpec:
+    overrides = dict(spec.protocol_overrides)
+    overrides.update({k: v for k, v in {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
+                                        "hidden": args.hidden, "activation": args.activation}.items()
+                      if v is not None})
+    return spec.with_(seeds=args.seeds, subsets=args.subsets, protocol=args.protocol,
+                      protocol_overrides=overrides)
+
+
+def _synthetic_spec(args) -> ExperimentSpec:
+    spec = EXPERIMENTS.get("synthetic")
+    data_args = dict(spec.data_args)
+    if args.n_train is not None:
+        data_args["n_train"] = args.n_train
+    if args.n_test is not None:
+        data_args["n_test"] = args.n_test
+    variants = tuple({"overlap": r} for r in args.overlaps) if args.overlaps else None
+    return _apply_common(spec.with_(data_args=data_args, variants=variants), args)
+
+
+def execute(spec: ExperimentSpec, args) -> int:
+    """Run a spec into a run folder; run.json says 'running', then 'complete' or 'failed'."""
+    out = prepare_out_dir(args.out, spec.name, overwrite=args.overwrite)
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    status = {"status": "running", "started": started, "command": sys.argv, "spec": spec.to_dict()}
+    write_json(out / "run.json", status)
+    print(f"mmgain: run folder {out}", file=sys.stderr)
+    try:
+        result = run_experiment(spec, device=args.device, progress=not args.quiet)
+    except BaseException as exc:
+        write_json(out / "run.json", {**status, "status": "failed" if not isinstance(exc, KeyboardInterrupt)
+                                      else "interrupted", "error": f"{type(exc).__name__}: {exc}"})
+        raise
+    write_csv(out / "results.csv", result.rows)
+    write_json(out / "summary.json", result.summary)
+    layout = LAYOUTS.get(spec.layout)
+    figs = layout.figures(result, out)
+    write_json(out / "run.json", {**status, "status": "complete", **result.meta,
+                                  "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                  "files": ["results.csv", "summary.json"] + [f.name for f in figs]})
+    print(layout.text(result))
+    print(f"\n{len(result.rows)} models, {result.meta['wall_time_s']:.1f} s on {result.meta['device']}; "
+          f"wrote {out}/ (results.csv, summary.json, run.json{''.join(', ' + f.name for f in figs)})")
+    return 0
+
+
+def _list() -> int:
+    for title, reg in (("experiments", EXPERIMENTS), ("protocols", PROTOCOLS), ("data sources", SOURCES),
+                       ("activations", ACTIVATIONS), ("layouts", LAYOUTS)):
+        print(f"{title}: {', '.join(reg.names())}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "list":
+            return _list()
+        return execute(args.build(args), args)
+    except (DataError, FileExistsError, FileNotFoundError, ValueError, KeyError) as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        print(f"mmgain: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nmmgain: interrupted; the run folder's run.json says so", file=sys.stderr)
+        return 130

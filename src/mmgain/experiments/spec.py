@@ -1,0 +1,57 @@
+"""An experiment is data: a declarative spec run by one generic runner.
+
+A spec names a data source (registered, or a path), the data variants to
+sweep (e.g. the overlap ρ), the modality subsets, seeds, sample-size ratios,
+the training protocol, how η̂ is referenced (a known Bayes risk, or the best
+subset), and which report layout and paper reference to print beside ours.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from ..registry import Registry
+from ..training.protocol import PROTOCOLS, TrainingProtocol
+
+
+@dataclass(frozen=True)
+class ExperimentSpec:
+    name: str
+    data: str                                   # a registered data source, or a path
+    data_args: dict[str, Any] = field(default_factory=dict)
+    variants: tuple[dict[str, Any], ...] = ({},)  # each a data variant; its keys become result columns
+    subsets: str | tuple[str, ...] = "all"
+    seeds: int = 5
+    ratios: tuple[float, ...] = (1.0,)
+    protocol: str = "huang2021"
+    protocol_overrides: dict[str, Any] = field(default_factory=dict)
+    bayes_risk: float | None = None             # known Bayes risk; None: the best subset's probe risk
+    layout: str = "generic"                     # report layout (tables, figures)
+    reference: str | None = None                # paper numbers to print beside ours
+
+    def __post_init__(self) -> None:
+        if self.seeds < 1:
+            raise ValueError(f"seeds must be ≥ 1, got {self.seeds}")
+        for r in self.ratios:
+            if not 0.0 < float(r) <= 1.0:
+                raise ValueError(f"sample-size ratio {r} is outside (0, 1]")
+        if not self.variants:
+            raise ValueError("a spec needs at least one data variant ({} for none)")
+
+    def resolved_protocol(self) -> TrainingProtocol:
+        return PROTOCOLS.get(self.protocol).with_(**self.protocol_overrides)
+
+    def with_(self, **changes) -> "ExperimentSpec":
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    @property
+    def variant_keys(self) -> list[str]:
+        return sorted({k for v in self.variants for k in v})
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["resolved_protocol"] = self.resolved_protocol().to_dict()
+        return d
+
+
+EXPERIMENTS: Registry[ExperimentSpec] = Registry("experiment")

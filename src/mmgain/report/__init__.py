@@ -1,0 +1,1 @@
+"""Report: terminal tables, figures and the run folder."""

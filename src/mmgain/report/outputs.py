@@ -1,0 +1,54 @@
+"""The run folder: results.csv, summary.json, run.json (and the layout's figures)."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+
+def new_run_dir(name: str, root: str | Path = "runs") -> Path:
+    """A fresh folder ``runs/<name>-<timestamp>`` (suffixed if taken)."""
+    base = Path(root) / f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    path, i = base, 2
+    while path.exists():
+        path, i = base.with_name(f"{base.name}-{i}"), i + 1
+    return path
+
+
+def prepare_out_dir(out: str | Path | None, name: str, overwrite: bool = False) -> Path:
+    """Refuse to write over an earlier run unless asked: nothing a user ran is silently lost."""
+    path = new_run_dir(name) if out is None else Path(out)
+    if path.exists() and not path.is_dir():
+        raise FileExistsError(f"--out {path} exists and is not a folder")
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        raise FileExistsError(f"--out {path} already holds files (an earlier run?); "
+                              "choose another folder or pass --overwrite")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _clean(x: Any) -> Any:
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    return x
+
+
+def write_json(path: Path, obj: Any) -> None:
+    path.write_text(json.dumps(_clean(obj), indent=2, default=str) + "\n")
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    fields: list[str] = []
+    for r in rows:
+        fields += [k for k in r if k not in fields]
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)

@@ -1,0 +1,217 @@
+"""Training many small late-fusion models as one batched program.
+
+A run trains every (stream, subset) pair, where a *stream* is what the
+subsets of one comparison share: a data group (one dataset draw), a seed (the
+initial encoder weights and the minibatch order) and the rows of the training
+sample.  All models step together: one gather of the minibatch per stream, one
+batched matmul per modality, one Adam update on the stacked parameters.  No
+Python loop runs over models; the per-step loop over streams only picks batch
+indices.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..models.late_fusion import BatchedLateFusion
+from .protocol import TrainingProtocol
+from .schedule import BatchSchedule
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for but no CUDA device is available "
+                           "(is the CUDA build of torch installed? see README, 'GPU')")
+    return dev
+
+
+@dataclass
+class DeviceData:
+    """G same-shaped datasets resident on the device: ``xs[k]`` (G, n, d_k), ``y`` (G, n)."""
+
+    xs: dict[str, Tensor]
+    y: Tensor
+
+    @classmethod
+    def stack(cls, parts: Sequence[tuple[Mapping[str, np.ndarray], np.ndarray]], device) -> "DeviceData":
+        names = list(parts[0][0])
+        xs = {k: torch.from_numpy(np.stack([p[0][k] for p in parts]).astype(np.float32)).to(device)
+              for k in names}
+        y = torch.from_numpy(np.stack([p[1] for p in parts])).to(device)
+        return cls(xs, y)
+
+    @property
+    def n(self) -> int:
+        return int(self.y.shape[1])
+
+    def gather(self, groups: Tensor, rows: Tensor) -> tuple[dict[str, Tensor], Tensor]:
+        """Rows ``rows`` (S, B) of group ``groups[s]`` for each stream: xs (S, B, d_k), y (S, B)."""
+        g = groups[:, None]
+        return {k: x[g, rows] for k, x in self.xs.items()}, self.y[g, rows]
+
+
+@dataclass
+class Streams:
+    """Per stream: its data group, its seed, and the rows of its training sample."""
+
+    groups: np.ndarray
+    seeds: np.ndarray
+    train_rows: list[np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.seeds)
+
+    def subset(self, idx: Sequence[int]) -> "Streams":
+        return Streams(self.groups[list(idx)], self.seeds[list(idx)], [self.train_rows[i] for i in idx])
+
+
+def per_sample_loss(task: str, out: Tensor, y: Tensor) -> Tensor:
+    """out (..., O), y (...) → loss per sample (...): squared error or cross-entropy."""
+    if task == "regression":
+        return (out[..., 0] - y) ** 2
+    O = out.shape[-1]
+    return F.cross_entropy(out.reshape(-1, O), y.reshape(-1), reduction="none").reshape(y.shape)
+
+
+class BatchedAdam:
+    """Adam on stacked parameters, stream by stream.
+
+    Adam is elementwise, so stacking is exact; ``step(active)`` updates only the
+    streams still inside their own step budget and leaves the others (and their
+    moment estimates and step counts) untouched.  Same arithmetic as torch.optim.Adam.
+    """
+
+    def __init__(self, params: Sequence[Tensor], n_streams: int, lr: float, betas=(0.9, 0.999), eps=1e-8):
+        self.params, self.lr, self.betas, self.eps = list(params), lr, betas, eps
+        self.m = [torch.zeros_like(p) for p in self.params]
+        self.v = [torch.zeros_like(p) for p in self.params]
+        self.t = torch.zeros(n_streams, device=self.params[0].device, dtype=torch.float64)
+
+    @torch.no_grad()
+    def step(self, active: Tensor) -> None:
+        b1, b2 = self.betas
+        self.t += active
+        t = self.t.clamp(min=1)
+        step_size = (self.lr / (1 - b1 ** t)).float()
+        bc2_sqrt = (1 - b2 ** t).sqrt().float()
+        every = bool(active.all())
+        for p, m, v in zip(self.params, self.m, self.v):
+            shape = (-1,) + (1,) * (p.dim() - 1)
+            g = p.grad
+            if every:
+                m.lerp_(g, 1 - b1)
+                v.mul_(b2).addcmul_(g, g, value=1 - b2)
+                denom = (v.sqrt() / bc2_sqrt.view(shape)).add_(self.eps)
+                p.sub_(step_size.view(shape) * (m / denom))
+            else:
+                a = active.view(shape).bool()
+                m.copy_(torch.where(a, m.lerp(g, 1 - b1), m))
+                v.copy_(torch.where(a, v * b2 + (1 - b2) * g * g, v))
+                denom = (v.sqrt() / bc2_sqrt.view(shape)).add_(self.eps)
+                p.copy_(torch.where(a, p - step_size.view(shape) * (m / denom), p))
+
+
+class BatchedTrainer:
+    """Fits S streams × A subsets of :class:`BatchedLateFusion` and scores them.
+
+    Hyper-parameters come from the ``protocol``; learned state is ``model_``
+    and ``train_loss_`` (S, A), the last minibatch loss of each model.
+    """
+
+    def __init__(self, protocol: TrainingProtocol, dims: Mapping[str, int], subsets: Sequence[Sequence[str]],
+                 n_outputs: int, task: str, device: str | torch.device = "cpu"):
+        self.protocol, self.dims, self.subsets = protocol, dict(dims), list(subsets)
+        self.n_outputs, self.task, self.device = n_outputs, task, torch.device(device)
+
+    @staticmethod
+    def n_steps(protocol: TrainingProtocol, streams: Streams) -> int:
+        return max(BatchSchedule(s, len(r), protocol.batch_size, protocol.epochs).n_steps
+                   for s, r in zip(streams.seeds, streams.train_rows))
+
+    def fit(self, train: DeviceData, streams: Streams, on_step: Callable[[], None] | None = None) -> "BatchedTrainer":
+        p = self.protocol
+        S = len(streams)
+        self.model_ = model = BatchedLateFusion(self.dims, self.subsets, streams.seeds, self.n_outputs,
+                                                p.hidden, p.activation, self.device)
+        opt = BatchedAdam(list(model.params.values()), S, p.lr, p.betas, p.eps)
+        schedules = [BatchSchedule(s, len(r), p.batch_size, p.epochs)
+                     for s, r in zip(streams.seeds, streams.train_rows)]
+        batches = [iter(sc) for sc in schedules]
+        n_steps = np.array([sc.n_steps for sc in schedules])
+        B = min(p.batch_size, max(len(r) for r in streams.train_rows))
+        groups = torch.as_tensor(streams.groups, device=self.device)
+        rows_np = [np.asarray(r) for r in streams.train_rows]
+        for t in range(int(n_steps.max())):
+            active_np = t < n_steps
+            rows = np.zeros((S, B), dtype=np.int64)
+            valid = np.zeros((S, B), dtype=np.float32)
+            for s in np.flatnonzero(active_np):
+                pos = next(batches[s])
+                rows[s, :len(pos)] = rows_np[s][pos]
+                valid[s, :len(pos)] = 1.0
+            xb, yb = train.gather(groups, torch.from_numpy(rows).to(self.device))
+            valid_t = torch.from_numpy(valid).to(self.device)
+            out = model.forward(xb)                                   # (S, B, A, O)
+            loss = per_sample_loss(self.task, out, yb[:, :, None].expand(-1, -1, out.shape[2]))
+            per_model = (loss * valid_t[:, :, None]).sum(1) / valid_t.sum(1).clamp(min=1)[:, None]
+            for prm in model.params.values():
+                prm.grad = None
+            per_model.sum().backward()
+            opt.step(torch.from_numpy(active_np).to(self.device))
+            if on_step is not None:
+                on_step()
+        self.train_loss_ = per_model.detach().cpu().numpy()
+        return self
+
+    # --------------------------------------------------------------- scoring
+    @torch.no_grad()
+    def _chunks(self, data: DeviceData, groups: Tensor, rows: int = 2048):
+        for r0 in range(0, data.n, rows):
+            r = torch.arange(r0, min(r0 + rows, data.n), device=self.device)
+            yield data.gather(groups, r[None].expand(len(groups), -1))
+
+    @torch.no_grad()
+    def predict(self, data: DeviceData, groups: np.ndarray) -> Tensor:
+        """Outputs of every model on every row of its stream's group: (S, n, A, O)."""
+        g = torch.as_tensor(groups, device=self.device)
+        return torch.cat([self.model_.forward(xb) for xb, _ in self._chunks(data, g)], dim=1)
+
+    @torch.no_grad()
+    def score(self, data: DeviceData, groups: np.ndarray) -> dict[str, np.ndarray]:
+        """Test metrics of every model, each (S, A)."""
+        out = self.predict(data, groups)
+        y = data.y[torch.as_tensor(groups, device=self.device)][:, :, None].expand(-1, -1, out.shape[2])
+        return outputs_metrics(self.task, out, y)
+
+    @torch.no_grad()
+    def latents(self, data: DeviceData, groups: np.ndarray, rows: int = 2048):
+        """Yields (latent (S, r, A, K·H), y (S, r)) over row chunks of the data."""
+        g = torch.as_tensor(groups, device=self.device)
+        for xb, yb in self._chunks(data, g, rows):
+            yield self.model_.latent(xb), yb
+
+
+def outputs_metrics(task: str, out: Tensor, y: Tensor) -> dict[str, np.ndarray]:
+    """Metrics averaged over dim 1 (rows): regression → mse; classification → acc (%), ce."""
+    loss = per_sample_loss(task, out, y).mean(1)
+    if task == "regression":
+        return {"mse": loss.double().cpu().numpy()}
+    acc = (out.argmax(-1) == y).float().mean(1) * 100.0
+    return {"acc": acc.double().cpu().numpy(), "ce": loss.double().cpu().numpy()}
+
+
+def chunk_streams(n_streams: int, per_stream_bytes: float, budget_bytes: float) -> list[list[int]]:
+    """Split streams into consecutive chunks whose working set fits the budget."""
+    size = max(1, min(n_streams, int(budget_bytes // max(per_stream_bytes, 1.0))))
+    n_chunks = math.ceil(n_streams / size)
+    size = math.ceil(n_streams / n_chunks)  # even chunks
+    return [list(range(i, min(i + size, n_streams))) for i in range(0, n_streams, size)]
