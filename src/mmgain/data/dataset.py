@@ -87,7 +87,7 @@ def _as_float_matrix(ds: MultimodalDataset, name: str, arr) -> np.ndarray:
             try:
                 np.asarray(row, dtype=np.float64)
             except (TypeError, ValueError):
-                _fail(ds, f"modality '{name}': non-numeric value in row {i} ({row[:5]!r}...)")
+                _fail(ds, f"modality '{name}': non-numeric value in row {i} ({[str(x) for x in row[:5]]}...)")
         try:
             a = a.astype(np.float64)
         except (TypeError, ValueError):
@@ -172,12 +172,12 @@ def _validate(ds: MultimodalDataset) -> None:
         bad = ~np.isin(s, SPLIT_VALUES)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            _fail(ds, f"split value {s[i]!r} in row {i}; allowed values are 'train' and 'test'")
+            _fail(ds, f"split value {str(s[i])!r} in row {i}; allowed values are 'train' and 'test'")
         for part in SPLIT_VALUES:
             if not (s == part).any():
                 _fail(ds, f"the split has an empty {part} set")
         if ds.task == "classification":
             only_test = np.setdiff1d(np.unique(y[s == "test"]), np.unique(y[s == "train"]))
             if len(only_test):
-                _fail(ds, f"class(es) {list(ds.classes[only_test])} occur only in the test set")
+                _fail(ds, f"class(es) {ds.classes[only_test].tolist()} occur only in the test set")
         ds.split = s

@@ -34,8 +34,29 @@ class SyntheticLayout(Layout):
             rows.append(["", "η_n finite n"] + [fmt_pm(c.get("finite_sample")) for c in cs])
             rows.append(["", "model test MSE"] + [fmt_pm(c["test_mse_mean"], c["test_mse_std"]) for c in cs])
         n = cells[0]["n_seeds"]
-        return render(header, rows, title=f"η (test MSE − Bayes risk 0), mean ± std over {n} seeds; "
-                                          "Huang et al. 2021 Table 4 beside it")
+        table = render(header, rows, title=f"η (test MSE − Bayes risk 0), mean ± std over {n} seeds; "
+                                           "Huang et al. 2021 Table 4 beside it")
+        return table + "\n\n" + self.check(cells)
+
+    @staticmethod
+    def check(cells) -> str:
+        """How far ours lies from the paper and from η_n (the issue's acceptance bands)."""
+        big = [c for c in cells if c.get("paper") is not None and c["paper"] >= 1]
+        zero = [c for c in cells if c["overlap"] == 1.0 or c["closed_form"] == 0]
+        gap = lambda a, b: abs(a / b - 1) * 100  # noqa: E731
+        lines = []
+        if big:
+            worst_p = max(big, key=lambda c: gap(c["eta_mean"], c["paper"]))
+            worst_n = max(big, key=lambda c: gap(c["eta_mean"], c["finite_sample"]))
+            lines.append(f"cells with paper η ≥ 1: {sum(gap(c['eta_mean'], c['paper']) <= 5 for c in big)}/{len(big)} "
+                         f"within 5 % of the paper (worst {gap(worst_p['eta_mean'], worst_p['paper']):.1f} %, "
+                         f"{worst_p['subset']} ρ={worst_p['overlap']}), "
+                         f"{sum(gap(c['eta_mean'], c['finite_sample']) <= 5 for c in big)}/{len(big)} within 5 % of η_n "
+                         f"(worst {gap(worst_n['eta_mean'], worst_n['finite_sample']):.1f} %)")
+        if zero:
+            lines.append(f"cells with η* = 0: {sum(abs(c['eta_mean']) < 0.5 for c in zero)}/{len(zero)} below 0.5 "
+                         f"(largest {max(abs(c['eta_mean']) for c in zero):.2g})")
+        return "\n".join(lines)
 
     def figures(self, result, out: Path) -> list[Path]:
         cells = result.summary["cells"]

@@ -1,0 +1,63 @@
+"""End to end through the command line, on a reduced size."""
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+from mmgain.cli import main
+
+SMALL = ["--seeds", "2", "--n-train", "600", "--n-test", "200", "--epochs", "2", "--quiet"]
+
+
+def test_reproduce_synthetic_end_to_end(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["reproduce", "synthetic", *SMALL, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "paper" in printed and "η* closed form" in printed and "12.04±0.39" in printed
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert len(rows) == 2 * 5 * 4
+    assert {r["subset"] for r in rows} == {"m1", "m1+m2", "m1+m2+m3", "m1+m2+m3+m4"}
+    assert {"experiment", "subset", "overlap", "seed", "test_mse", "probe_mse", "eta"} <= set(rows[0])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["experiment"] == "synthetic" and len(summary["cells"]) == 20
+    cell = next(c for c in summary["cells"] if c["subset"] == "m1+m2" and c["overlap"] == 0.5)
+    assert cell["paper"] == 51.25 and cell["closed_form"] == 50.0 and cell["n_seeds"] == 2
+    # With 600 rows the probe is OLS on 201 parameters: its η̂ is far above the paper's (n = 7000),
+    # and close to the finite-sample value η_n.
+    assert cell["eta_mean"] == pytest.approx(cell["finite_sample"], rel=0.2)
+    full = [c for c in summary["cells"] if c["subset"] == "m1+m2+m3+m4"]
+    assert all(abs(c["eta_mean"]) < 1e-3 for c in full)
+    run = json.loads((out / "run.json").read_text())
+    assert run["status"] == "complete" and run["n_models"] == 40 and "torch" in run["versions"]
+    assert run["spec"]["resolved_protocol"]["epochs"] == 2
+    assert (out / "fig_eta_vs_modalities.png").stat().st_size > 1000
+
+
+def test_refuses_to_overwrite_an_earlier_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "results.csv").write_text("precious")
+    assert main(["reproduce", "synthetic", *SMALL, "--out", str(out)]) == 2
+    assert "already holds files" in capsys.readouterr().err
+    assert (out / "results.csv").read_text() == "precious"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--subsets", "m1+m7"], "unknown modality 'm7'"),
+    (["--epochs", "0"], "epochs must be ≥ 1"),
+    (["--device", "cuda:7"] if True else [], "no CUDA device"),
+])
+def test_bad_arguments_get_clear_errors(tmp_path, capsys, args, message):
+    import torch
+    if "cuda:7" in args and torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    assert main(["reproduce", "synthetic", *SMALL, "--out", str(tmp_path / "x"), *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_python_dash_m_entry_point():
+    res = subprocess.run([sys.executable, "-m", "mmgain", "list"], capture_output=True, text=True, check=True)
+    assert "synthetic" in res.stdout and "huang2021" in res.stdout

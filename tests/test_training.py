@@ -1,0 +1,86 @@
+"""The batched trainer against the per-model reference trainer (tests/reference.py)."""
+import numpy as np
+import pytest
+import torch
+
+from conftest import toy_modalities
+from mmgain.data import enumerate_subsets
+from mmgain.data.splits import nested_sample
+from mmgain.models import ACTIVATIONS
+from mmgain.training import BatchedAdam, BatchedTrainer, DeviceData, Streams, TrainingProtocol
+from mmgain.training.schedule import BatchSchedule
+from reference import train_reference
+
+DIMS = {"m1": 3, "m2": 4, "m3": 2}
+SUBSETS = enumerate_subsets(list(DIMS))
+
+
+def _problem(task, n=50):
+    xs = toy_modalities(n=n, dims=tuple(DIMS.values()), seed=11)
+    z = xs["m1"][:, 0] + xs["m2"][:, 1] - xs["m3"][:, 0]
+    y = z.astype(np.float32) if task == "regression" else np.digitize(z, [-0.5, 0.5]).astype(np.int64)
+    return xs, y
+
+
+@pytest.mark.parametrize("task", ["regression", "classification"])
+@pytest.mark.parametrize("activation", ACTIVATIONS.names())
+def test_batched_equals_reference(task, activation):
+    xs, y = _problem(task)
+    n_out = 1 if task == "regression" else 3
+    protocol = TrainingProtocol(hidden=6, activation=activation, lr=0.02, batch_size=16, epochs=4)
+    # Streams with different seeds and sample sizes, so step counts differ (3, 2 and 1 steps per epoch).
+    streams = Streams(np.array([0, 0, 0]), np.array([0, 1, 1]),
+                      [nested_sample(50, 1.0, 0), nested_sample(50, 0.5, 1), nested_sample(50, 0.1, 1)])
+    train = DeviceData.stack([(xs, y)], "cpu")
+    trainer = BatchedTrainer(protocol, DIMS, SUBSETS, n_out, task).fit(train, streams)
+    for s in range(len(streams)):
+        for a, sub in enumerate(SUBSETS):
+            ref = train_reference(DIMS, sub, int(streams.seeds[s]), xs, y, streams.train_rows[s],
+                                  protocol, task, n_out)
+            got = trainer.model_.to_module(s, a).state_dict()
+            for name, p in ref.state_dict().items():
+                torch.testing.assert_close(got[name], p, rtol=1e-4, atol=1e-5, msg=f"{sub} stream {s} {name}")
+
+
+def test_batched_adam_matches_torch_adam_and_freezes_inactive_streams():
+    torch.manual_seed(0)
+    p = torch.randn(3, 4, requires_grad=True)
+    q = p.detach().clone().requires_grad_()
+    ours = BatchedAdam([p], n_streams=3, lr=0.1)
+    ref = torch.optim.Adam([q], lr=0.1)
+    frozen = p.detach()[2].clone()
+    for step in range(5):
+        g = torch.randn(3, 4)
+        p.grad = g.clone()
+        ours.step(torch.tensor([True, True, False]))
+        q.grad = g.clone()
+        ref.step()
+    torch.testing.assert_close(p.detach()[:2], q.detach()[:2])
+    assert torch.equal(p.detach()[2], frozen)
+    assert ours.t.tolist() == [5, 5, 0]
+
+
+def test_same_seed_same_numbers():
+    xs, y = _problem("classification")
+    protocol = TrainingProtocol(hidden=5, lr=0.05, batch_size=8, epochs=2)
+    streams = Streams(np.array([0]), np.array([3]), [np.arange(50)])
+    train = DeviceData.stack([(xs, y)], "cpu")
+    runs = [BatchedTrainer(protocol, DIMS, SUBSETS, 3, "classification").fit(train, streams) for _ in range(2)]
+    for k in runs[0].model_.params:
+        assert torch.equal(runs[0].model_.params[k], runs[1].model_.params[k])
+
+
+def test_schedule_is_keyed_by_seed_and_size():
+    a = list(BatchSchedule(0, 10, 4, 2))
+    assert [len(b) for b in a] == [4, 4, 2] * 2
+    assert sorted(np.concatenate(a[:3])) == list(range(10))
+    assert all(np.array_equal(x, y) for x, y in zip(a, BatchSchedule(0, 10, 4, 2)))
+    assert not all(np.array_equal(x, y) for x, y in zip(a, BatchSchedule(1, 10, 4, 2)))
+
+
+def test_nested_samples():
+    small, big = nested_sample(1000, 0.01, 4), nested_sample(1000, 0.1, 4)
+    assert len(small) == 10 and len(big) == 100 and set(small) <= set(big)
+    assert len(nested_sample(1000, 1e-4, 4)) == 1
+    with pytest.raises(ValueError, match="outside"):
+        nested_sample(1000, 1.5, 0)
