@@ -3,8 +3,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
+
+# Every device this machine has: the batched program must agree with the reference on each.
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

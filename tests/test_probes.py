@@ -5,6 +5,14 @@ from scipy.optimize import minimize
 from scipy.special import logsumexp
 
 from mmgain.probes import least_squares_probe, logistic_probe
+from mmgain.probes.latent import Latent
+
+
+def dense(Z):
+    """(n, A, P) as a Latent with one 'modality' holding every column, used by all A models."""
+    Z = torch.as_tensor(Z)
+    return Latent({"m": Z}, {"m": list(range(Z.shape[1]))}, ["m"], Z.shape[1])
+
 
 
 def test_least_squares_probe_is_ols_with_intercept():
@@ -21,7 +29,7 @@ def test_least_squares_probe_is_ols_with_intercept():
     # Two models side by side: the second sees extra all-zero columns (an absent modality's block).
     Z2 = np.stack([np.c_[Z, np.zeros((n, 3))], np.c_[Z, np.zeros((n, 3))]], axis=1)
     Zt2 = np.stack([np.c_[Zt, np.zeros((100, 3))], np.c_[Zt, r.standard_normal((100, 3))]], axis=1)
-    got = least_squares_probe(t(Z2), t(y), t(Zt2), t(yt))["mse"].numpy()
+    got = least_squares_probe(dense(Z2), t(y), dense(Zt2), t(yt))["mse"].numpy()
     np.testing.assert_allclose(got, [expect, expect], rtol=1e-6)
 
 
@@ -30,7 +38,7 @@ def test_least_squares_probe_handles_collinear_latents():
     x = r.standard_normal((200, 1))
     Z = torch.from_numpy(np.c_[x, x, 2 * x])[:, None, :]
     y = torch.from_numpy(4 * x[:, 0])
-    assert least_squares_probe(Z, y, Z, y)["mse"].item() < 1e-8
+    assert least_squares_probe(dense(Z), y, dense(Z), y)["mse"].item() < 1e-8
 
 
 def _scipy_logistic(X, y, C, l2):
@@ -65,9 +73,40 @@ def test_logistic_probe_reaches_the_optimum():
     Z2 = np.stack([Z, np.c_[Z[:, :2], np.zeros((n, 2), np.float32)]], axis=1)  # 2 models, 2nd lacks 2 cols
     Zt2 = np.stack([Zt, np.c_[Zt[:, :2], np.zeros((80, 2), np.float32)]], axis=1)
     t = torch.from_numpy
-    out = logistic_probe(t(Z2), t(y), t(Zt2), t(yt), C, l2=l2)
+    out = logistic_probe(dense(Z2.astype(np.float64)), t(y), dense(Zt2.astype(np.float64)), t(yt), C, l2=l2, tol=1e-7)
+    assert out["converged"].tolist() == [1.0, 1.0]
     assert out["ce"][0].item() == pytest.approx(ce, rel=1e-3)
     assert out["acc"][0].item() == pytest.approx(acc)
     W1, b1 = _scipy_logistic(((Z - mu) / sd)[:, :2], y, C, l2)
     L1 = ((Zt[:, :2] - mu[:2]) / sd[:2]) @ W1 + b1
     assert out["ce"][1].item() == pytest.approx(np.mean(logsumexp(L1, axis=1) - L1[np.arange(80), yt]), rel=1e-3)
+
+
+def test_logistic_probe_on_blocks_equals_probe_of_the_smaller_model():
+    """A model lacking modality 'b' gets the same probe as a one-modality latent of 'a' alone."""
+    r = np.random.default_rng(5)
+    n, H, C = 120, 3, 2
+    a, b = r.standard_normal((n, 2, H)).astype(np.float32), r.standard_normal((n, 1, H)).astype(np.float32)
+    y = torch.from_numpy((a[:, 0, 0] + a[:, 1, 1] > 0).astype(np.int64))
+    t = torch.from_numpy
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    both = Latent({"a": t(a), "b": t(b)}, {"a": [0, 1], "b": [1]}, ["a", "b"], 2)
+    only_a = Latent({"a": t(a[:, :1])}, {"a": [0]}, ["a"], 1)
+    out = logistic_probe(both, y, both, y, C, tol=1e-7)
+    ref = logistic_probe(only_a, y, only_a, y, C, tol=1e-7)
+    assert out["ce"][0].item() == pytest.approx(ref["ce"][0].item(), rel=1e-4)
+    assert out["ce"][1].item() < out["ce"][0].item()   # model 1 also sees 'b' and a different 'a' block
+
+
+def test_batched_lbfgs_solves_independent_quadratics():
+    from mmgain.probes.lbfgs import batched_lbfgs
+    r = np.random.default_rng(6)
+    A, D = 4, 6
+    M = torch.from_numpy(r.standard_normal((A, D, D)))
+    Q = M @ M.transpose(1, 2) + torch.eye(D) * torch.tensor([0.01, 0.1, 1.0, 10.0])[:, None, None]
+    c = torch.from_numpy(r.standard_normal((A, D)))
+    f = lambda x, i: 0.5 * torch.einsum("ad,ade,ae->a", x, Q[i], x) - (c[i] * x).sum(1)  # noqa: E731
+    x, info = batched_lbfgs(f, torch.zeros(A, D, dtype=torch.float64), max_iter=500, tol=1e-6)
+    np.testing.assert_allclose(x.numpy(), torch.linalg.solve(Q, c).numpy(), rtol=1e-5, atol=1e-6)
+    assert bool(info["converged"].all())
+    assert info["iterations"][3] < info["iterations"][0]   # each problem stops on its own

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import toy_modalities
+from conftest import DEVICES, toy_modalities
 from mmgain.data import enumerate_subsets
 from mmgain.data.splits import nested_sample
 from mmgain.models import ACTIVATIONS
@@ -22,17 +22,18 @@ def _problem(task, n=50):
     return xs, y
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("task", ["regression", "classification"])
 @pytest.mark.parametrize("activation", ACTIVATIONS.names())
-def test_batched_equals_reference(task, activation):
+def test_batched_equals_reference(task, activation, device):
     xs, y = _problem(task)
     n_out = 1 if task == "regression" else 3
     protocol = TrainingProtocol(hidden=6, activation=activation, lr=0.02, batch_size=16, epochs=4)
     # Streams with different seeds and sample sizes, so step counts differ (3, 2 and 1 steps per epoch).
     streams = Streams(np.array([0, 0, 0]), np.array([0, 1, 1]),
                       [nested_sample(50, 1.0, 0), nested_sample(50, 0.5, 1), nested_sample(50, 0.1, 1)])
-    train = DeviceData.stack([(xs, y)], "cpu")
-    trainer = BatchedTrainer(protocol, DIMS, SUBSETS, n_out, task).fit(train, streams)
+    train = DeviceData.stack([(xs, y)], device)
+    trainer = BatchedTrainer(protocol, DIMS, SUBSETS, n_out, task, device).fit(train, streams)
     for s in range(len(streams)):
         for a, sub in enumerate(SUBSETS):
             ref = train_reference(DIMS, sub, int(streams.seeds[s]), xs, y, streams.train_rows[s],
@@ -60,12 +61,14 @@ def test_batched_adam_matches_torch_adam_and_freezes_inactive_streams():
     assert ours.t.tolist() == [5, 5, 0]
 
 
-def test_same_seed_same_numbers():
+@pytest.mark.parametrize("device", DEVICES)
+def test_same_seed_same_numbers(device):
     xs, y = _problem("classification")
     protocol = TrainingProtocol(hidden=5, lr=0.05, batch_size=8, epochs=2)
     streams = Streams(np.array([0]), np.array([3]), [np.arange(50)])
-    train = DeviceData.stack([(xs, y)], "cpu")
-    runs = [BatchedTrainer(protocol, DIMS, SUBSETS, 3, "classification").fit(train, streams) for _ in range(2)]
+    train = DeviceData.stack([(xs, y)], device)
+    runs = [BatchedTrainer(protocol, DIMS, SUBSETS, 3, "classification", device).fit(train, streams)
+            for _ in range(2)]
     for k in runs[0].model_.params:
         assert torch.equal(runs[0].model_.params[k], runs[1].model_.params[k])
 
@@ -84,3 +87,16 @@ def test_nested_samples():
     assert len(nested_sample(1000, 1e-4, 4)) == 1
     with pytest.raises(ValueError, match="outside"):
         nested_sample(1000, 1.5, 0)
+
+
+def test_probe_snapshot_is_the_encoder_after_probe_epochs():
+    xs, y = _problem("classification")
+    streams = Streams(np.array([0, 0]), np.array([0, 1]), [np.arange(50), nested_sample(50, 0.3, 1)])
+    train = DeviceData.stack([(xs, y)], "cpu")
+    long = BatchedTrainer(TrainingProtocol(hidden=4, batch_size=16, epochs=5, probe_epochs=2), DIMS, SUBSETS, 3,
+                          "classification").fit(train, streams)
+    short = BatchedTrainer(TrainingProtocol(hidden=4, batch_size=16, epochs=2), DIMS, SUBSETS, 3,
+                           "classification").fit(train, streams)
+    for k, v in short.model_.params.items():
+        torch.testing.assert_close(long.probe_model_.params[k], v.detach())
+        assert not torch.equal(long.model_.params[k], v)

@@ -1,4 +1,4 @@
-"""Command line: ``mmgain reproduce synthetic``, ``mmgain list``.
+"""Command line: ``mmgain run``, ``mmgain reproduce synthetic|iemocap``, ``mmgain list``.
 
 Every command builds an :class:`ExperimentSpec` and hands it to the one runner;
 this module only parses arguments, manages the run folder and prints.
@@ -35,6 +35,11 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar, tables only")
 
 
+def _add_sweep(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ratios", type=float, nargs="+", help="sample-size ratios in (0, 1] (default 1e-4 1e-3 1e-2 1e-1 1)")
+    p.add_argument("--probe-epochs", type=int, help="epochs after which the encoder is frozen for the probe")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mmgain", description="Does adding a modality help, from how much data on, and why? "
@@ -49,6 +54,23 @@ def build_parser() -> argparse.ArgumentParser:
     syn.add_argument("--n-train", type=int, help="training samples per seed (default 7000)")
     syn.add_argument("--n-test", type=int, help="test samples per seed (default 3000)")
     syn.set_defaults(build=_synthetic_spec)
+
+    iem = rsub.add_parser("iemocap", help="the IEMOCAP study (paper Tables 1–3, Fig. 2a) on your feature file")
+    iem.add_argument("--data", required=True, help="path to IEMOCAP_features_raw.pkl (bc-LSTM features)")
+    _add_common(iem)
+    _add_sweep(iem)
+    iem.set_defaults(build=_iemocap_spec)
+
+    run = sub.add_parser("run", help="every subset × sample size × seed on a dataset (default: embedded mfeat)")
+    run.add_argument("--data", default="mfeat",
+                     help="a registered dataset (mfeat) or a path: .npz, IEMOCAP .pkl, or a folder (see README)")
+    run.add_argument("--task", choices=["classification", "regression"],
+                     help="task of a .npz or folder dataset (default classification)")
+    run.add_argument("--split-seed", type=int, help="seed of the split made for data without one (default 0)")
+    run.add_argument("--test-fraction", type=float, help="test share of that split (default 0.2)")
+    _add_common(run)
+    _add_sweep(run)
+    run.set_defaults(build=_run_spec)
 
     lst = sub.add_parser("list", help="list experiments, protocols, data sources, activations")
     lst.set_defaults(build=None)
@@ -75,6 +97,31 @@ def _synthetic_spec(args) -> ExperimentSpec:
     return _apply_common(spec.with_(data_args=data_args, variants=variants), args)
 
 
+def _sweep_overrides(spec: ExperimentSpec, args) -> ExperimentSpec:
+    overrides = dict(spec.protocol_overrides)
+    if args.probe_epochs is not None:
+        overrides["probe_epochs"] = args.probe_epochs
+    elif args.epochs is not None:
+        preset = PROTOCOLS.get(args.protocol or spec.protocol).probe_epochs
+        if preset is not None and preset > args.epochs:
+            print(f"mmgain: --epochs {args.epochs} is below the preset's probe budget ({preset}); "
+                  f"probing after {args.epochs} epochs", file=sys.stderr)
+            overrides["probe_epochs"] = args.epochs
+    return spec.with_(ratios=tuple(args.ratios) if args.ratios else None, protocol_overrides=overrides)
+
+
+def _run_spec(args) -> ExperimentSpec:
+    data_args = {k: v for k, v in {"task": args.task, "split_seed": args.split_seed,
+                                   "test_fraction": args.test_fraction}.items() if v is not None}
+    spec = EXPERIMENTS.get("run").with_(data=args.data, data_args=data_args)
+    return _sweep_overrides(_apply_common(spec, args), args)
+
+
+def _iemocap_spec(args) -> ExperimentSpec:
+    spec = EXPERIMENTS.get("iemocap").with_(data=args.data)
+    return _sweep_overrides(_apply_common(spec, args), args)
+
+
 def execute(spec: ExperimentSpec, args) -> int:
     """Run a spec into a run folder; run.json says 'running', then 'complete' or 'failed'."""
     out = prepare_out_dir(args.out, spec.name, overwrite=args.overwrite)
@@ -89,15 +136,22 @@ def execute(spec: ExperimentSpec, args) -> int:
                                       else "interrupted", "error": f"{type(exc).__name__}: {exc}"})
         raise
     write_csv(out / "results.csv", result.rows)
+    extra = []
+    ds = result.datasets[0].dataset
+    if "split" in ds.notes:  # a split we made: record which row went where
+        write_csv(out / "split.csv", [{"row": i, "part": p, **({"group": g} if ds.groups is not None else {})}
+                                      for i, (p, g) in enumerate(zip(ds.split, ds.groups if ds.groups is not None
+                                                                     else ds.split))])
+        extra.append("split.csv")
     write_json(out / "summary.json", result.summary)
     layout = LAYOUTS.get(spec.layout)
     figs = layout.figures(result, out)
     write_json(out / "run.json", {**status, "status": "complete", **result.meta,
                                   "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                                  "files": ["results.csv", "summary.json"] + [f.name for f in figs]})
+                                  "files": ["results.csv", "summary.json"] + extra + [f.name for f in figs]})
     print(layout.text(result))
     print(f"\n{len(result.rows)} models, {result.meta['wall_time_s']:.1f} s on {result.meta['device']}; "
-          f"wrote {out}/ (results.csv, summary.json, run.json{''.join(', ' + f.name for f in figs)})")
+          f"wrote {out}/ (results.csv, summary.json, run.json{''.join(', ' + f for f in extra + [g.name for g in figs])})")
     return 0
 
 

@@ -37,6 +37,7 @@ class MultimodalDataset:
     name: str = "data"
     source: str | None = None
     classes: np.ndarray | None = field(default=None)
+    notes: dict = field(default_factory=dict)   # provenance, e.g. how the split was made
 
     def __post_init__(self) -> None:
         _validate(self)

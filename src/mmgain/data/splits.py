@@ -19,3 +19,39 @@ def nested_sample(n_train: int, ratio: float, seed: int) -> np.ndarray:
     """
     perm = np.random.default_rng([int(seed), int(n_train), 11]).permutation(n_train)
     return np.sort(perm[:sample_size(ratio, n_train)])
+
+
+def make_split(ds, seed: int = 0, test_fraction: float = 0.2):
+    """A train/test split for data that came without one, recorded in ``ds.notes["split"]``.
+
+    Grouped when the data have groups (a group never straddles the split),
+    otherwise stratified by class (classification) or plain random (regression).
+    """
+    from dataclasses import replace
+
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test fraction must lie in (0, 1), got {test_fraction}")
+    rng = np.random.default_rng([int(seed), 5])
+    test = np.zeros(ds.n, dtype=bool)
+    if ds.groups is not None:
+        method = "grouped"
+        uniq, inverse = np.unique(ds.groups, return_inverse=True)
+        order = rng.permutation(len(uniq))
+        sizes = np.bincount(inverse)[order]
+        take = order[:max(1, int(np.searchsorted(np.cumsum(sizes), test_fraction * ds.n)) + 1)]
+        take = take[:len(uniq) - 1] if len(take) == len(uniq) else take
+        test = np.isin(inverse, take)
+    elif ds.task == "classification":
+        method = "stratified"
+        for c in np.unique(ds.y):
+            idx = rng.permutation(np.flatnonzero(ds.y == c))
+            k = int(round(test_fraction * len(idx)))
+            k = min(max(k, 1 if len(idx) >= 2 else 0), len(idx) - 1)
+            test[idx[:k]] = True
+    else:
+        method = "random"
+        test[rng.permutation(ds.n)[:max(1, int(round(test_fraction * ds.n)))]] = True
+    split = np.where(test, "test", "train")
+    note = {"method": method, "seed": int(seed), "test_fraction": test_fraction,
+            "n_train": int((~test).sum()), "n_test": int(test.sum())}
+    return replace(ds, split=split, notes={**ds.notes, "split": note})

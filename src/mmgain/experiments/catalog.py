@@ -16,4 +16,30 @@ EXPERIMENTS.register("synthetic", ExperimentSpec(
     bayes_risk=0.0,               # y is a noise-free function of all four modalities
     layout="synthetic",
     reference="huang2021-table4",
+    pairs=False,
+))
+
+RATIOS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+
+# `mmgain run`: the paper's IEMOCAP protocol on any data, by default the embedded mfeat.
+EXPERIMENTS.register("run", ExperimentSpec(
+    name="run",
+    data="mfeat",
+    subsets="all",
+    seeds=5,
+    ratios=RATIOS,
+    protocol="huang2021",
+    layout="sweep",
+))
+
+# `mmgain reproduce iemocap --data IEMOCAP_features_raw.pkl`: paper Tables 1–3, Fig. 2a.
+EXPERIMENTS.register("iemocap", ExperimentSpec(
+    name="iemocap",
+    data="",                      # the user's IEMOCAP_features_raw.pkl (not redistributable)
+    subsets="all",
+    seeds=5,
+    ratios=RATIOS,
+    protocol="huang2021",
+    layout="sweep",
+    reference="huang2021-iemocap",
 ))

@@ -38,5 +38,34 @@ class SyntheticTable4(Reference):
             c["finite_sample"] = eta_finite(rho, k, int(c["n_train"]))
 
 
+# Huang et al. 2021 on IEMOCAP (T = text, A = audio, V = visual), top-1 test accuracy (%).
+# Table 1 swaps the TA/TV labels; Tables 2–3 and Fig. 2a agree on the values below.
+_IEMOCAP_NAMES = {"T": "text", "TA": "text+audio", "TV": "text+visual", "TVA": "text+audio+visual"}
+_IEMOCAP_ACC = {  # ratio -> subset -> (mean, std or None)
+    1.0: {"T": (49.93, 0.57), "TA": (51.08, 0.66), "TV": (53.03, 0.21), "TVA": (53.89, 0.47)},
+    1e-1: {"T": (48.30, None), "TA": (50.46, None), "TV": (49.50, None), "TVA": (50.75, None)},
+    1e-2: {"T": (45.63, None), "TA": (47.28, None), "TV": (46.54, None), "TVA": (46.39, None)},
+    1e-3: {"T": (29.08, None), "TA": (34.28, None), "TV": (38.37, None), "TVA": (32.24, None)},
+    1e-4: {"T": (23.66, None), "TA": (25.06, None), "TV": (24.71, None), "TVA": (24.71, None)},
+}
+_IEMOCAP_PAIRS = {("TA", "T"): (1.15, 1.36), ("TV", "T"): (3.10, 3.57),   # (acc difference, γ) at ratio 1
+                  ("TVA", "TV"): (0.86, 0.19), ("TVA", "TA"): (2.81, 2.40)}
+
+
+class IemocapTables(Reference):
+    """Paper Tables 1–3 (accuracy per subset and ratio; pairs with accuracy difference and γ)."""
+
+    def annotate(self, summary: dict[str, Any]) -> None:
+        acc = {(_IEMOCAP_NAMES[s], r): v for r, row in _IEMOCAP_ACC.items() for s, v in row.items()}
+        for c in summary["cells"]:
+            paper = acc.get((c["subset"], float(c["ratio"])))
+            c["paper"], c["paper_std"] = (None, None) if paper is None else paper
+        pairs = {(_IEMOCAP_NAMES[m], _IEMOCAP_NAMES[n]): v for (m, n), v in _IEMOCAP_PAIRS.items()}
+        for p in summary.get("pairs", []):
+            paper = pairs.get((p["M"], p["N"])) if float(p["ratio"]) == 1.0 else None
+            p["paper_acc_diff"], p["paper_gamma"] = (None, None) if paper is None else paper
+
+
 REFERENCES: Registry[Reference] = Registry("reference")
 REFERENCES.register("huang2021-table4", SyntheticTable4())
+REFERENCES.register("huang2021-iemocap", IemocapTables())

@@ -18,7 +18,7 @@ from ..data.dataset import DataError, MultimodalDataset
 from ..data.sources import is_per_seed, load_source
 from ..data.splits import nested_sample
 from ..data.subsets import select_subsets, subset_name
-from ..probes.latent import least_squares_probe, logistic_probe
+from ..probes.latent import Latent, least_squares_probe, logistic_probe
 from ..training.batched import BatchedTrainer, DeviceData, Streams, chunk_streams, resolve_device
 from ..training.protocol import TrainingProtocol
 from .references import REFERENCES
@@ -65,14 +65,10 @@ def load_groups(spec: ExperimentSpec, seeds: list[int]) -> list[DataGroup]:
     return groups
 
 
-def _stream_bytes(protocol: TrainingProtocol, dims: dict[str, int], subsets, n_outputs: int, batch: int) -> float:
-    """Rough working set of one stream while training (activations, inputs, Adam state)."""
-    H = protocol.hidden
+def _bytes_per_row(protocol: TrainingProtocol, dims: dict[str, int], subsets) -> float:
+    """Rough training working set per minibatch row of one stream (activations and inputs)."""
     pairs = sum(len(s) for s in subsets)           # (subset, modality) encoders
-    mean_d = np.mean(list(dims.values()))
-    act = batch * pairs * H * 4 * 8
-    params = pairs * (mean_d * H + H + H * n_outputs) * 4 * 4
-    return act + params + batch * sum(dims.values()) * 4 * 2
+    return pairs * protocol.hidden * 4 * 8 + sum(dims.values()) * 4 * 2
 
 
 def run_experiment(spec: ExperimentSpec, device: str = "auto", progress: bool = True,
@@ -89,6 +85,9 @@ def run_experiment(spec: ExperimentSpec, device: str = "auto", progress: bool = 
     split = [g.dataset.train_test_indices() for g in groups]
     train = DeviceData.stack([(g.dataset.rows(tr), g.dataset.y[tr]) for g, (tr, _) in zip(groups, split)], dev)
     test = DeviceData.stack([(g.dataset.rows(te), g.dataset.y[te]) for g, (_, te) in zip(groups, split)], dev)
+    if protocol.standardize:
+        moments = train.moments()
+        train, test = train.standardized(moments), test.standardized(moments)
 
     # One stream per (data group, seed, ratio): what its subsets share.
     keys, g_idx, s_idx, rows = [], [], [], []
@@ -103,8 +102,8 @@ def run_experiment(spec: ExperimentSpec, device: str = "auto", progress: bool = 
 
     if memory_budget is None:
         memory_budget = (0.5 * torch.cuda.mem_get_info(dev)[0]) if dev.type == "cuda" else 2e9
-    per_stream = _stream_bytes(protocol, ref.dims, subsets, n_out, min(protocol.batch_size, train.n))
-    chunks = chunk_streams(len(streams), per_stream, memory_budget)
+    chunks = chunk_streams([min(protocol.batch_size, len(r)) for r in rows],
+                           _bytes_per_row(protocol, ref.dims, subsets), memory_budget)
     chunk_streams_ = [streams.subset(c) for c in chunks]
     total_steps = sum(BatchedTrainer.n_steps(protocol, cs) for cs in chunk_streams_)
     bar = None
@@ -112,61 +111,86 @@ def run_experiment(spec: ExperimentSpec, device: str = "auto", progress: bool = 
         bar = tqdm(total=total_steps, desc=f"{spec.name}: training {len(streams) * len(subsets)} models",
                    unit="step", file=sys.stderr, dynamic_ncols=True)
 
-    results: list[dict[str, Any]] = []
+    results: list[tuple[int, int, dict[str, Any]]] = []   # (stream, subset, row)
     for ci, (chunk, cs) in enumerate(zip(chunks, chunk_streams_)):
         trainer = BatchedTrainer(protocol, ref.dims, subsets, n_out, task, dev)
+        if bar:
+            bar.set_postfix_str(f"chunk {ci + 1}/{len(chunks)}: training {len(chunk)} stream(s)")
         trainer.fit(train, cs, on_step=bar.update if bar else None)
         test_metrics = trainer.score(test, cs.groups)
+        probe = _probe_chunk(trainer, cs.groups, train, test, task, n_out, protocol, memory_budget,
+                             lambda done: bar.set_postfix_str(f"chunk {ci + 1}/{len(chunks)}: probed {done}/"
+                                                              f"{len(chunk)} stream(s)") if bar else None)
         for j, s in enumerate(chunk):
             gi, seed, ratio = keys[s]
-            probe = _probe(trainer, j, train, test, gi, task, n_out, protocol)
             for a, sub in enumerate(subsets):
                 row = {"experiment": spec.name, "subset": subset_name(sub), "n_modalities": len(sub),
                        **groups[gi].variant, "seed": seed, "ratio": ratio, "n_train": len(rows[s])}
                 row.update({f"test_{m}": float(v[j, a]) for m, v in test_metrics.items()})
-                row.update({f"probe_{m}": float(v[a]) for m, v in probe.items()})
+                row.update({f"probe_{m}": float(v[j, a]) for m, v in probe.items()})
                 row["train_loss"] = float(trainer.train_loss_[j, a])
-                results.append(row)
-        if bar:
-            bar.set_postfix_str(f"{ci + 1}/{len(chunks)} chunks done")
+                results.append((s, a, row))
     if bar:
         bar.close()
 
-    _add_eta(results, spec, task)
-    summary = summarize(spec, results, subsets)
+    rows_out = [row for _, _, row in sorted(results, key=lambda t: t[:2])]   # spec order, whatever the chunking
+    _add_eta(rows_out, spec, task)
+    summary = summarize(spec, rows_out, subsets)
     reference = REFERENCES.get(spec.reference) if spec.reference else None
     if reference is not None:
         reference.annotate(summary)
     meta = {
         "spec": spec.to_dict(), "seeds": seeds, "device": _device_name(dev),
-        "n_models": len(results), "n_streams": len(streams), "n_chunks": len(chunks),
+        "n_models": len(rows_out), "n_streams": len(streams), "n_chunks": len(chunks),
         "wall_time_s": round(time.time() - t0, 2),
         "versions": _versions(), "data": {"modalities": ref.dims, "task": task,
-                                           "n_train": train.n, "n_test": test.n,
+                                           "n_train": train.n, "n_test": test.n, "source": ref.source or ref.name, **ref.notes,
                                            "classes": None if ref.classes is None else [str(c) for c in ref.classes]},
     }
-    return RunResult(spec, results, summary, meta, groups)
+    return RunResult(spec, rows_out, summary, meta, groups)
 
 
-def _probe(trainer: BatchedTrainer, j: int, train: DeviceData, test: DeviceData, group: int,
-           task: str, n_out: int, protocol: TrainingProtocol) -> dict[str, np.ndarray]:
-    """The latent probe for the A models of stream j, on the full training set of its group."""
-    model = trainer.model_.select([j])
-    g = torch.tensor([group], device=train.y.device)
+def _probe_chunk(trainer: BatchedTrainer, groups: np.ndarray, train: DeviceData, test: DeviceData, task: str,
+                 n_out: int, protocol: TrainingProtocol, memory_budget: float, report) -> dict[str, np.ndarray]:
+    """The latent probe of every model of a trained chunk, each on the full training set of its
+    group: returns ``{metric: (S, A)}``.
 
-    def latent(data: DeviceData):
-        with torch.no_grad():
-            r = torch.arange(data.n, device=data.y.device)[None]
-            xs, y = data.gather(g, r)
-            return model.latent(xs)[0], y[0]
+    Logistic probes of several streams run as one batched L-BFGS (as many as fit the memory
+    budget); least-squares probes, whose Gram matrices are large, one stream at a time.
+    """
+    model = trainer.probe_model_
+    S, A = model.n_streams, len(model.subsets)
+    per_stream = train.n * sum(len(m) for m in model.members.values()) * model.hidden * 4 * 4
+    size = 1 if task == "regression" else max(1, int(memory_budget // max(per_stream, 1)))
+    out: dict[str, list[np.ndarray]] = {}
+    for start in range(0, S, size):
+        js = list(range(start, min(start + size, S)))
+        part = model.select(js)
+        g = torch.as_tensor(groups[js], device=train.y.device)
+        Z, y = _stacked_latent(part, train, g)
+        Zt, yt = _stacked_latent(part, test, g)
+        if task == "regression":
+            res = least_squares_probe(Z, y, Zt, yt, ridge=protocol.probe_ridge)
+        else:
+            res = logistic_probe(Z, y, Zt, yt, n_out, l2=protocol.probe_l2, max_iter=protocol.probe_max_iter,
+                                 tol=protocol.probe_tol)
+        for k, v in res.items():
+            out.setdefault(k, []).append(v.reshape(len(js), A).cpu().numpy())
+        if report:
+            report(js[-1] + 1)
+    return {k: np.concatenate(v) for k, v in out.items()}
 
-    Z, y = latent(train)
-    Zt, yt = latent(test)
-    if task == "regression":
-        out = least_squares_probe(Z, y, Zt, yt, ridge=protocol.probe_ridge)
-    else:
-        out = logistic_probe(Z, y, Zt, yt, n_out, l2=protocol.probe_l2, max_iter=protocol.probe_max_iter)
-    return {k: v.cpu().numpy() for k, v in out.items()}
+
+def _stacked_latent(model, data: DeviceData, groups: torch.Tensor) -> tuple[Latent, torch.Tensor]:
+    """Latents of S streams × A subsets as one Latent of S·A models (stream-major), and y (n, S·A)."""
+    S, A = model.n_streams, len(model.subsets)
+    with torch.no_grad():
+        r = torch.arange(data.n, device=data.y.device)[None].expand(S, -1)
+        xs, y = data.gather(groups, r)                                  # (S, n, d_k), (S, n)
+        blocks = {k: v.permute(1, 0, 2, 3).reshape(data.n, -1, v.shape[-1])   # (n, S·A_k, H)
+                  for k, v in model.latent_blocks(xs).items()}
+    members = {k: [s * A + a for s in range(S) for a in model.members[k]] for k in blocks}
+    return Latent(blocks, members, model.names, S * A), y.T[:, :, None].expand(-1, S, A).reshape(data.n, S * A)
 
 
 def _add_eta(rows: list[dict[str, Any]], spec: ExperimentSpec, task: str) -> None:

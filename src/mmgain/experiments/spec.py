@@ -26,8 +26,9 @@ class ExperimentSpec:
     protocol: str = "huang2021"
     protocol_overrides: dict[str, Any] = field(default_factory=dict)
     bayes_risk: float | None = None             # known Bayes risk; None: the best subset's probe risk
-    layout: str = "generic"                     # report layout (tables, figures)
+    layout: str = "sweep"                     # report layout (tables, figures)
     reference: str | None = None                # paper numbers to print beside ours
+    pairs: bool = True                          # paired comparisons (M, N), N ⊂ M, |M| = |N| + 1
 
     def __post_init__(self) -> None:
         if self.seeds < 1:

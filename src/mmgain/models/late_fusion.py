@@ -56,6 +56,18 @@ def initial_head_bias(seed: int, n_outputs: int) -> np.ndarray:
     return _uniform(seed, _HEAD_BIAS, 3, (n_outputs,))
 
 
+def dense_latent(blocks: Mapping[str, Tensor], members: Mapping[str, Sequence[int]], names: Sequence[str],
+                 n_models: int, hidden: int) -> Tensor:
+    """Per-modality latent blocks (..., A_k, H) → one (..., A, K·H) tensor, zeros where k ∉ M."""
+    lead = next(iter(blocks.values())).shape[:-2]
+    some = next(iter(blocks.values()))
+    z = torch.zeros(*lead, n_models, len(names) * hidden, dtype=some.dtype, device=some.device)
+    for k, blk in blocks.items():
+        i = list(names).index(k)
+        z[..., list(members[k]), i * hidden:(i + 1) * hidden] = blk
+    return z
+
+
 class LateFusion(nn.Module):
     """h∘g_M for one subset: ``encoders[k] = Linear(d_k, hidden)`` + activation, concat, linear head."""
 
@@ -130,14 +142,19 @@ class BatchedLateFusion:
         return {name: torch.tensor(p, dtype=torch.float32, device=self.device).requires_grad_()
                 for name, p in params.items()}
 
-    def select(self, streams: Sequence[int]) -> "BatchedLateFusion":
-        """A detached copy of some streams, e.g. to probe one stream at a time."""
+    def with_params(self, params: Mapping[str, Tensor], seeds: Sequence[int] | None = None) -> "BatchedLateFusion":
+        """The same architecture holding other (detached) parameters, e.g. a snapshot."""
         view = object.__new__(BatchedLateFusion)
         view.__dict__.update(self.__dict__)
-        view.seeds = [self.seeds[s] for s in streams]
-        idx = torch.as_tensor(list(streams), device=self.device)
-        view.params = {k: v.detach().index_select(0, idx) for k, v in self.params.items()}
+        view.seeds = list(self.seeds if seeds is None else seeds)
+        view.params = {k: v.detach() for k, v in params.items()}
         return view
+
+    def select(self, streams: Sequence[int]) -> "BatchedLateFusion":
+        """A detached copy of some streams, e.g. to probe one stream at a time."""
+        idx = torch.as_tensor(list(streams), device=self.device)
+        return self.with_params({k: v.index_select(0, idx) for k, v in self.params.items()},
+                                [self.seeds[s] for s in streams])
 
     @property
     def n_streams(self) -> int:
@@ -160,15 +177,14 @@ class BatchedLateFusion:
             out = out.index_add(2, self._members_t[k], contrib)
         return out
 
+    def latent_blocks(self, xs: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """ĝ_M(x) per modality: ``{k: (S, B, A_k, H)}`` over the subsets that contain k
+        (``self.members[k]``); modalities outside a subset have no block at all."""
+        return {k: self._hidden(k, xs[k]) for k in self.used}
+
     def latent(self, xs: Mapping[str, Tensor]) -> Tensor:
         """ĝ_M(x) of every model, (S, B, A, len(names)·H); blocks of modalities ∉ M are zero."""
-        S, B = next(iter(xs.values())).shape[:2]
-        H = self.hidden
-        z = torch.zeros(S, B, len(self.subsets), len(self.names) * H, device=self.device)
-        for k in self.used:
-            i = self.names.index(k)
-            z[:, :, self._members_t[k], i * H:(i + 1) * H] = self._hidden(k, xs[k])
-        return z
+        return dense_latent(self.latent_blocks(xs), self.members, self.names, len(self.subsets), self.hidden)
 
     # ---------------------------------------------------------------- export
     def to_module(self, stream: int, subset: int) -> LateFusion:

@@ -5,76 +5,132 @@ head on its latent over the full training set, and measure that head's test
 risk.  Subtracting the Bayes risk (when known) or the smallest probe risk of
 the subsets studied gives η̂; γ̂_S(M, N) = η̂(ĝ_M) − η̂(ĝ_N).
 
-Each probe here fits the A models of one stream at once: latents ``Z`` are
-(n, A, P), with zero blocks for modalities outside a model's subset; those
-blocks get zero coefficients, so the probe of a subset equals the probe of the
-model built without them.
+Each probe fits the A models of one stream at once.  A latent comes as
+per-modality blocks ``{k: (n, A_k, H)}`` for the subsets that contain k
+(``members[k]``): a modality outside M has no block, so the probe of a subset
+is the probe of the model built without the other modalities.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..models.late_fusion import dense_latent
+from .lbfgs import batched_lbfgs
+
+
+@dataclass
+class Latent:
+    """Frozen latents of A models on n rows, as per-modality blocks."""
+
+    blocks: dict[str, Tensor]          # k -> (n, A_k, H)
+    members: dict[str, Sequence[int]]  # k -> the models (0..A-1) whose subset contains k
+    names: list[str]
+    n_models: int
+
+    @property
+    def hidden(self) -> int:
+        return next(iter(self.blocks.values())).shape[-1]
+
+    def dense(self) -> Tensor:
+        """(n, A, K·H), zero blocks for absent modalities."""
+        return dense_latent(self.blocks, self.members, self.names, self.n_models, self.hidden)
+
 
 @torch.no_grad()
-def least_squares_probe(Z: Tensor, y: Tensor, Z_test: Tensor, y_test: Tensor, ridge: float = 1e-8) -> dict[str, Tensor]:
+def least_squares_probe(Z: Latent, y: Tensor, Z_test: Latent, y_test: Tensor, ridge: float = 1e-8) -> dict[str, Tensor]:
     """Least squares with intercept on the frozen latent (closed form, float64).
 
+    ``y`` is (n,), or (n, A) when the models have different targets.
     ``ridge`` is relative to the mean feature variance and is there only to make
-    collinear latents solvable.  Returns test ``mse`` per model, shape (A,).
+    collinear latents solvable; the zero columns of absent modalities get zero
+    coefficients.  Returns test ``mse`` per model, shape (A,).
     """
-    Z, Z_test = Z.double(), Z_test.double()
-    y, y_test = y.double(), y_test.double()
-    mu = Z.mean(0)                                        # (A, P)
-    Zc = Z - mu
-    yc = y - y.mean()
-    G = torch.einsum("nap,naq->apq", Zc, Zc)              # (A, P, P)
-    rhs = torch.einsum("nap,n->ap", Zc, yc)
+    X, Xt = Z.dense().double(), Z_test.dense().double()
+    y, y_test = per_model(y, Z.n_models).double(), per_model(y_test, Z.n_models).double()
+    mu = X.mean(0)                                        # (A, P)
+    Xc = X - mu
+    yc = y - y.mean(0)
+    G = torch.einsum("nap,naq->apq", Xc, Xc)              # (A, P, P)
+    rhs = torch.einsum("nap,na->ap", Xc, yc)
     lam = ridge * G.diagonal(dim1=1, dim2=2).mean(1).clamp(min=1e-12)
     G = G + lam[:, None, None] * torch.eye(G.shape[-1], dtype=G.dtype, device=G.device)
     beta = torch.linalg.solve(G, rhs)                     # (A, P)
-    pred = torch.einsum("nap,ap->na", Z_test - mu, beta) + y.mean()
-    return {"mse": ((pred - y_test[:, None]) ** 2).mean(0)}
+    pred = torch.einsum("nap,ap->na", Xt - mu, beta) + y.mean(0)
+    return {"mse": ((pred - y_test) ** 2).mean(0)}
 
 
-def logistic_probe(Z: Tensor, y: Tensor, Z_test: Tensor, y_test: Tensor, n_classes: int,
-                   l2: float = 1e-4, max_iter: int = 500) -> dict[str, Tensor]:
-    """Multinomial logistic regression on the frozen latent, full-batch L-BFGS.
+def per_model(y: Tensor, n_models: int) -> Tensor:
+    """Targets as (n, A): one column per model (a 1-D target is shared by all)."""
+    return y[:, None].expand(-1, n_models) if y.dim() == 1 else y
 
-    Features are standardized on the training rows (constant columns, such as
-    the zero blocks of absent modalities, stay zero); a small L2 term keeps the
-    problem strictly convex when classes are separable.  The A independent
-    objectives are summed and minimized together, which has the same minimizer.
-    Returns test ``acc`` (%) and ``ce`` per model, shape (A,).
+
+def _standardize(Z: Latent, Z_test: Latent) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    train, test = {}, {}
+    for k, blk in Z.blocks.items():
+        mu, sd = blk.mean(0), blk.std(0, unbiased=False)
+        sd = torch.where(sd > 1e-8, sd, torch.ones_like(sd))   # dead units stay zero
+        train[k], test[k] = (blk - mu) / sd, (Z_test.blocks[k] - mu) / sd
+    return train, test
+
+
+def logistic_probe(Z: Latent, y: Tensor, Z_test: Latent, y_test: Tensor, n_classes: int,
+                   l2: float = 1e-4, max_iter: int = 500, tol: float = 1e-5) -> dict[str, Tensor]:
+    """Multinomial logistic regression on the frozen latent, full-batch L-BFGS to convergence.
+
+    ``y`` is (n,), or (n, A) when the models have different targets.  Features are standardized on the training rows; a small L2 term (on the
+    weights, not the intercepts) keeps the problem strictly convex when classes
+    are separable.  Every model has its own L-BFGS state (:func:`batched_lbfgs`).
+    Returns test ``acc`` (%), ``ce``, the ``iterations`` used and whether the
+    gradient tolerance was reached (``converged``, 1/0), per model (A,).
     """
-    mu = Z.mean(0)
-    sd = Z.std(0, unbiased=False)
-    sd = torch.where(sd > 1e-8, sd, torch.ones_like(sd))
-    X, X_test = (Z - mu) / sd, (Z_test - mu) / sd
-    n, A, P = X.shape
-    W = torch.zeros(A, P, n_classes, device=Z.device, requires_grad=True)
-    b = torch.zeros(A, n_classes, device=Z.device, requires_grad=True)
-    yy = y[:, None].expand(n, A).reshape(-1)
+    X, Xt = _standardize(Z, Z_test)
+    A, C, H, K = Z.n_models, n_classes, Z.hidden, len(Z.names)
+    dev = y.device
+    members = {k: torch.as_tensor(list(Z.members[k]), device=dev) for k in X}
+    pos = {k: Z.names.index(k) for k in X}
+    n_w = K * H * C
+    cache: dict = {}
 
-    def objective() -> Tensor:
-        logits = torch.einsum("nap,apc->nac", X, W) + b
-        ce = F.cross_entropy(logits.reshape(-1, n_classes), yy, reduction="sum") / n
-        return ce + 0.5 * l2 * (W ** 2).sum()
+    def select(models: Tensor, blocks: Mapping[str, Tensor]):
+        """For the models asked for: per modality, their latent block and local indices."""
+        key = (id(blocks), tuple(models.tolist()))
+        if cache.get("key") != key:
+            local = torch.full((A,), -1, dtype=torch.long, device=dev)
+            local[models] = torch.arange(len(models), device=dev)
+            parts = {}
+            for k, blk in blocks.items():
+                keep = local[members[k]] >= 0
+                if bool(keep.any()):
+                    parts[k] = (blk[:, keep] if not bool(keep.all()) else blk, local[members[k][keep]])
+            cache.update(key=key, parts=parts)
+        return cache["parts"]
 
-    opt = torch.optim.LBFGS([W, b], lr=1.0, max_iter=max_iter, history_size=20,
-                            tolerance_grad=1e-6, tolerance_change=1e-10, line_search_fn="strong_wolfe")
+    def logits(x: Tensor, models: Tensor, blocks: Mapping[str, Tensor]) -> Tensor:
+        a = len(models)
+        W, b = x[:, :n_w].reshape(a, K, H, C), x[:, n_w:]
+        n = next(iter(blocks.values())).shape[0]
+        out = b[None].expand(n, a, C)
+        for k, (blk, loc) in select(models, blocks).items():
+            out = out.index_add(1, loc, torch.einsum("nah,ahc->nac", blk, W[loc, pos[k]]))
+        return out
 
-    def closure() -> Tensor:
-        opt.zero_grad()
-        loss = objective()
-        loss.backward()
-        return loss
+    Y, Yt = per_model(y, A), per_model(y_test, A)
 
-    opt.step(closure)
+    def objective(x: Tensor, models: Tensor) -> Tensor:
+        lg = logits(x, models, X)
+        ce = F.cross_entropy(lg.permute(0, 2, 1), Y[:, models], reduction="none").mean(0)
+        return ce + 0.5 * l2 * (x[:, :n_w] ** 2).sum(1)
+
+    x0 = torch.zeros(A, n_w + C, device=dev, dtype=next(iter(X.values())).dtype)
+    x, info = batched_lbfgs(objective, x0, max_iter=max_iter, tol=tol)
     with torch.no_grad():
-        logits = torch.einsum("nap,apc->nac", X_test, W) + b
-        yt = y_test[:, None].expand(-1, A)
-        ce = F.cross_entropy(logits.permute(0, 2, 1), yt, reduction="none").mean(0)
-        acc = (logits.argmax(-1) == yt).float().mean(0) * 100.0
-    return {"acc": acc.double(), "ce": ce.double()}
+        lt = logits(x, torch.arange(A, device=dev), Xt)
+        ce = F.cross_entropy(lt.permute(0, 2, 1), Yt, reduction="none").mean(0)
+        acc = (lt.argmax(-1) == Yt).float().mean(0) * 100.0
+    return {"acc": acc.double(), "ce": ce.double(), "iterations": info["iterations"].double(),
+            "converged": info["converged"].double()}

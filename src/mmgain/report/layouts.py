@@ -70,18 +70,75 @@ class SyntheticLayout(Layout):
                           xticks=sorted({c["n_modalities"] for c in cells}))]
 
 
-class GenericLayout(Layout):
-    """Every cell's metrics in one table."""
+class SweepLayout(Layout):
+    """The paper's IEMOCAP layouts: Table 1 (metric per subset at the full sample), Table 2
+    (subset × sample-size ratio), Table 3 (pairs (M, N) with the paired difference and γ̂),
+    and Fig. 2a (metric against ratio).  Paper values, when the spec has a reference, in brackets."""
+
+    PLOT_LIMIT = 8   # more subsets than this: plot single modalities and the full set only
+
+    @staticmethod
+    def _metric(result) -> tuple[str, str]:
+        return ("acc", "accuracy %") if "test_acc_mean" in result.summary["cells"][0] else ("mse", "MSE")
 
     def text(self, result) -> str:
+        cells, pairs = result.summary["cells"], result.summary.get("pairs", [])
+        m, label = self._metric(result)
+        ratios = list(dict.fromkeys(c["ratio"] for c in cells))
+        top = max(ratios)
+        subsets = list(dict.fromkeys(c["subset"] for c in cells))
+        at = {(c["subset"], c["ratio"]): c for c in cells}
+        has_paper = any(c.get("paper") is not None for c in cells)
+        ours = lambda c: fmt_pm(c[f"test_{m}_mean"], c[f"test_{m}_std"])  # noqa: E731
+        paper = lambda c: f" ({fmt_pm(c['paper'], c.get('paper_std'))})" if c.get("paper") is not None else ""  # noqa: E731
+        n = cells[0]["n_seeds"]
+        probe_cols = [f"probe_{m}"] + (["probe_ce"] if m == "acc" else []) + ["eta"]
+        t1 = render(["subset", f"test {label}"] + (["paper"] if has_paper else []) + probe_cols,
+                    [[s, ours(at[s, top])] + ([fmt_pm(at[s, top].get("paper"), at[s, top].get("paper_std"))]
+                                              if has_paper else [])
+                     + [fmt_pm(at[s, top][f"{k}_mean"], at[s, top][f"{k}_std"], 3 if k != "probe_acc" else 2)
+                        for k in probe_cols] for s in subsets],
+                    title=f"Table 1 — test {label} at ratio {top:g} (n_train={at[subsets[0], top]['n_train']}), "
+                          f"mean ± std over {n} seeds; probe = best head on the frozen encoder")
+        t2 = render(["subset"] + [f"r={r:g} (n={at[subsets[0], r]['n_train']})" for r in ratios],
+                    [[s] + [ours(at[s, r]) + paper(at[s, r]) for r in ratios] for s in subsets],
+                    title=f"Table 2 — test {label} by sample-size ratio" + (" (paper in brackets)" if has_paper else ""))
+        text = [t1, "", t2]
+        top_pairs = [p for p in pairs if p["ratio"] == top]
+        if top_pairs:
+            g = ["gamma_acc", "gamma_ce"] if m == "acc" else ["gamma_mse"]
+            has_pp = any(p.get("paper_acc_diff") is not None for p in top_pairs)
+            rows = []
+            for p in top_pairs:
+                lo, hi = p[f"{m}_diff_ci"]
+                row = [p["M"], p["N"], f"{p[f'{m}_diff_mean']:+.2f}", f"[{lo:+.2f}, {hi:+.2f}]", f"{p['p_value']:.3g}"]
+                row += [f"{p[k]:+.3f}" for k in g]
+                if has_pp:
+                    row += [fmt_pm(p.get("paper_acc_diff")), fmt_pm(p.get("paper_gamma"))]
+                rows.append(row)
+            t3 = render(["M", "N", f"Δ{m} M−N", "95% CI", "p (paired t)"] + g
+                        + (["paper Δacc", "paper γ"] if has_pp else []), rows,
+                        title=f"Table 3 — pairs N ⊂ M at ratio {top:g}: paired difference across seeds and "
+                              "γ̂ (γ_acc = probe acc M − N; γ_ce / γ_mse = η̂_M − η̂_N)")
+            text += ["", t3]
+        return "\n".join(text)
+
+    def figures(self, result, out: Path) -> list[Path]:
         cells = result.summary["cells"]
-        keys = [k[:-5] for k in cells[0] if k.endswith("_mean")]
-        header = ["subset", "ratio", "n_train"] + keys
-        rows = [[c["subset"], f"{c['ratio']:g}", str(c["n_train"])]
-                + [fmt_pm(c[f"{k}_mean"], c[f"{k}_std"]) for k in keys] for c in cells]
-        return render(header, rows)
+        m, label = self._metric(result)
+        subsets = list(dict.fromkeys(c["subset"] for c in cells))
+        if len(subsets) > self.PLOT_LIMIT:
+            widest = max(c["n_modalities"] for c in cells)
+            subsets = [s for s in subsets if "+" not in s] + [c["subset"] for c in cells if c["n_modalities"] == widest][:1]
+        series = {}
+        for s in subsets:
+            cs = [c for c in cells if c["subset"] == s]
+            series[s] = ([c["ratio"] for c in cs], [c[f"test_{m}_mean"] for c in cs], [c[f"test_{m}_std"] for c in cs])
+        return [line_plot(out / f"fig_{m}_vs_ratio.png", series, "sample-size ratio (log scale)",
+                          f"test {label}", f"{result.spec.name}: test {label} vs. sample size (cf. Fig. 2a)",
+                          logx=True)]
 
 
 LAYOUTS: Registry[Layout] = Registry("layout")
 LAYOUTS.register("synthetic", SyntheticLayout())
-LAYOUTS.register("generic", GenericLayout())
+LAYOUTS.register("sweep", SweepLayout())

@@ -10,7 +10,6 @@ indices.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
@@ -52,6 +51,17 @@ class DeviceData:
     @property
     def n(self) -> int:
         return int(self.y.shape[1])
+
+    def moments(self) -> dict[str, tuple[Tensor, Tensor]]:
+        """Per group and feature: mean and std (1 where a feature is constant)."""
+        out = {}
+        for k, x in self.xs.items():
+            sd = x.std(1, unbiased=False, keepdim=True)
+            out[k] = (x.mean(1, keepdim=True), torch.where(sd > 0, sd, torch.ones_like(sd)))
+        return out
+
+    def standardized(self, moments: dict[str, tuple[Tensor, Tensor]]) -> "DeviceData":
+        return DeviceData({k: (x - moments[k][0]) / moments[k][1] for k, x in self.xs.items()}, self.y)
 
     def gather(self, groups: Tensor, rows: Tensor) -> tuple[dict[str, Tensor], Tensor]:
         """Rows ``rows`` (S, B) of group ``groups[s]`` for each stream: xs (S, B, d_k), y (S, B)."""
@@ -123,8 +133,10 @@ class BatchedAdam:
 class BatchedTrainer:
     """Fits S streams × A subsets of :class:`BatchedLateFusion` and scores them.
 
-    Hyper-parameters come from the ``protocol``; learned state is ``model_``
-    and ``train_loss_`` (S, A), the last minibatch loss of each model.
+    Hyper-parameters come from the ``protocol``; learned state is ``model_``,
+    ``probe_model_`` (the encoders frozen after ``protocol.probe_epochs``; the
+    final model when that is None) and ``train_loss_`` (S, A), the last
+    minibatch loss of each model.
     """
 
     def __init__(self, protocol: TrainingProtocol, dims: Mapping[str, int], subsets: Sequence[Sequence[str]],
@@ -150,6 +162,10 @@ class BatchedTrainer:
         B = min(p.batch_size, max(len(r) for r in streams.train_rows))
         groups = torch.as_tensor(streams.groups, device=self.device)
         rows_np = [np.asarray(r) for r in streams.train_rows]
+        snap_at = None
+        if p.probe_epochs is not None:
+            snap_at = torch.as_tensor([p.probe_epochs * sc.steps_per_epoch for sc in schedules], device=self.device)
+            snapshot = {k: v.detach().clone() for k, v in model.params.items()}
         for t in range(int(n_steps.max())):
             active_np = t < n_steps
             rows = np.zeros((S, B), dtype=np.int64)
@@ -167,9 +183,13 @@ class BatchedTrainer:
                 prm.grad = None
             per_model.sum().backward()
             opt.step(torch.from_numpy(active_np).to(self.device))
+            if snap_at is not None and bool((hit := snap_at == t + 1).any()):
+                for k, v in model.params.items():
+                    snapshot[k][hit] = v.detach()[hit]
             if on_step is not None:
                 on_step()
         self.train_loss_ = per_model.detach().cpu().numpy()
+        self.probe_model_ = model if snap_at is None else model.with_params(snapshot)
         return self
 
     # --------------------------------------------------------------- scoring
@@ -209,9 +229,17 @@ def outputs_metrics(task: str, out: Tensor, y: Tensor) -> dict[str, np.ndarray]:
     return {"acc": acc.double().cpu().numpy(), "ce": loss.double().cpu().numpy()}
 
 
-def chunk_streams(n_streams: int, per_stream_bytes: float, budget_bytes: float) -> list[list[int]]:
-    """Split streams into consecutive chunks whose working set fits the budget."""
-    size = max(1, min(n_streams, int(budget_bytes // max(per_stream_bytes, 1.0))))
-    n_chunks = math.ceil(n_streams / size)
-    size = math.ceil(n_streams / n_chunks)  # even chunks
-    return [list(range(i, min(i + size, n_streams))) for i in range(0, n_streams, size)]
+def chunk_streams(sizes: Sequence[int], bytes_per_row: float, budget_bytes: float) -> list[list[int]]:
+    """Group streams into chunks that fit the memory budget, similar sample sizes together.
+
+    A chunk pads every stream's minibatch to its largest one, so streams are
+    sorted by batch rows (``sizes``) before they are packed greedily.
+    """
+    order = sorted(range(len(sizes)), key=lambda i: -sizes[i])
+    chunks: list[list[int]] = []
+    for i in order:
+        if chunks and (len(chunks[-1]) + 1) * sizes[chunks[-1][0]] * bytes_per_row <= budget_bytes:
+            chunks[-1].append(i)
+        else:
+            chunks.append([i])
+    return chunks
