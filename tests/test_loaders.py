@@ -79,30 +79,18 @@ def test_parquet_folder(tmp_path):
     np.testing.assert_allclose(ds.modalities["audio"], mods["audio"], rtol=1e-6)
 
 
-def test_ragged_csv_names_the_line(tmp_path):
+@pytest.mark.parametrize("file, line, edit, message", [
+    ("text.csv", 5, lambda row: row + ",1.0", r"text\.csv: line 6 has 4 fields, expected 3 \(ragged CSV\)"),
+    ("audio.csv", 3, lambda row: "abc," + row.split(",", 1)[1], r"audio\.csv: line 4, column 1: 'abc' is not a number"),
+    ("audio.csv", 2, lambda row: "nan," + row.split(",", 1)[1], r"modality 'audio': non-finite value nan in row 1"),
+])
+def test_bad_csv_cells_are_named(tmp_path, file, line, edit, message):
     write_folder(tmp_path / "d")
-    lines = (tmp_path / "d" / "text.csv").read_text().splitlines()
-    lines[5] = lines[5] + ",1.0"
-    (tmp_path / "d" / "text.csv").write_text("\n".join(lines) + "\n")
-    with pytest.raises(DataError, match=r"text\.csv: line 6 has 4 fields, expected 3"):
-        load_path(tmp_path / "d")
-
-
-def test_string_feature_names_line_and_column(tmp_path):
-    write_folder(tmp_path / "d")
-    lines = (tmp_path / "d" / "audio.csv").read_text().splitlines()
-    lines[3] = "abc," + lines[3].split(",", 1)[1]
-    (tmp_path / "d" / "audio.csv").write_text("\n".join(lines) + "\n")
-    with pytest.raises(DataError, match=r"audio\.csv: line 4, column 1: 'abc' is not a number"):
-        load_path(tmp_path / "d")
-
-
-def test_nan_in_csv_names_modality_and_row(tmp_path):
-    write_folder(tmp_path / "d")
-    lines = (tmp_path / "d" / "audio.csv").read_text().splitlines()
-    lines[2] = "nan," + lines[2].split(",", 1)[1]
-    (tmp_path / "d" / "audio.csv").write_text("\n".join(lines) + "\n")
-    with pytest.raises(DataError, match=r"modality 'audio': non-finite value nan in row 1"):
+    path = tmp_path / "d" / file
+    lines = path.read_text().splitlines()
+    lines[line] = edit(lines[line])
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=message):
         load_path(tmp_path / "d")
 
 

@@ -70,11 +70,13 @@ def per_model(y: Tensor, n_models: int) -> Tensor:
 
 
 def _standardize(Z: Latent, Z_test: Latent) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """Z-scored blocks, model-major (A_k, n, H) so that each model's rows are one matmul operand."""
     train, test = {}, {}
     for k, blk in Z.blocks.items():
         mu, sd = blk.mean(0), blk.std(0, unbiased=False)
         sd = torch.where(sd > 1e-8, sd, torch.ones_like(sd))   # dead units stay zero
-        train[k], test[k] = (blk - mu) / sd, (Z_test.blocks[k] - mu) / sd
+        train[k] = ((blk - mu) / sd).transpose(0, 1).contiguous()
+        test[k] = ((Z_test.blocks[k] - mu) / sd).transpose(0, 1).contiguous()
     return train, test
 
 
@@ -82,9 +84,9 @@ def logistic_probe(Z: Latent, y: Tensor, Z_test: Latent, y_test: Tensor, n_class
                    l2: float = 1e-4, max_iter: int = 500, tol: float = 1e-5) -> dict[str, Tensor]:
     """Multinomial logistic regression on the frozen latent, full-batch L-BFGS to convergence.
 
-    ``y`` is (n,), or (n, A) when the models have different targets.  Features are standardized on the training rows; a small L2 term (on the
-    weights, not the intercepts) keeps the problem strictly convex when classes
-    are separable.  Every model has its own L-BFGS state (:func:`batched_lbfgs`).
+    ``y`` is (n,), or (n, A) when the models have different targets.  Features
+    are standardized on the training rows; a small L2 term (on the weights, not
+    the intercepts) keeps the problem strictly convex when classes are separable.  Every model has its own L-BFGS state (:func:`batched_lbfgs`).
     Returns test ``acc`` (%), ``ce``, the ``iterations`` used and whether the
     gradient tolerance was reached (``converged``, 1/0), per model (A,).
     """
@@ -94,43 +96,52 @@ def logistic_probe(Z: Latent, y: Tensor, Z_test: Latent, y_test: Tensor, n_class
     members = {k: torch.as_tensor(list(Z.members[k]), device=dev) for k in X}
     pos = {k: Z.names.index(k) for k in X}
     n_w = K * H * C
-    cache: dict = {}
+    cache: list[tuple[int, Tensor, Tensor, dict]] = []   # the two latest working sets
 
-    def select(models: Tensor, blocks: Mapping[str, Tensor]):
-        """For the models asked for: per modality, their latent block and local indices."""
-        key = (id(blocks), tuple(models.tolist()))
-        if cache.get("key") != key:
-            local = torch.full((A,), -1, dtype=torch.long, device=dev)
-            local[models] = torch.arange(len(models), device=dev)
-            parts = {}
-            for k, blk in blocks.items():
-                keep = local[members[k]] >= 0
-                if bool(keep.any()):
-                    parts[k] = (blk[:, keep] if not bool(keep.all()) else blk, local[members[k][keep]])
-            cache.update(key=key, parts=parts)
-        return cache["parts"]
+    def working_set(models: Tensor, blocks: Mapping[str, Tensor]) -> tuple[int, Tensor, dict]:
+        """Latent blocks compacted to a working set of models ⊇ ``models``.
+
+        Compacting copies those models' latents, so a working set is reused while
+        the models asked for are at least 3/4 of it (the others ride along with
+        zero weights and their outputs are dropped).  Two are kept: the models
+        still running and those in a line search.
+        """
+        for key, working, local, parts in cache:
+            if key == id(blocks) and bool((local[models] >= 0).all()) and len(models) >= 0.75 * len(working):
+                return len(working), local[models], parts
+        local = torch.full((A,), -1, dtype=torch.long, device=dev)
+        local[models] = torch.arange(len(models), device=dev)
+        parts = {}
+        for k, blk in blocks.items():
+            keep = local[members[k]] >= 0
+            if bool(keep.any()):
+                parts[k] = (blk if bool(keep.all()) else blk[keep], local[members[k][keep]])
+        cache.insert(0, (id(blocks), models, local, parts))
+        del cache[2:]
+        return len(models), local[models], parts
 
     def logits(x: Tensor, models: Tensor, blocks: Mapping[str, Tensor]) -> Tensor:
-        a = len(models)
-        W, b = x[:, :n_w].reshape(a, K, H, C), x[:, n_w:]
-        n = next(iter(blocks.values())).shape[0]
-        out = b[None].expand(n, a, C)
-        for k, (blk, loc) in select(models, blocks).items():
-            out = out.index_add(1, loc, torch.einsum("nah,ahc->nac", blk, W[loc, pos[k]]))
-        return out
+        width, rows, parts = working_set(models, blocks)
+        xw = torch.zeros(width, x.shape[1], dtype=x.dtype, device=dev).index_copy(0, rows, x)
+        W, b = xw[:, :n_w].reshape(width, K, H, C), xw[:, n_w:]
+        n = next(iter(blocks.values())).shape[1]
+        out = b[:, None].expand(width, n, C)
+        for k, (blk, loc) in parts.items():
+            out = out.index_add(0, loc, torch.bmm(blk, W[loc, pos[k]]))
+        return out[rows]                                                  # (models, n, C)
 
-    Y, Yt = per_model(y, A), per_model(y_test, A)
+    Y, Yt = per_model(y, A).T.contiguous(), per_model(y_test, A).T.contiguous()   # (A, n)
 
     def objective(x: Tensor, models: Tensor) -> Tensor:
         lg = logits(x, models, X)
-        ce = F.cross_entropy(lg.permute(0, 2, 1), Y[:, models], reduction="none").mean(0)
+        ce = F.cross_entropy(lg.permute(0, 2, 1), Y[models], reduction="none").mean(1)
         return ce + 0.5 * l2 * (x[:, :n_w] ** 2).sum(1)
 
     x0 = torch.zeros(A, n_w + C, device=dev, dtype=next(iter(X.values())).dtype)
     x, info = batched_lbfgs(objective, x0, max_iter=max_iter, tol=tol)
     with torch.no_grad():
         lt = logits(x, torch.arange(A, device=dev), Xt)
-        ce = F.cross_entropy(lt.permute(0, 2, 1), Yt, reduction="none").mean(0)
-        acc = (lt.argmax(-1) == Yt).float().mean(0) * 100.0
+        ce = F.cross_entropy(lt.permute(0, 2, 1), Yt, reduction="none").mean(1)
+        acc = (lt.argmax(-1) == Yt).float().mean(1) * 100.0
     return {"acc": acc.double(), "ce": ce.double(), "iterations": info["iterations"].double(),
             "converged": info["converged"].double()}

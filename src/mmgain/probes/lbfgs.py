@@ -48,42 +48,47 @@ def batched_lbfgs(f: Objective, x0: Tensor, max_iter: int = 500, tol: float = 1e
         idx = active.nonzero().squeeze(1)
         if idx.numel() == 0:
             break
-        xa, ga, va = x[idx], g[idx], v[idx]
+        sel = slice(None) if idx.numel() == A else idx   # all running: views, no copies
+        xa, ga, va = x[sel], g[sel], v[sel]
         order = [(it - 1 - j) % history for j in range(min(it, history))]   # newest first
         q = ga.clone()
         alphas = []
         for j in order:
-            a = R[j, idx] * (S[j, idx] * q).sum(1)
-            q -= a[:, None] * Y[j, idx]
+            a = R[j, sel] * (S[j, sel] * q).sum(1)
+            q -= a[:, None] * Y[j, sel]
             alphas.append(a)
         d = gamma[idx, None] * q
         for j, a in zip(reversed(order), reversed(alphas)):
-            b = R[j, idx] * (Y[j, idx] * d).sum(1)
-            d += S[j, idx] * (a - b)[:, None]
+            b = R[j, sel] * (Y[j, sel] * d).sum(1)
+            d += S[j, sel] * (a - b)[:, None]
         d = -d
         dg = (d * ga).sum(1)
         bad = dg >= 0                                  # not a descent direction: steepest descent
         d = torch.where(bad[:, None], -ga, d)
         dg = torch.where(bad, -(ga * ga).sum(1), dg)
         t = torch.clamp(1.0 / ga.abs().sum(1), max=1.0) if it == 0 else torch.ones_like(va)
-        for _ in range(max_backtracks):
-            x_new = xa + t[:, None] * d
-            v_new, g_new = _value_and_grad(f, x_new, idx)
-            ok = v_new <= va + 1e-4 * t * dg
+        x_new = xa + t[:, None] * d
+        v_new, g_new = _value_and_grad(f, x_new, idx)
+        ok = v_new <= va + 1e-4 * t * dg
+        for _ in range(max_backtracks):          # halve the step of the problems that failed, only those
             if bool(ok.all()):
                 break
-            t = torch.where(ok, t, 0.5 * t)
+            p = (~ok).nonzero().squeeze(1)
+            t[p] *= 0.5
+            x_new[p] = xa[p] + t[p, None] * d[p]
+            v_new[p], g_new[p] = _value_and_grad(f, x_new[p], idx[p])
+            ok[p] = v_new[p] <= va[p] + 1e-4 * t[p] * dg[p]
         s, y = x_new - xa, g_new - ga
         sy = (s * y).sum(1)
         keep = ok & (sy > 1e-10)
         slot = it % history
-        S[slot, idx] = torch.where(keep[:, None], s, torch.zeros_like(s))
-        Y[slot, idx] = torch.where(keep[:, None], y, torch.zeros_like(y))
-        R[slot, idx] = torch.where(keep, 1.0 / sy.clamp(min=1e-10), torch.zeros_like(sy))
-        gamma[idx] = torch.where(keep, sy / (y * y).sum(1).clamp(min=1e-30), gamma[idx])
-        x[idx] = torch.where(ok[:, None], x_new, xa)
-        v[idx] = torch.where(ok, v_new, va)
-        g[idx] = torch.where(ok[:, None], g_new, ga)
+        S[slot, sel] = torch.where(keep[:, None], s, torch.zeros_like(s))
+        Y[slot, sel] = torch.where(keep[:, None], y, torch.zeros_like(y))
+        R[slot, sel] = torch.where(keep, 1.0 / sy.clamp(min=1e-10), torch.zeros_like(sy))
+        gamma[sel] = torch.where(keep, sy / (y * y).sum(1).clamp(min=1e-30), gamma[sel])
+        x[sel] = torch.where(ok[:, None], x_new, xa)
+        v[sel] = torch.where(ok, v_new, va)
+        g[sel] = torch.where(ok[:, None], g_new, ga)
         iters[idx] += ok.long()
         active[idx] = ok & (g[idx].abs().amax(1) > tol)
     return x, {"iterations": iters, "converged": g.abs().amax(1) <= tol}
