@@ -78,6 +78,11 @@ class SweepLayout(Layout):
     PLOT_LIMIT = 8   # more subsets than this: plot single modalities and the full set only
 
     @staticmethod
+    def _data_name(result) -> str:
+        source = getattr(result, "meta", {}).get("data", {}).get("source", result.spec.name)
+        return Path(source).name if "/" in source else source
+
+    @staticmethod
     def _metric(result) -> tuple[str, str]:
         return ("acc", "accuracy %") if "test_acc_mean" in result.summary["cells"][0] else ("mse", "MSE")
 
@@ -135,7 +140,7 @@ class SweepLayout(Layout):
             cs = [c for c in cells if c["subset"] == s]
             series[s] = ([c["ratio"] for c in cs], [c[f"test_{m}_mean"] for c in cs], [c[f"test_{m}_std"] for c in cs])
         return [line_plot(out / f"fig_{m}_vs_ratio.png", series, "sample-size ratio (log scale)",
-                          f"test {label}", f"{result.spec.name}: test {label} vs. sample size (cf. Fig. 2a)",
+                          f"test {label}", f"{self._data_name(result)}: test {label} vs. sample size (cf. Fig. 2a)",
                           logx=True)]
 
 
