@@ -90,3 +90,9 @@ def test_run_bad_arguments(tmp_path, capsys, args, message):
     assert main(["run", "--data", str(tmp_path / "d.npz"), *FAST, "--out", str(tmp_path / "r"), *args]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_missing_data_path_makes_no_run_folder(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["run", "--data", str(tmp_path / "nothere.npz"), "--out", str(out), "--quiet"]) == 2
+    assert "no such file or folder" in capsys.readouterr().err and not out.exists()

@@ -124,6 +124,9 @@ def _iemocap_spec(args) -> ExperimentSpec:
 
 def execute(spec: ExperimentSpec, args) -> int:
     """Run a spec into a run folder; run.json says 'running', then 'complete' or 'failed'."""
+    if spec.data not in SOURCES and not Path(spec.data).exists():   # a typo makes no run folder
+        raise DataError(f"{spec.data}: no such file or folder, and no registered dataset of that name "
+                        f"({', '.join(SOURCES.names())})")
     out = prepare_out_dir(args.out, spec.name, overwrite=args.overwrite)
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     status = {"status": "running", "started": started, "command": sys.argv, "spec": spec.to_dict()}
