@@ -212,13 +212,6 @@ class BatchedTrainer:
         y = data.y[torch.as_tensor(groups, device=self.device)][:, :, None].expand(-1, -1, out.shape[2])
         return outputs_metrics(self.task, out, y)
 
-    @torch.no_grad()
-    def latents(self, data: DeviceData, groups: np.ndarray, rows: int = 2048):
-        """Yields (latent (S, r, A, K·H), y (S, r)) over row chunks of the data."""
-        g = torch.as_tensor(groups, device=self.device)
-        for xb, yb in self._chunks(data, g, rows):
-            yield self.model_.latent(xb), yb
-
 
 def outputs_metrics(task: str, out: Tensor, y: Tensor) -> dict[str, np.ndarray]:
     """Metrics averaged over dim 1 (rows): regression → mse; classification → acc (%), ce."""
