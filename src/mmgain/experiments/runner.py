@@ -90,29 +90,24 @@ def run_experiment(spec: ExperimentSpec, device: str = "auto", progress: bool = 
         train, test = train.standardized(moments), test.standardized(moments)
 
     # One stream per (data group, seed, ratio): what its subsets share.
-    keys, g_idx, s_idx, rows = [], [], [], []
-    for gi, g in enumerate(groups):
-        for seed in ([g.seed] if g.seed is not None else seeds):
-            for ratio in spec.ratios:
-                keys.append((gi, seed, float(ratio)))
-                g_idx.append(gi)
-                s_idx.append(seed)
-                rows.append(nested_sample(train.n, float(ratio), seed))
-    streams = Streams(np.array(g_idx), np.array(s_idx), rows)
+    keys = [(gi, seed, float(ratio)) for gi, g in enumerate(groups)
+            for seed in ([g.seed] if g.seed is not None else seeds) for ratio in spec.ratios]
+    rows = [nested_sample(train.n, ratio, seed) for _, seed, ratio in keys]
+    streams = Streams(np.array([k[0] for k in keys]), np.array([k[1] for k in keys]), rows)
 
     if memory_budget is None:
         memory_budget = (0.5 * torch.cuda.mem_get_info(dev)[0]) if dev.type == "cuda" else 2e9
     chunks = chunk_streams([min(protocol.batch_size, len(r)) for r in rows],
                            _bytes_per_row(protocol, ref.dims, subsets), memory_budget)
-    chunk_streams_ = [streams.subset(c) for c in chunks]
-    total_steps = sum(BatchedTrainer.n_steps(protocol, cs) for cs in chunk_streams_)
+    chunk_data = [streams.subset(c) for c in chunks]
+    total_steps = sum(BatchedTrainer.n_steps(protocol, cs) for cs in chunk_data)
     bar = None
     if progress and tqdm is not None:
         bar = tqdm(total=total_steps, desc=f"{spec.name}: training {len(streams) * len(subsets)} models",
                    unit="step", file=sys.stderr, dynamic_ncols=True)
 
     results: list[tuple[int, int, dict[str, Any]]] = []   # (stream, subset, row)
-    for ci, (chunk, cs) in enumerate(zip(chunks, chunk_streams_)):
+    for ci, (chunk, cs) in enumerate(zip(chunks, chunk_data)):
         trainer = BatchedTrainer(protocol, ref.dims, subsets, n_out, task, dev)
         if bar:
             bar.set_postfix_str(f"chunk {ci + 1}/{len(chunks)}: training {len(chunk)} stream(s)")
