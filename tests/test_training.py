@@ -43,6 +43,20 @@ def test_batched_equals_reference(task, activation, device):
                 torch.testing.assert_close(got[name], p, rtol=1e-4, atol=1e-5, msg=f"{sub} stream {s} {name}")
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_batched_adam_all_streams_active_matches_torch_adam(device):
+    torch.manual_seed(1)
+    p = torch.randn(3, 4, 5, device=device, requires_grad=True)
+    q = p.detach().clone().requires_grad_()
+    ours, ref = BatchedAdam([p], n_streams=3, lr=0.05), torch.optim.Adam([q], lr=0.05)
+    for _ in range(4):
+        g = torch.randn(3, 4, 5, device=device)
+        p.grad, q.grad = g.clone(), g.clone()
+        ours.step(torch.ones(3, dtype=torch.bool, device=device))
+        ref.step()
+    torch.testing.assert_close(p.detach(), q.detach())
+
+
 def test_batched_adam_matches_torch_adam_and_freezes_inactive_streams():
     torch.manual_seed(0)
     p = torch.randn(3, 4, requires_grad=True)

@@ -105,11 +105,22 @@ class BatchedAdam:
         self.m = [torch.zeros_like(p) for p in self.params]
         self.v = [torch.zeros_like(p) for p in self.params]
         self.t = torch.zeros(n_streams, device=self.params[0].device, dtype=torch.float64)
+        self._fused = hasattr(torch, "_fused_adam_")
 
     @torch.no_grad()
     def step(self, active: Tensor) -> None:
         b1, b2 = self.betas
         self.t += active
+        if self._fused and bool(active.all()) and bool((self.t == self.t[0]).all()):
+            # Every stream at the same step: torch's fused Adam kernel, same arithmetic, one pass.
+            steps = [torch.tensor(float(self.t[0]), device=p.device) for p in self.params]
+            try:
+                torch._fused_adam_(self.params, [p.grad for p in self.params], self.m, self.v, [], steps,
+                                   lr=self.lr, beta1=b1, beta2=b2, weight_decay=0.0, eps=self.eps,
+                                   amsgrad=False, maximize=False)
+                return
+            except (AttributeError, NotImplementedError, RuntimeError):  # older torch: no such kernel here
+                self._fused = False
         t = self.t.clamp(min=1)
         step_size = (self.lr / (1 - b1 ** t)).float()
         bc2_sqrt = (1 - b2 ** t).sqrt().float()
