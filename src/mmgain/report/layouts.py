@@ -123,8 +123,8 @@ class SweepLayout(Layout):
                 rows.append(row)
             t3 = render(["M", "N", f"Δ{m} M−N", "95% CI", "p (paired t)"] + g
                         + (["paper Δacc", "paper γ"] if has_pp else []), rows,
-                        title=f"Table 3 — pairs N ⊂ M at ratio {top:g}: paired difference across seeds and "
-                              "γ̂ (γ_acc = probe acc M − N; γ_ce / γ_mse = η̂_M − η̂_N)")
+                        title=f"Table 3 — pairs N ⊂ M at ratio {top:g}: paired difference across seeds and γ̂ ("
+                              + ("γ_acc = probe acc M − N; γ_ce = η̂_M − η̂_N)" if m == "acc" else "γ_mse = η̂_M − η̂_N)"))
             text += ["", t3]
         return "\n".join(text)
 
