@@ -96,3 +96,19 @@ def test_missing_data_path_makes_no_run_folder(tmp_path, capsys):
     out = tmp_path / "r"
     assert main(["run", "--data", str(tmp_path / "nothere.npz"), "--out", str(out), "--quiet"]) == 2
     assert "no such file or folder" in capsys.readouterr().err and not out.exists()
+
+
+def test_run_regression_npz(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(400, 5)), rng.normal(size=(400, 3))
+    np.savez(tmp_path / "reg.npz", a=a, b=b, y=a[:, 0] + 0.5 * b[:, 1])
+    out = tmp_path / "run"
+    assert main(["run", "--data", str(tmp_path / "reg.npz"), "--task", "regression", "--ratios", "1",
+                 "--seeds", "2", "--epochs", "20", "--quiet", "--out", str(out)]) == 0
+    assert "test MSE" in capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    full = next(c for c in summary["cells"] if c["subset"] == "a+b")
+    single = next(c for c in summary["cells"] if c["subset"] == "a")
+    assert full["test_mse_mean"] < single["test_mse_mean"]     # b carries part of y
+    pair = next(p for p in summary["pairs"] if p["N"] == "a")
+    assert pair["mse_diff_mean"] < 0 and "gamma_mse" in pair and "gamma_acc" not in pair
