@@ -81,7 +81,7 @@ def _standardize(Z: Latent, Z_test: Latent) -> tuple[dict[str, Tensor], dict[str
 
 
 def logistic_probe(Z: Latent, y: Tensor, Z_test: Latent, y_test: Tensor, n_classes: int,
-                   l2: float = 1e-4, max_iter: int = 500, tol: float = 1e-5) -> dict[str, Tensor]:
+                   l2: float = 1e-3, max_iter: int = 500, tol: float = 1e-5) -> dict[str, Tensor]:
     """Multinomial logistic regression on the frozen latent, full-batch L-BFGS to convergence.
 
     ``y`` is (n,), or (n, A) when the models have different targets.  Features
