@@ -32,13 +32,25 @@ def test_run_on_a_user_npz(tmp_path, capsys):
         assert key in cells[0]
     assert {c["n_train"] for c in cells} == {24, 240}        # round(r · 240) with the 80/20 stratified split
     assert len(pairs) == 2 * 2                               # (text+audio, text), (text+audio, audio) × 2 ratios
-    for key in ("M", "N", "ratio", "acc_diff_mean", "acc_diff_ci", "p_value", "gamma_acc", "gamma_ce"):
+    for key in ("M", "N", "ratio", "acc_diff_mean", "acc_diff_ci", "p_value", "p_holm", "q_by", "p_tost", "gamma",
+                "gamma_ci", "gamma_acc", "gamma_ce_raw", "gamma_acc_raw", "verdict", "latent", "why"):
         assert key in pairs[0]
     p = next(p for p in pairs if p["N"] == "audio" and p["ratio"] == 1.0)
     assert p["acc_diff_ci"][0] <= p["acc_diff_mean"] <= p["acc_diff_ci"][1]
     assert p["acc_diff_mean"] > 10                           # text carries the label, audio does not
+    # Signs: adding the informative modality gives + accuracy, − γ̂ (better latent), + probe accuracy.
+    assert p["gamma"] < 0 and p["gamma_ci"][1] < 0 and p["gamma_acc"] > 0 and p["gamma_acc_raw"] > 0
+    assert p["verdict"] == "helps" and p["latent"] == "better" and "better representation" in p["why"]
+    assert [v["verdict"] for v in summary["verdicts"]] == [q["verdict"] for q in pairs]
+    assert set(summary["verdicts"][0]) >= {"modality", "M", "N", "ratio", "verdict", "acc_diff_mean",
+                                           "acc_diff_ci", "p_holm", "gamma", "gamma_ci", "latent", "why"}
+    assert "Verdicts (α=0.05" in printed and "text — added to each of 1 partner set(s)" in printed
     rows = list(csv.DictReader((out / "results.csv").open()))
     assert len(rows) == 3 * 2 * 3
+    assert {"train_acc", "train_ce", "probe_train_ce", "latent_risk", "eta", "eta_raw"} <= set(rows[0])
+    outcomes = np.load(out / "outcomes.npz")
+    assert outcomes["test_correct"].shape == (2 * 3, 3, 60) and outcomes["heldout_eval_loss"].shape == (6, 3, 60)
+    assert outcomes["matched_fit_loss"].shape == (6, 2, 60)      # one width-matched control per pair
     run = json.loads((out / "run.json").read_text())
     assert run["status"] == "complete" and run["data"]["split"]["method"] == "stratified"
     assert (out / "split.csv").exists() and (out / "fig_acc_vs_ratio.png").exists()
@@ -104,11 +116,12 @@ def test_run_regression_npz(tmp_path, capsys):
     np.savez(tmp_path / "reg.npz", a=a, b=b, y=a[:, 0] + 0.5 * b[:, 1])
     out = tmp_path / "run"
     assert main(["run", "--data", str(tmp_path / "reg.npz"), "--task", "regression", "--ratios", "1",
-                 "--seeds", "2", "--epochs", "20", "--quiet", "--out", str(out)]) == 0
+                 "--seeds", "2", "--epochs", "20", "--hidden", "8", "--quiet", "--out", str(out)]) == 0
     assert "test MSE" in capsys.readouterr().out
     summary = json.loads((out / "summary.json").read_text())
     full = next(c for c in summary["cells"] if c["subset"] == "a+b")
     single = next(c for c in summary["cells"] if c["subset"] == "a")
     assert full["test_mse_mean"] < single["test_mse_mean"]     # b carries part of y
     pair = next(p for p in summary["pairs"] if p["N"] == "a")
-    assert pair["mse_diff_mean"] < 0 and "gamma_mse" in pair and "gamma_acc" not in pair
+    assert pair["mse_diff_mean"] < 0 and pair["gamma"] < 0 and "gamma_mse_raw" in pair and "gamma_acc" not in pair
+    assert pair["verdict"] == "helps" and pair["latent"] == "better"

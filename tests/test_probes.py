@@ -8,6 +8,12 @@ from mmgain.probes import least_squares_probe, logistic_probe
 from mmgain.probes.latent import Latent
 
 
+def mean_of(out, part="test", what="loss"):
+    """A probe's mean per-row outcome (loss, or accuracy in % for what='correct')."""
+    v = out[part][what].mean(1)
+    return v * 100 if what == "correct" else v
+
+
 def dense(Z):
     """(n, A, P) as a Latent with one 'modality' holding every column, used by all A models."""
     Z = torch.as_tensor(Z)
@@ -29,7 +35,7 @@ def test_least_squares_probe_is_ols_with_intercept():
     # Two models side by side: the second sees extra all-zero columns (an absent modality's block).
     Z2 = np.stack([np.c_[Z, np.zeros((n, 3))], np.c_[Z, np.zeros((n, 3))]], axis=1)
     Zt2 = np.stack([np.c_[Zt, np.zeros((100, 3))], np.c_[Zt, r.standard_normal((100, 3))]], axis=1)
-    got = least_squares_probe(dense(Z2), t(y), dense(Zt2), t(yt))["mse"].numpy()
+    got = mean_of(least_squares_probe(dense(Z2), t(y), dense(Zt2), t(yt))).numpy()
     np.testing.assert_allclose(got, [expect, expect], rtol=1e-6)
 
 
@@ -38,7 +44,7 @@ def test_least_squares_probe_handles_collinear_latents():
     x = r.standard_normal((200, 1))
     Z = torch.from_numpy(np.c_[x, x, 2 * x])[:, None, :]
     y = torch.from_numpy(4 * x[:, 0])
-    assert least_squares_probe(dense(Z), y, dense(Z), y)["mse"].item() < 1e-8
+    assert mean_of(least_squares_probe(dense(Z), y, dense(Z), y)).item() < 1e-8
 
 
 def _scipy_logistic(X, y, C, l2):
@@ -75,11 +81,14 @@ def test_logistic_probe_reaches_the_optimum():
     t = torch.from_numpy
     out = logistic_probe(dense(Z2.astype(np.float64)), t(y), dense(Zt2.astype(np.float64)), t(yt), C, l2=l2, tol=1e-7)
     assert out["converged"].tolist() == [1.0, 1.0]
-    assert out["ce"][0].item() == pytest.approx(ce, rel=1e-3)
-    assert out["acc"][0].item() == pytest.approx(acc)
+    assert mean_of(out)[0].item() == pytest.approx(ce, rel=1e-3)
+    assert mean_of(out, what="correct")[0].item() == pytest.approx(acc)
+    L = ((Z - mu) / sd) @ W + b       # the in-sample risk of the same head: the corrected γ̂ needs it
+    assert mean_of(out, "train")[0].item() == pytest.approx(np.mean(logsumexp(L, axis=1) - L[np.arange(n), y]),
+                                                            rel=1e-3)
     W1, b1 = _scipy_logistic(((Z - mu) / sd)[:, :2], y, C, l2)
     L1 = ((Zt[:, :2] - mu[:2]) / sd[:2]) @ W1 + b1
-    assert out["ce"][1].item() == pytest.approx(np.mean(logsumexp(L1, axis=1) - L1[np.arange(80), yt]), rel=1e-3)
+    assert mean_of(out)[1].item() == pytest.approx(np.mean(logsumexp(L1, axis=1) - L1[np.arange(80), yt]), rel=1e-3)
 
 
 def test_logistic_probe_on_blocks_equals_probe_of_the_smaller_model():
@@ -94,8 +103,8 @@ def test_logistic_probe_on_blocks_equals_probe_of_the_smaller_model():
     only_a = Latent({"a": t(a[:, :1])}, {"a": [0]}, ["a"], 1)
     out = logistic_probe(both, y, both, y, C, tol=1e-7)
     ref = logistic_probe(only_a, y, only_a, y, C, tol=1e-7)
-    assert out["ce"][0].item() == pytest.approx(ref["ce"][0].item(), rel=1e-4)
-    assert out["ce"][1].item() < out["ce"][0].item()   # model 1 also sees 'b' and a different 'a' block
+    assert mean_of(out)[0].item() == pytest.approx(mean_of(ref)[0].item(), rel=1e-4)
+    assert mean_of(out)[1].item() < mean_of(out)[0].item()   # model 1 also sees 'b' and a different 'a' block
 
 
 def test_batched_lbfgs_solves_independent_quadratics():

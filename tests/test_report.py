@@ -10,31 +10,40 @@ def _cell(subset, ratio, acc, n_mod):
     return {"subset": subset, "ratio": ratio, "n_train": int(5810 * ratio) or 1, "n_modalities": n_mod,
             "test_acc_mean": acc, "test_acc_std": 0.5, "test_ce_mean": 1.0, "test_ce_std": 0.1,
             "probe_acc_mean": acc - 1, "probe_acc_std": 0.4, "probe_ce_mean": 1.2, "probe_ce_std": 0.05,
-            "eta_mean": 0.1, "eta_std": 0.01, "n_seeds": 5}
+            "eta_mean": 0.1, "eta_std": 0.01, "eta_raw_mean": 0.2, "eta_raw_std": 0.02,
+            "train_acc_mean": acc + 10, "train_acc_std": 0.3, "n_seeds": 5}
 
 
 def _iemocap_result():
     cells = [_cell("text", 0.01, 44.0, 1), _cell("text", 1.0, 50.5, 1),
              _cell("text+audio", 0.01, 46.0, 2), _cell("text+audio", 1.0, 52.25, 2)]
     pairs = [{"M": "text+audio", "N": "text", "ratio": r, "acc_diff_mean": d, "acc_diff_ci": [d - 1, d + 1],
-              "p_value": 0.0123, "n_seeds": 5, "gamma_acc": 1.5, "gamma_ce": -0.25} for r, d in ((0.01, 2.0), (1.0, 1.75))]
-    summary = {"experiment": "iemocap", "cells": cells, "pairs": pairs}
+              "p_value": 0.0123, "p_holm": 0.0246, "n_seeds": 5, "verdict": "helps", "gamma": -0.0251,
+              "gamma_ci": [-0.04, -0.01], "latent": "better", "gamma_acc_raw": 1.5}
+             for r, d in ((0.01, 2.0), (1.0, 1.75))]
+    summary = {"experiment": "iemocap", "cells": cells, "pairs": pairs,
+               "tests": {"ci": "95 % t interval over seeds and test rows", "alpha": 0.05, "family": "2 pairs",
+                         "margin": 1.0, "margin_unit": "accuracy points"},
+               "modalities": ["audio: at n=5810, adding it helps 1 of 1 partner set(s)"]}
     REFERENCES.get("huang2021-iemocap").annotate(summary)
     return SimpleNamespace(spec=EXPERIMENTS.get("iemocap"), summary=summary)
 
 
 def test_sweep_tables_put_ours_beside_the_paper():
     text = LAYOUTS.get("sweep").text(_iemocap_result())
-    t1, t2, t3 = text.split("\n\n")
+    t1, t2, t3, verdicts = text.split("\n\n")
     row = next(line for line in t1.splitlines() if line.startswith("text+audio "))
     assert "52.25±0.50" in row and "51.08±0.66" in row           # ours, then the paper's Table 1
     row = next(line for line in t2.splitlines() if line.startswith("text "))
     assert row.split()[1:] == ["44.00±0.50", "(45.63)", "50.50±0.50", "(49.93±0.57)"]
     assert "r=0.01" in t2 and "r=1 (n=5810)" in t2
     row = next(line for line in t3.splitlines() if line.startswith("text+audio"))
-    assert row.split() == ["text+audio", "text", "+1.75", "[+0.75,", "+2.75]", "0.0123", "+1.500", "-0.250",
-                           "1.15", "1.36"]
+    assert row.split() == ["text+audio", "text", "+1.75", "[+0.75,", "+2.75]", "0.0246", "helps", "-0.0251",
+                           "[-0.0400,", "-0.0100]", "better", "+1.500", "1.15", "1.36"]
     assert "ratio 1" in t3.splitlines()[0]                      # Table 3 is at the full sample
+    header = t3.splitlines()[1]
+    assert "(+: M better)" in header and "(−: M's latent better)" in header   # every sign stated
+    assert verdicts.splitlines()[1] == "audio: at n=5810, adding it helps 1 of 1 partner set(s)"
 
 
 def test_reference_annotates_without_touching_our_numbers():
@@ -49,10 +58,12 @@ def test_synthetic_check_line():
     for subset, k in (("m1", 1), ("m1+m2+m3+m4", 4)):
         for rho, eta in ((1.0, 0.0), (0.5, 80.0 if k == 1 else 0.001)):
             cells.append({"subset": subset, "overlap": rho, "n_modalities": k, "ratio": 1.0, "n_train": 7000,
-                          "eta_mean": eta, "eta_std": 0.1, "test_mse_mean": eta, "test_mse_std": 0.1, "n_seeds": 5})
+                          "eta_raw_mean": eta, "eta_raw_std": 0.1, "eta_mean": eta * 0.9, "eta_std": 0.1,
+                          "test_mse_mean": eta, "test_mse_std": 0.1, "n_seeds": 5})
     summary = {"experiment": "synthetic", "cells": cells}
     REFERENCES.get("huang2021-table4").annotate(summary)
     check = LAYOUTS.get("synthetic").check(summary["cells"])
     assert "0/1 within 5 % of the paper (worst 5.4 %, m1 ρ=0.5)" in check   # 80 vs 75.89
     assert "1/1 within 5 % of η_n (worst 5.1 %)" not in check and "0/1 within 5 % of η_n" in check  # 80 vs 76.10
     assert "cells with η* = 0: 3/3 below 0.5" in check
+    assert "corrected η̂, same cells: 1/1 within 5 % of η* (worst 4.0 %, m1 ρ=0.5)" in check   # 72 vs 75

@@ -10,12 +10,12 @@ import sys
 import time
 from pathlib import Path
 
-from .data.dataset import DataError
 from .data.sources import SOURCES
+from .errors import DataError, UserError
 from .experiments import EXPERIMENTS, ExperimentSpec, run_experiment
 from .models.late_fusion import ACTIVATIONS
 from .report.layouts import LAYOUTS
-from .report.outputs import prepare_out_dir, write_csv, write_json
+from .report.outputs import prepare_out_dir, write_csv, write_json, write_outcomes
 from .training.protocol import PROTOCOLS
 
 
@@ -38,6 +38,12 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 def _add_sweep(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ratios", type=float, nargs="+", help="sample-size ratios in (0, 1] (default 1e-4 1e-3 1e-2 1e-1 1)")
     p.add_argument("--probe-epochs", type=int, help="epochs after which the encoder is frozen for the probe")
+    p.add_argument("--margin", type=float,
+                   help="equivalence margin for a 'no effect' verdict, in accuracy points (classification, "
+                        "default 1) or MSE units (regression, default 1%% of the target variance)")
+    p.add_argument("--null-control", action="store_true",
+                   help="also train N + perm(k) for every pair (N+k, N): a row-permuted copy of k that "
+                        "carries no information (one extra model per pair and stream)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,7 +113,8 @@ def _sweep_overrides(spec: ExperimentSpec, args) -> ExperimentSpec:
             print(f"mmgain: --epochs {args.epochs} is below the preset's probe budget ({preset}); "
                   f"probing after {args.epochs} epochs", file=sys.stderr)
             overrides["probe_epochs"] = args.epochs
-    return spec.with_(ratios=tuple(args.ratios) if args.ratios else None, protocol_overrides=overrides)
+    return spec.with_(ratios=tuple(args.ratios) if args.ratios else None, protocol_overrides=overrides,
+                      margin=args.margin, null_control=args.null_control or None)
 
 
 def _run_spec(args) -> ExperimentSpec:
@@ -138,8 +145,9 @@ def execute(spec: ExperimentSpec, args) -> int:
         write_json(out / "run.json", {**status, "status": "failed" if not isinstance(exc, KeyboardInterrupt)
                                       else "interrupted", "error": f"{type(exc).__name__}: {exc}"})
         raise
-    write_csv(out / "results.csv", result.rows)
-    extra = []
+    write_csv(out / "results.csv", result.table())
+    write_outcomes(out / "outcomes.npz", result)
+    extra = ["outcomes.npz"]
     ds = result.datasets[0].dataset
     if "split" in ds.notes:  # a split we made: record which row went where
         write_csv(out / "split.csv", [{"row": i, "part": p, **({"group": g} if ds.groups is not None else {})}
@@ -153,7 +161,7 @@ def execute(spec: ExperimentSpec, args) -> int:
                                   "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                                   "files": ["results.csv", "summary.json"] + extra + [f.name for f in figs]})
     print(layout.text(result))
-    print(f"\n{len(result.rows)} models, {result.meta['wall_time_s']:.1f} s on {result.meta['device']}; "
+    print(f"\n{result.meta['n_models']} models, {result.meta['wall_time_s']:.1f} s on {result.meta['device']}; "
           f"wrote {out}/ (results.csv, summary.json, run.json{''.join(', ' + f for f in extra + [g.name for g in figs])})")
     return 0
 
@@ -172,9 +180,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "list":
             return _list()
         return execute(args.build(args), args)
-    except (DataError, FileExistsError, FileNotFoundError, ValueError, KeyError) as exc:
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        print(f"mmgain: error: {msg}", file=sys.stderr)
+    except UserError as exc:          # the user can fix it: the message, no traceback
+        print(f"mmgain: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\nmmgain: interrupted; the run folder's run.json says so", file=sys.stderr)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Generic, TypeVar
 
+from .errors import UnknownName
+
 T = TypeVar("T")
 
 
@@ -28,7 +30,7 @@ class Registry(Generic[T]):
         try:
             return self._items[name]
         except KeyError:
-            raise KeyError(f"unknown {self.kind} {name!r}; choose from: {', '.join(self._items)}") from None
+            raise UnknownName(f"unknown {self.kind} {name!r}; choose from: {', '.join(self._items)}") from None
 
     def names(self) -> list[str]:
         return list(self._items)

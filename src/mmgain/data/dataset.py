@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import DataError
+
 TASKS = ("classification", "regression")
 SPLIT_VALUES = ("train", "test")
 
 
-class DataError(ValueError):
-    """Bad user data; the message names the source, the modality and the row."""
 
 
 @dataclass

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import SpecError
+
 
 def sample_size(ratio: float, n_train: int) -> int:
     """n = max(1, round(r·n_train)), the paper's sample-size sweep."""
     if not 0.0 < ratio <= 1.0:
-        raise ValueError(f"sample-size ratio {ratio} is outside (0, 1]")
+        raise SpecError(f"sample-size ratio {ratio} is outside (0, 1]")
     return max(1, int(round(ratio * n_train)))
 
 
@@ -30,7 +32,7 @@ def make_split(ds, seed: int = 0, test_fraction: float = 0.2):
     from dataclasses import replace
 
     if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test fraction must lie in (0, 1), got {test_fraction}")
+        raise SpecError(f"test fraction must lie in (0, 1), got {test_fraction}")
     rng = np.random.default_rng([int(seed), 5])
     test = np.zeros(ds.n, dtype=bool)
     if ds.groups is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import SpecError
 from .dataset import MultimodalDataset
 
 
@@ -17,7 +18,7 @@ def make_overlap_dataset(overlap: float, seed: int, n_train: int = 7000, n_test:
     """One draw of the overlap study; the noise depends on ``seed`` only, so
     datasets with different ``overlap`` but the same seed are paired."""
     if not 0.0 <= overlap <= 1.0:
-        raise ValueError(f"overlap must lie in [0, 1], got {overlap}")
+        raise SpecError(f"overlap must lie in [0, 1], got {overlap}")
     rng = np.random.default_rng([int(seed), 20210609])
     n = n_train + n_test
     x1 = rng.standard_normal((n, dim))

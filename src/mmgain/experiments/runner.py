@@ -14,13 +14,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..data.controls import control_subsets, with_permuted_copies
 from ..data.dataset import DataError, MultimodalDataset
 from ..data.sources import is_per_seed, load_source
 from ..data.splits import nested_sample
-from ..data.subsets import select_subsets, subset_name
-from ..probes.latent import Latent, least_squares_probe, logistic_probe
+from ..data.subsets import proper_pairs, select_subsets, subset_name
+from ..probes.latent import Latent, latent_gap_probe, probe_folds
+from ..tasks import Task, as_numpy_rows, get_task
 from ..training.batched import BatchedTrainer, DeviceData, Streams, chunk_streams, resolve_device
 from ..training.protocol import TrainingProtocol
+from .estimates import add_latent_estimates
 from .references import REFERENCES
 from .spec import ExperimentSpec
 from .summary import summarize
@@ -39,12 +42,67 @@ class DataGroup:
 
 
 @dataclass
+class StreamTable:
+    """What identifies each stream: its data group, seed, sample-size ratio and training rows."""
+
+    group: np.ndarray
+    seed: np.ndarray
+    ratio: np.ndarray
+    n_train: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.seed)
+
+    def where(self, group_ids, ratio: float) -> np.ndarray:
+        """The streams of these data groups at this ratio, in seed order."""
+        js = np.flatnonzero(np.isin(self.group, list(group_ids)) & (self.ratio == ratio))
+        return js[np.argsort(self.seed[js], kind="stable")]
+
+
+@dataclass
 class RunResult:
+    """A run's results as arrays, kept structured until they are written.
+
+    ``metrics[name]`` is (S, A) — stream × subset; ``rows[name]`` is (S, A, n_test):
+    per-row outcomes on the test rows of the models (``test``), of the paper's
+    probe (``probe_test``) and of the cross-fitted probe (``heldout_fit``: in-fold,
+    ``heldout_eval``: out-of-fold), each a dict of the task's row outcomes
+    (``loss``, ``correct``); ``rows["matched_*"]`` is (S, Q, n_test) for the width-matched
+    control of each pair in ``pairs``.  :meth:`table` flattens to one row per
+    model for the CSV writer only.
+    """
+
     spec: ExperimentSpec
-    rows: list[dict[str, Any]]
-    summary: dict[str, Any]
+    task: Task
+    subsets: list[tuple[str, ...]]
+    controls: list[bool]                      # per subset: a null-control subset (holds a permuted copy)
+    groups: list[DataGroup]
+    streams: StreamTable
+    metrics: dict[str, np.ndarray]
+    rows: dict[str, dict[str, np.ndarray]]
+    pairs: list[tuple[int, int]] = field(default_factory=list)   # (a, b): subsets[a] = subsets[b] + one modality
+    summary: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
-    datasets: list[DataGroup] = field(default_factory=list)
+    eta_reference: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def datasets(self) -> list[DataGroup]:
+        return self.groups
+
+    def table(self) -> list[dict[str, Any]]:
+        """One row per model, in spec order (subsets within streams)."""
+        out = []
+        for s in range(len(self.streams)):
+            g = self.groups[int(self.streams.group[s])]
+            for a, sub in enumerate(self.subsets):
+                row = {"experiment": self.spec.name, "subset": subset_name(sub), "n_modalities": len(sub),
+                       **g.variant, "seed": int(self.streams.seed[s]), "ratio": float(self.streams.ratio[s]),
+                       "n_train": int(self.streams.n_train[s])}
+                if any(self.controls):
+                    row["control"] = int(self.controls[a])
+                row.update({k: float(v[s, a]) for k, v in self.metrics.items()})
+                out.append(row)
+        return out
 
 
 def load_groups(spec: ExperimentSpec, seeds: list[int]) -> list[DataGroup]:
@@ -79,8 +137,15 @@ def run_experiment(spec: ExperimentSpec, device: str = "auto", progress: bool = 
     seeds = list(range(spec.seeds))
     groups = load_groups(spec, seeds)
     ref = groups[0].dataset
+    task = get_task(ref.task)
     subsets = select_subsets(spec.subsets, ref.names)
-    task, n_out = ref.task, ref.n_outputs
+    controls = [False] * len(subsets)
+    if spec.null_control:
+        groups = [DataGroup(g.variant, g.seed, with_permuted_copies(g.dataset, g.seed or 0)) for g in groups]
+        extra = control_subsets(subsets)
+        subsets, controls = subsets + extra, controls + [True] * len(extra)
+    ref = groups[0].dataset
+    n_out = ref.n_outputs
 
     split = [g.dataset.train_test_indices() for g in groups]
     train = DeviceData.stack([(g.dataset.rows(tr), g.dataset.y[tr]) for g, (tr, _) in zip(groups, split)], dev)
@@ -92,12 +157,14 @@ def run_experiment(spec: ExperimentSpec, device: str = "auto", progress: bool = 
     # One stream per (data group, seed, ratio): what its subsets share.
     keys = [(gi, seed, float(ratio)) for gi, g in enumerate(groups)
             for seed in ([g.seed] if g.seed is not None else seeds) for ratio in spec.ratios]
-    rows = [nested_sample(train.n, ratio, seed) for _, seed, ratio in keys]
-    streams = Streams(np.array([k[0] for k in keys]), np.array([k[1] for k in keys]), rows)
+    sample = [nested_sample(train.n, ratio, seed) for _, seed, ratio in keys]
+    streams = Streams(np.array([k[0] for k in keys]), np.array([k[1] for k in keys]), sample)
+    table = StreamTable(streams.groups, streams.seeds, np.array([k[2] for k in keys]),
+                        np.array([len(r) for r in sample]))
 
     if memory_budget is None:
         memory_budget = (0.5 * torch.cuda.mem_get_info(dev)[0]) if dev.type == "cuda" else 2e9
-    chunks = chunk_streams([min(protocol.batch_size, len(r)) for r in rows],
+    chunks = chunk_streams([min(protocol.batch_size, len(r)) for r in sample],
                            _bytes_per_row(protocol, ref.dims, subsets), memory_budget)
     chunk_data = [streams.subset(c) for c in chunks]
     total_steps = sum(BatchedTrainer.n_steps(protocol, cs) for cs in chunk_data)
@@ -106,74 +173,117 @@ def run_experiment(spec: ExperimentSpec, device: str = "auto", progress: bool = 
         bar = tqdm(total=total_steps, desc=f"{spec.name}: training {len(streams) * len(subsets)} models",
                    unit="step", file=sys.stderr, dynamic_ncols=True)
 
-    results: list[tuple[int, int, dict[str, Any]]] = []   # (stream, subset, row)
+    S, A = len(streams), len(subsets)
+    pair_index = [(subsets.index(m), subsets.index(n)) for m, n in proper_pairs(subsets)] if spec.pairs else []
+    metrics: dict[str, np.ndarray] = {}
+    rows: dict[str, dict[str, np.ndarray]] = {}
+
+    def put(store: dict, name: str, chunk: list[int], values: np.ndarray) -> None:
+        if name not in store:
+            store[name] = np.zeros((S,) + values.shape[1:], dtype=values.dtype)
+        store[name][chunk] = values
+
     for ci, (chunk, cs) in enumerate(zip(chunks, chunk_data)):
         trainer = BatchedTrainer(protocol, ref.dims, subsets, n_out, task, dev)
         if bar:
             bar.set_postfix_str(f"chunk {ci + 1}/{len(chunks)}: training {len(chunk)} stream(s)")
         trainer.fit(train, cs, on_step=bar.update if bar else None)
-        test_metrics = trainer.score(test, cs.groups)
+        test_rows = trainer.test_rows(test, cs.groups)
+        for name, v in {**task.metrics(test_rows, "test_"), **trainer.train_metrics(train, cs)}.items():
+            put(metrics, name, chunk, v)
+        rows.setdefault("test", {})
+        for k, v in test_rows.items():
+            put(rows["test"], k, chunk, v)
         probe = _probe_chunk(trainer, cs.groups, train, test, task, n_out, protocol, memory_budget,
                              lambda done: bar.set_postfix_str(f"chunk {ci + 1}/{len(chunks)}: probed {done}/"
-                                                              f"{len(chunk)} stream(s)") if bar else None)
-        for j, s in enumerate(chunk):
-            gi, seed, ratio = keys[s]
-            for a, sub in enumerate(subsets):
-                row = {"experiment": spec.name, "subset": subset_name(sub), "n_modalities": len(sub),
-                       **groups[gi].variant, "seed": seed, "ratio": ratio, "n_train": len(rows[s])}
-                row.update({f"test_{m}": float(v[j, a]) for m, v in test_metrics.items()})
-                row.update({f"probe_{m}": float(v[j, a]) for m, v in probe.items()})
-                row["train_loss"] = float(trainer.train_loss_[j, a])
-                results.append((s, a, row))
+                                                              f"{len(chunk)} stream(s)") if bar else None,
+                             pair_index)
+        for where, values in probe.items():
+            store = metrics if where == "diagnostics" else rows.setdefault(where, {})
+            for k, v in values.items():
+                put(store, f"probe_{k}" if where == "diagnostics" else k, chunk, v)
     if bar:
         bar.close()
 
-    rows_out = [row for _, _, row in sorted(results, key=lambda t: t[:2])]   # spec order, whatever the chunking
-    _add_eta(rows_out, spec, task)
-    summary = summarize(spec, rows_out, subsets)
+    metrics.update(task.metrics(rows["probe_test"], "probe_"))
+    metrics.update(task.metrics(rows["heldout_eval"], "heldout_"))
+    metrics.update(task.metrics(rows["heldout_fit"], "heldout_fit_"))
+    result = RunResult(spec, task, subsets, controls, groups, table, metrics, rows, pair_index)
+    add_latent_estimates(result)
+    result.summary = summarize(result)
     reference = REFERENCES.get(spec.reference) if spec.reference else None
     if reference is not None:
-        reference.annotate(summary)
-    meta = {
+        reference.annotate(result.summary)
+    result.meta = {
         "spec": spec.to_dict(), "seeds": seeds, "device": _device_name(dev),
-        "n_models": len(rows_out), "n_streams": len(streams), "n_chunks": len(chunks),
+        "n_models": S * A, "n_streams": S, "n_chunks": len(chunks),
         "wall_time_s": round(time.time() - t0, 2),
-        "versions": _versions(), "data": {"modalities": ref.dims, "task": task,
+        "versions": _versions(), "data": {"modalities": ref.dims, "task": task.name,
                                            "n_train": train.n, "n_test": test.n, "source": ref.source or ref.name, **ref.notes,
                                            "classes": None if ref.classes is None else [str(c) for c in ref.classes]},
     }
-    return RunResult(spec, rows_out, summary, meta, groups)
+    return result
 
 
-def _probe_chunk(trainer: BatchedTrainer, groups: np.ndarray, train: DeviceData, test: DeviceData, task: str,
-                 n_out: int, protocol: TrainingProtocol, memory_budget: float, report) -> dict[str, np.ndarray]:
-    """The latent probe of every model of a trained chunk, each on the full training set of its
-    group: returns ``{metric: (S, A)}``.
+def _probe_chunk(trainer: BatchedTrainer, groups: np.ndarray, train: DeviceData, test: DeviceData, task: Task,
+                 n_out: int, protocol: TrainingProtocol, memory_budget: float, report,
+                 pairs: list[tuple[int, int]] = ()) -> dict[str, dict]:
+    """The latent probes of every model of a trained chunk.
 
-    Logistic probes of several streams run as one batched L-BFGS (as many as fit the memory
-    budget); least-squares probes, whose Gram matrices are large, one stream at a time.
+    Two probes per model: the paper's (fitted on the full training set of its group, scored
+    on the test rows: per-row ``probe_test`` outcomes, in-sample ``diagnostics``), and the
+    cross-fitted probe on the test rows that no encoder has seen (``heldout_fit``,
+    ``heldout_eval``, per test row), fitted also to one width-matched control per pair
+    (``matched_fit``, ``matched_eval``, (S, Q, n) for the Q ``pairs`` (a, b) of subset
+    indices, M = subsets[a]), which gives the corrected γ̂.  Arrays are (S, A, ...).
+
+    The probes of as many streams as fit the memory budget are fitted together (one batched
+    L-BFGS, or one batched solve); least-squares probes, whose Gram matrices are large, one
+    stream at a time.
     """
     model = trainer.probe_model_
     S, A = model.n_streams, len(model.subsets)
     per_stream = train.n * sum(len(m) for m in model.members.values()) * model.hidden * 4 * 4
-    size = 1 if task == "regression" else max(1, int(memory_budget // max(per_stream, 1)))
-    out: dict[str, list[np.ndarray]] = {}
+    size = 1 if task.name == "regression" else max(1, int(memory_budget // max(per_stream, 1)))
+    folds = probe_folds(test.y[0].cpu().numpy(), protocol.probe_folds, stratify=task.name == "classification")
+    fit = lambda Z, y, Zt, yt: task.probe(Z, y, Zt, yt, n_out, protocol)   # noqa: E731
+    fit_heldout = lambda Z, y, Zt, yt: task.probe(Z, y, Zt, yt, n_out, protocol, heldout=True)   # noqa: E731
+    out: dict[str, dict[str, list[np.ndarray]]] = {}
+
+    def keep(where: str, values: dict, js: list[int], width: int = A) -> None:
+        if where.endswith("_fit"):        # in-fold averages: fractions, not 0/1
+            values = {k: v.float().cpu().numpy() for k, v in values.items()}
+        elif where != "diagnostics":
+            values = as_numpy_rows(values)
+        for k, v in values.items():       # (S·width, ...)
+            out.setdefault(where, {}).setdefault(k, []).append(np.asarray(v).reshape(len(js), width, *np.shape(v)[1:]))
+
     for start in range(0, S, size):
         js = list(range(start, min(start + size, S)))
         part = model.select(js)
         g = torch.as_tensor(groups[js], device=train.y.device)
         Z, y = _stacked_latent(part, train, g)
         Zt, yt = _stacked_latent(part, test, g)
-        if task == "regression":
-            res = least_squares_probe(Z, y, Zt, yt, ridge=protocol.probe_ridge)
-        else:
-            res = logistic_probe(Z, y, Zt, yt, n_out, l2=protocol.probe_l2, max_iter=protocol.probe_max_iter,
-                                 tol=protocol.probe_tol)
-        for k, v in res.items():
-            out.setdefault(k, []).append(v.reshape(len(js), A).cpu().numpy())
+        paper = fit(Z, y, Zt, yt)                      # the paper's probe: fitted on the training rows
+        keep("probe_test", paper["test"], js)
+        keep("diagnostics", {f"train_{k}": v for k, v in task.metrics(as_numpy_rows(paper["train"])).items()}, js)
+        keep("diagnostics", {k: paper[k].cpu().numpy() for k in ("iterations", "converged") if k in paper}, js)
+        # The cross-fitted probe on rows no encoder has seen, with one width-matched control
+        # per pair (M, N) and stream; permutations keyed by (seed, modality).
+        matches, seeds_ = [], []
+        for s in range(len(js)):
+            for a, b in pairs:
+                (k,) = set(model.subsets[a]) - set(model.subsets[b])
+                matches.append((s * A + a, s * A + b, k))
+                seeds_.append(int(model.seeds[js[s]]) * 1009 + model.names.index(k))
+        held = latent_gap_probe(fit_heldout, Zt, yt, folds, matches, seeds_)
+        for where in ("fit", "eval"):
+            keep(f"heldout_{where}", held["models"][where], js)
+            if pairs:
+                keep(f"matched_{where}", held["controls"][where], js, width=len(pairs))
         if report:
             report(js[-1] + 1)
-    return {k: np.concatenate(v) for k, v in out.items()}
+    return {w: {k: np.concatenate(v) for k, v in d.items()} for w, d in out.items()}
 
 
 def _stacked_latent(model, data: DeviceData, groups: torch.Tensor) -> tuple[Latent, torch.Tensor]:
@@ -186,21 +296,6 @@ def _stacked_latent(model, data: DeviceData, groups: torch.Tensor) -> tuple[Late
                   for k, v in model.latent_blocks(xs).items()}
     members = {k: [s * A + a for s in range(S) for a in model.members[k]] for k in blocks}
     return Latent(blocks, members, model.names, S * A), y.T[:, :, None].expand(-1, S, A).reshape(data.n, S * A)
-
-
-def _add_eta(rows: list[dict[str, Any]], spec: ExperimentSpec, task: str) -> None:
-    """η̂ = probe risk − Bayes risk if known, else − the best subset's probe risk (same variant, seed, ratio)."""
-    risk = "probe_mse" if task == "regression" else "probe_ce"
-    if spec.bayes_risk is not None:
-        for r in rows:
-            r["eta"] = r[risk] - spec.bayes_risk
-        return
-    best: dict[tuple, float] = {}
-    key = lambda r: tuple(r.get(k) for k in spec.variant_keys) + (r["seed"], r["ratio"])  # noqa: E731
-    for r in rows:
-        best[key(r)] = min(best.get(key(r), np.inf), r[risk])
-    for r in rows:
-        r["eta"] = r[risk] - best[key(r)]
 
 
 def _device_name(dev: torch.device) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from ..errors import SpecError
 from ..registry import Registry
 from ..training.protocol import PROTOCOLS, TrainingProtocol
 
@@ -29,15 +30,22 @@ class ExperimentSpec:
     layout: str = "sweep"                     # report layout (tables, figures)
     reference: str | None = None                # paper numbers to print beside ours
     pairs: bool = True                          # paired comparisons (M, N), N ⊂ M, |M| = |N| + 1
+    null_control: bool = False                  # add N + perm(k) for every pair (N+k, N)
+    margin: float | None = None                 # equivalence margin (accuracy points / MSE); None: the task's default
+    alpha: float = 0.05                         # level of every test and verdict
 
     def __post_init__(self) -> None:
         if self.seeds < 1:
-            raise ValueError(f"seeds must be ≥ 1, got {self.seeds}")
+            raise SpecError(f"seeds must be ≥ 1, got {self.seeds}")
         for r in self.ratios:
             if not 0.0 < float(r) <= 1.0:
-                raise ValueError(f"sample-size ratio {r} is outside (0, 1]")
+                raise SpecError(f"sample-size ratio {r} is outside (0, 1]")
+        if self.margin is not None and not self.margin > 0:
+            raise SpecError(f"the equivalence margin must be > 0, got {self.margin}")
+        if not 0.0 < self.alpha < 0.5:
+            raise SpecError(f"alpha must lie in (0, 0.5), got {self.alpha}")
         if not self.variants:
-            raise ValueError("a spec needs at least one data variant ({} for none)")
+            raise SpecError("a spec needs at least one data variant ({} for none)")
 
     def resolved_protocol(self) -> TrainingProtocol:
         return PROTOCOLS.get(self.protocol).with_(**self.protocol_overrides)

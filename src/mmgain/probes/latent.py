@@ -2,8 +2,9 @@
 
 η(g) = inf_h r(h∘g) − r(h*∘g*).  We freeze the trained encoder, fit the best
 head on its latent over the full training set, and measure that head's test
-risk.  Subtracting the Bayes risk (when known) or the smallest probe risk of
-the subsets studied gives η̂; γ̂_S(M, N) = η̂(ĝ_M) − η̂(ĝ_N).
+risk.  The probes return per-row losses on the training and the test rows;
+:mod:`mmgain.experiments.estimates` turns them into the bias-corrected η̂ and
+γ̂_S(M, N) = η̂(ĝ_M) − η̂(ĝ_N).
 
 Each probe fits the A models of one stream at once.  A latent comes as
 per-modality blocks ``{k: (n, A_k, H)}`` for the subsets that contain k
@@ -13,8 +14,9 @@ is the probe of the model built without the other modalities.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -36,6 +38,10 @@ class Latent:
     def hidden(self) -> int:
         return next(iter(self.blocks.values())).shape[-1]
 
+    def take(self, rows: Tensor) -> "Latent":
+        """The same models on a subset of the rows."""
+        return Latent({k: v[rows] for k, v in self.blocks.items()}, self.members, self.names, self.n_models)
+
     def dense(self) -> Tensor:
         """(n, A, K·H), zero blocks for absent modalities."""
         return dense_latent(self.blocks, self.members, self.names, self.n_models, self.hidden)
@@ -48,7 +54,8 @@ def least_squares_probe(Z: Latent, y: Tensor, Z_test: Latent, y_test: Tensor, ri
     ``y`` is (n,), or (n, A) when the models have different targets.
     ``ridge`` is relative to the mean feature variance and is there only to make
     collinear latents solvable; the zero columns of absent modalities get zero
-    coefficients.  Returns test ``mse`` per model, shape (A,).
+    coefficients.  Returns per-row squared errors ``{"train": {"loss"}, "test": {"loss"}}``,
+    each (A, n).
     """
     X, Xt = Z.dense().double(), Z_test.dense().double()
     y, y_test = per_model(y, Z.n_models).double(), per_model(y_test, Z.n_models).double()
@@ -60,8 +67,8 @@ def least_squares_probe(Z: Latent, y: Tensor, Z_test: Latent, y_test: Tensor, ri
     lam = ridge * G.diagonal(dim1=1, dim2=2).mean(1).clamp(min=1e-12)
     G = G + lam[:, None, None] * torch.eye(G.shape[-1], dtype=G.dtype, device=G.device)
     beta = torch.linalg.solve(G, rhs)                     # (A, P)
-    pred = torch.einsum("nap,ap->na", Xt - mu, beta) + y.mean(0)
-    return {"mse": ((pred - y_test) ** 2).mean(0)}
+    fit = lambda Xs: torch.einsum("nap,ap->na", Xs - mu, beta) + y.mean(0)   # noqa: E731
+    return {"train": {"loss": ((fit(X) - y) ** 2).T}, "test": {"loss": ((fit(Xt) - y_test) ** 2).T}}
 
 
 def per_model(y: Tensor, n_models: int) -> Tensor:
@@ -87,7 +94,8 @@ def logistic_probe(Z: Latent, y: Tensor, Z_test: Latent, y_test: Tensor, n_class
     ``y`` is (n,), or (n, A) when the models have different targets.  Features
     are standardized on the training rows; a small L2 term (on the weights, not
     the intercepts) keeps the problem strictly convex when classes are separable.  Every model has its own L-BFGS state (:func:`batched_lbfgs`).
-    Returns test ``acc`` (%), ``ce``, the ``iterations`` used and whether the
+    Returns per-row outcomes of the fitted heads, ``{"train": {"loss", "correct"},
+    "test": {...}}`` each (A, n), plus the ``iterations`` used and whether the
     gradient tolerance was reached (``converged``, 1/0), per model (A,).
     """
     X, Xt = _standardize(Z, Z_test)
@@ -139,9 +147,96 @@ def logistic_probe(Z: Latent, y: Tensor, Z_test: Latent, y_test: Tensor, n_class
 
     x0 = torch.zeros(A, n_w + C, device=dev, dtype=next(iter(X.values())).dtype)
     x, info = batched_lbfgs(objective, x0, max_iter=max_iter, tol=tol)
+    every = torch.arange(A, device=dev)
     with torch.no_grad():
-        lt = logits(x, torch.arange(A, device=dev), Xt)
-        ce = F.cross_entropy(lt.permute(0, 2, 1), Yt, reduction="none").mean(1)
-        acc = (lt.argmax(-1) == Yt).float().mean(1) * 100.0
-    return {"acc": acc.double(), "ce": ce.double(), "iterations": info["iterations"].double(),
-            "converged": info["converged"].double()}
+        out = {}
+        for part, blocks, target in (("train", X, Y), ("test", Xt, Yt)):
+            lg = logits(x, every, blocks)
+            out[part] = {"loss": F.cross_entropy(lg.permute(0, 2, 1), target, reduction="none"),
+                         "correct": (lg.argmax(-1) == target).float()}
+    return {**out, "iterations": info["iterations"].double(), "converged": info["converged"].double()}
+
+
+def probe_folds(y: np.ndarray, k: int, seed: int = 0, stratify: bool = True) -> np.ndarray:
+    """A fold id 0..k−1 per row, stratified by class when asked (each class spread over the folds)."""
+    rng = np.random.default_rng([int(seed), 31])
+    folds = np.zeros(len(y), dtype=np.int64)
+    groups = [np.flatnonzero(y == c) for c in np.unique(y)] if stratify else [np.arange(len(y))]
+    offset = 0
+    for idx in groups:
+        folds[rng.permutation(idx)] = (np.arange(len(idx)) + offset) % k
+        offset += len(idx)
+    return folds
+
+
+def cross_fitted_probe(probe: Callable[..., dict], Z: Latent, y: Tensor, folds: np.ndarray) -> dict[str, dict]:
+    """The probe fitted on rows no encoder has seen, by cross-fitting over them.
+
+    For each fold, the probe is fitted on the other folds and scored on this one
+    (``eval``: every row's out-of-fold outcome), and each row's in-sample
+    outcomes are averaged over the fits that used it (``fit``).  Both are
+    (A, n).  ½(fit + eval) is the bias-corrected risk of the best head
+    (:mod:`mmgain.experiments.estimates`).
+    """
+    k = int(folds.max()) + 1
+    if k < 2:
+        raise ValueError("cross-fitting needs at least two folds")
+    f = torch.as_tensor(folds, device=y.device)
+    fit_sum: dict[str, Tensor] = {}
+    evals: dict[str, Tensor] = {}
+    for j in range(k):
+        tr, ev = (f != j).nonzero().squeeze(1), (f == j).nonzero().squeeze(1)
+        res = probe(Z.take(tr), y[tr], Z.take(ev), y[ev])
+        for name, v in res["train"].items():
+            fit_sum.setdefault(name, torch.zeros(v.shape[0], len(y), dtype=torch.float64, device=v.device))
+            fit_sum[name][:, tr] += v.double()
+        for name, v in res["test"].items():
+            evals.setdefault(name, torch.zeros(v.shape[0], len(y), dtype=torch.float64, device=v.device))
+            evals[name][:, ev] = v.double()
+    return {"fit": {name: v / (k - 1) for name, v in fit_sum.items()}, "eval": evals}
+
+
+def with_matched_controls(Z: Latent, matches: Sequence[tuple[int, int, str]],
+                          perms: Sequence[Tensor]) -> Latent:
+    """``Z`` plus one model per match ``(n_model, m_model, k)``: the latent of model ``n_model``
+    joined by model ``m_model``'s block of modality k with its rows permuted (``perms[i]``).
+
+    M = N + k and this control have heads of exactly the same size, and the permuted block
+    has the distribution of M's block but no link to y or to N's blocks.  In the population
+    an independent block does not change the best head's risk, so R(M) − R(control) is
+    γ(M, N); on finite data both sides pay the same estimation cost, which cancels.
+    """
+    blocks = {k: [v] for k, v in Z.blocks.items()}
+    members = {k: list(v) for k, v in Z.members.items()}
+    for i, (n_model, m_model, k) in enumerate(matches):
+        new = Z.n_models + i
+        for j, blk in Z.blocks.items():
+            if j == k:
+                col = blk[:, members[k].index(m_model)]
+                blocks[j].append(col[perms[i]][:, None])
+            elif n_model in Z.members[j]:
+                blocks[j].append(blk[:, list(Z.members[j]).index(n_model)][:, None])
+            else:
+                continue
+            members[j].append(new)
+    return Latent({k: torch.cat(v, 1) for k, v in blocks.items()}, members, Z.names, Z.n_models + len(matches))
+
+
+def latent_gap_probe(probe: Callable[..., dict], Z: Latent, y: Tensor, folds: np.ndarray,
+                     pairs: Sequence[tuple[int, int, str]], perm_seeds: Sequence[int]) -> dict[str, dict]:
+    """The probe behind the corrected γ̂: cross-fitted on rows no encoder has seen (``Z``,
+    ``y``), for the A models of ``Z`` and one width-matched control per pair
+    ``(m_model, n_model, k)`` (N's latent + M's k block, rows permuted with a generator
+    seeded by ``perm_seeds[i]``).
+
+    Returns ``{"models": {"fit", "eval"}, "controls": {"fit", "eval"}}`` of per-row outcomes,
+    (A, n) and (len(pairs), n).  Per row, γ̂(M, N) = ½(fit + eval)[M] − ½(fit + eval)[control].
+    """
+    n = len(folds)
+    perms = [torch.randperm(n, generator=torch.Generator().manual_seed(int(s))).to(y.device) for s in perm_seeds]
+    Zm = with_matched_controls(Z, [(nm, mm, k) for mm, nm, k in pairs], perms)
+    ym = torch.cat([y, y[:, [mm for mm, _, _ in pairs]]], 1) if y.dim() == 2 else y
+    held = cross_fitted_probe(probe, Zm, ym, folds)
+    A = Z.n_models
+    return {"models": {w: {k: v[:A] for k, v in d.items()} for w, d in held.items()},
+            "controls": {w: {k: v[A:] for k, v in d.items()} for w, d in held.items()}}

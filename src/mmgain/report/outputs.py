@@ -8,6 +8,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ..errors import OutputError
+
 
 def new_run_dir(name: str, root: str | Path = "runs") -> Path:
     """A fresh folder ``runs/<name>-<timestamp>`` (suffixed if taken)."""
@@ -22,9 +24,9 @@ def prepare_out_dir(out: str | Path | None, name: str, overwrite: bool = False) 
     """Refuse to write over an earlier run unless asked: nothing a user ran is silently lost."""
     path = new_run_dir(name) if out is None else Path(out)
     if path.exists() and not path.is_dir():
-        raise FileExistsError(f"--out {path} exists and is not a folder")
+        raise OutputError(f"--out {path} exists and is not a folder")
     if path.is_dir() and any(path.iterdir()) and not overwrite:
-        raise FileExistsError(f"--out {path} already holds files (an earlier run?); "
+        raise OutputError(f"--out {path} already holds files (an earlier run?); "
                               "choose another folder or pass --overwrite")
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -52,3 +54,17 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
         w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
         w.writerows(rows)
+
+
+def write_outcomes(path: Path, result) -> None:
+    """Per-row outcomes of every model (compressed), so that any statistic can be recomputed:
+    ``<part>_<name>`` arrays (streams × subsets × test rows) with ``part`` in test (the
+    models), probe_test (the paper's probe), heldout_fit and heldout_eval (the cross-fitted
+    probe, in-fold and out-of-fold), plus the stream table and the subset names."""
+    import numpy as np
+
+    arrays = {f"{part}_{name}": v for part, d in result.rows.items() for name, v in d.items()}
+    np.savez_compressed(path, **arrays, subsets=np.array(["+".join(s) for s in result.subsets]),
+                        control=np.array(result.controls), stream_group=result.streams.group,
+                        stream_seed=result.streams.seed, stream_ratio=result.streams.ratio,
+                        stream_n_train=result.streams.n_train)

@@ -15,10 +15,11 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ..models.late_fusion import BatchedLateFusion
+from ..errors import SpecError
+from ..tasks import Task, as_numpy_rows, get_task
 from .protocol import TrainingProtocol
 from .schedule import BatchSchedule
 
@@ -28,7 +29,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for but no CUDA device is available "
+        raise SpecError("--device cuda was asked for but no CUDA device is available "
                            "(is the CUDA build of torch installed? see README, 'GPU')")
     return dev
 
@@ -82,14 +83,6 @@ class Streams:
 
     def subset(self, idx: Sequence[int]) -> "Streams":
         return Streams(self.groups[list(idx)], self.seeds[list(idx)], [self.train_rows[i] for i in idx])
-
-
-def per_sample_loss(task: str, out: Tensor, y: Tensor) -> Tensor:
-    """out (..., O), y (...) → loss per sample (...): squared error or cross-entropy."""
-    if task == "regression":
-        return (out[..., 0] - y) ** 2
-    O = out.shape[-1]
-    return F.cross_entropy(out.reshape(-1, O), y.reshape(-1), reduction="none").reshape(y.shape)
 
 
 class BatchedAdam:
@@ -146,14 +139,15 @@ class BatchedTrainer:
 
     Hyper-parameters come from the ``protocol``; learned state is ``model_``,
     ``probe_model_`` (the encoders frozen after ``protocol.probe_epochs``; the
-    final model when that is None) and ``train_loss_`` (S, A), the last
-    minibatch loss of each model.
+    final model when that is None).  :meth:`train_metrics` gives each model's
+    risk on its own full training sample (not the last minibatch), the
+    empirical risk L̂ of the theory.
     """
 
     def __init__(self, protocol: TrainingProtocol, dims: Mapping[str, int], subsets: Sequence[Sequence[str]],
-                 n_outputs: int, task: str, device: str | torch.device = "cpu"):
+                 n_outputs: int, task: str | Task, device: str | torch.device = "cpu"):
         self.protocol, self.dims, self.subsets = protocol, dict(dims), list(subsets)
-        self.n_outputs, self.task, self.device = n_outputs, task, torch.device(device)
+        self.n_outputs, self.task, self.device = n_outputs, get_task(task), torch.device(device)
 
     @staticmethod
     def n_steps(protocol: TrainingProtocol, streams: Streams) -> int:
@@ -188,7 +182,7 @@ class BatchedTrainer:
             xb, yb = train.gather(groups, torch.from_numpy(rows).to(self.device))
             valid_t = torch.from_numpy(valid).to(self.device)
             out = model.forward(xb)                                   # (S, B, A, O)
-            loss = per_sample_loss(self.task, out, yb[:, :, None].expand(-1, -1, out.shape[2]))
+            loss = self.task.loss(out, yb[:, :, None].expand(-1, -1, out.shape[2]))
             per_model = (loss * valid_t[:, :, None]).sum(1) / valid_t.sum(1).clamp(min=1)[:, None]
             for prm in model.params.values():
                 prm.grad = None
@@ -199,38 +193,39 @@ class BatchedTrainer:
                     snapshot[k][hit] = v.detach()[hit]
             if on_step is not None:
                 on_step()
-        self.train_loss_ = per_model.detach().cpu().numpy()
         self.probe_model_ = model if snap_at is None else model.with_params(snapshot)
         return self
 
     # --------------------------------------------------------------- scoring
     @torch.no_grad()
-    def _chunks(self, data: DeviceData, groups: Tensor, rows: int = 2048):
-        for r0 in range(0, data.n, rows):
-            r = torch.arange(r0, min(r0 + rows, data.n), device=self.device)
-            yield data.gather(groups, r[None].expand(len(groups), -1))
+    def _outcomes(self, data: DeviceData, groups: Tensor, rows: Tensor, chunk: int = 2048) -> dict[str, Tensor]:
+        """Per-row outcomes of every model on rows ``rows`` (S, n) of its stream's group: (S, A, n)."""
+        parts: dict[str, list[Tensor]] = {}
+        for r0 in range(0, rows.shape[1], chunk):
+            xb, yb = data.gather(groups, rows[:, r0:r0 + chunk])
+            out = self.model_.forward(xb)                                        # (S, b, A, O)
+            for k, v in self.task.row_outcomes(out, yb[:, :, None].expand(-1, -1, out.shape[2])).items():
+                parts.setdefault(k, []).append(v.transpose(1, 2))
+        return {k: torch.cat(v, dim=2) for k, v in parts.items()}
 
-    @torch.no_grad()
-    def predict(self, data: DeviceData, groups: np.ndarray) -> Tensor:
-        """Outputs of every model on every row of its stream's group: (S, n, A, O)."""
+    def test_rows(self, data: DeviceData, groups: np.ndarray) -> dict[str, np.ndarray]:
+        """Per-row test outcomes of every model on every row of its group: ``{name: (S, A, n)}``."""
         g = torch.as_tensor(groups, device=self.device)
-        return torch.cat([self.model_.forward(xb) for xb, _ in self._chunks(data, g)], dim=1)
+        rows = torch.arange(data.n, device=self.device)[None].expand(len(g), -1)
+        return as_numpy_rows(self._outcomes(data, g, rows))
 
-    @torch.no_grad()
-    def score(self, data: DeviceData, groups: np.ndarray) -> dict[str, np.ndarray]:
-        """Test metrics of every model, each (S, A)."""
-        out = self.predict(data, groups)
-        y = data.y[torch.as_tensor(groups, device=self.device)][:, :, None].expand(-1, -1, out.shape[2])
-        return outputs_metrics(self.task, out, y)
-
-
-def outputs_metrics(task: str, out: Tensor, y: Tensor) -> dict[str, np.ndarray]:
-    """Metrics averaged over dim 1 (rows): regression → mse; classification → acc (%), ce."""
-    loss = per_sample_loss(task, out, y).mean(1)
-    if task == "regression":
-        return {"mse": loss.double().cpu().numpy()}
-    acc = (out.argmax(-1) == y).float().mean(1) * 100.0
-    return {"acc": acc.double().cpu().numpy(), "ce": loss.double().cpu().numpy()}
+    def train_metrics(self, train: DeviceData, streams: Streams) -> dict[str, np.ndarray]:
+        """Each model's metrics on its own full training sample (S, A): the empirical risk L̂."""
+        n = max(len(r) for r in streams.train_rows)
+        rows = np.zeros((len(streams), n), dtype=np.int64)
+        mask = np.zeros((len(streams), n), dtype=bool)
+        for s, r in enumerate(streams.train_rows):
+            rows[s, :len(r)], mask[s, :len(r)] = r, True
+        g = torch.as_tensor(streams.groups, device=self.device)
+        out = self._outcomes(train, g, torch.from_numpy(rows).to(self.device))
+        m = torch.from_numpy(mask).to(self.device)[:, None, :].double()
+        means = {k: ((v.double() * m).sum(2) / m.sum(2)).cpu().numpy()[..., None] for k, v in out.items()}
+        return self.task.metrics(means, "train_")
 
 
 def chunk_streams(sizes: Sequence[int], bytes_per_row: float, budget_bytes: float) -> list[list[int]]:

@@ -1,0 +1,133 @@
+"""The task kinds: one home for the loss, the metrics, the probe and the η̂ risk.
+
+A :class:`Task` (sklearn's ClassifierMixin/RegressorMixin are the precedent)
+owns everything that differs between classification and regression, so the
+trainer, runner, statistics and report ask the task instead of testing a
+string.  Per-row outcomes are the currency: a metric is always the mean of a
+per-row value, so paired differences and test-row uncertainty come for free.
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .registry import Registry
+
+
+class Task:
+    name: str
+    metric: str              # the primary test metric: per-row values averaged
+    metric_label: str
+    higher_is_better: bool
+    risk: str                # the loss in which η̂ and γ̂ are measured (the probe's risk)
+    risk_label: str
+    margin_help: str
+
+    def n_outputs(self, n_classes: int) -> int:
+        raise NotImplementedError
+
+    def loss(self, out: Tensor, y: Tensor) -> Tensor:
+        """out (..., O), y (...) → the training loss per row (...)."""
+        raise NotImplementedError
+
+    def row_outcomes(self, out: Tensor, y: Tensor) -> dict[str, Tensor]:
+        """Per-row outcomes (...): ``loss`` and, for classification, ``correct`` (1/0)."""
+        raise NotImplementedError
+
+    def metrics(self, rows: Mapping[str, np.ndarray], prefix: str = "") -> dict[str, np.ndarray]:
+        """Metrics as the mean of per-row outcomes over the last axis."""
+        raise NotImplementedError
+
+    def metric_rows(self, rows: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Per-row values whose mean is the primary metric."""
+        raise NotImplementedError
+
+    def probe(self, Z, y: Tensor, Z_test, y_test: Tensor, n_outputs: int, protocol, heldout: bool = False) -> dict:
+        """The best head on a frozen latent: ``{"train": rows, "test": rows, **diagnostics}``;
+        ``heldout`` selects the cross-fitted probe's stopping rule."""
+        raise NotImplementedError
+
+    def default_margin(self, y_train: np.ndarray) -> float:
+        raise NotImplementedError
+
+    def better(self, diff: float) -> bool:
+        """Whether a difference M − N of the primary metric favours M."""
+        return diff > 0 if self.higher_is_better else diff < 0
+
+
+class Classification(Task):
+    name, metric, metric_label, higher_is_better = "classification", "acc", "accuracy %", True
+    risk, risk_label = "ce", "cross-entropy (nats)"
+    margin_help = "accuracy points"
+
+    def n_outputs(self, n_classes: int) -> int:
+        return n_classes
+
+    def loss(self, out: Tensor, y: Tensor) -> Tensor:
+        O = out.shape[-1]
+        return F.cross_entropy(out.reshape(-1, O), y.reshape(-1), reduction="none").reshape(y.shape)
+
+    def row_outcomes(self, out: Tensor, y: Tensor) -> dict[str, Tensor]:
+        return {"loss": self.loss(out, y), "correct": (out.argmax(-1) == y).float()}
+
+    def metrics(self, rows, prefix=""):
+        return {f"{prefix}acc": 100.0 * np.asarray(rows["correct"], np.float64).mean(-1),
+                f"{prefix}ce": np.asarray(rows["loss"], np.float64).mean(-1)}
+
+    def metric_rows(self, rows):
+        return 100.0 * np.asarray(rows["correct"], np.float64)
+
+    def probe(self, Z, y, Z_test, y_test, n_outputs, protocol, heldout=False):
+        from .probes.latent import logistic_probe
+        return logistic_probe(Z, y, Z_test, y_test, n_outputs, l2=protocol.probe_l2,
+                              max_iter=protocol.heldout_max_iter if heldout else protocol.probe_max_iter,
+                              tol=protocol.heldout_tol if heldout else protocol.probe_tol)
+
+    def default_margin(self, y_train):
+        return 1.0      # one accuracy point: the paper's Table 3 effects are 0.2–3.6 points
+
+
+class Regression(Task):
+    name, metric, metric_label, higher_is_better = "regression", "mse", "MSE", False
+    risk, risk_label = "mse", "MSE"
+    margin_help = "MSE units"
+
+    def n_outputs(self, n_classes: int) -> int:
+        return 1
+
+    def loss(self, out: Tensor, y: Tensor) -> Tensor:
+        return (out[..., 0] - y) ** 2
+
+    def row_outcomes(self, out: Tensor, y: Tensor) -> dict[str, Tensor]:
+        return {"loss": self.loss(out, y)}
+
+    def metrics(self, rows, prefix=""):
+        return {f"{prefix}mse": np.asarray(rows["loss"], np.float64).mean(-1)}
+
+    def metric_rows(self, rows):
+        return np.asarray(rows["loss"], np.float64)
+
+    def probe(self, Z, y, Z_test, y_test, n_outputs, protocol, heldout=False):
+        from .probes.latent import least_squares_probe
+        return least_squares_probe(Z, y, Z_test, y_test, ridge=protocol.probe_ridge)
+
+    def default_margin(self, y_train):
+        return 0.01 * float(np.var(y_train))   # 1 % of the target's variance
+
+
+TASKS: Registry[Task] = Registry("task")
+TASKS.register("classification", Classification())
+TASKS.register("regression", Regression())
+
+
+def get_task(name: str | Task) -> Task:
+    return name if isinstance(name, Task) else TASKS.get(name)
+
+
+def as_numpy_rows(rows: Mapping[str, Tensor]) -> dict[str, np.ndarray]:
+    """Per-row outcomes to compact numpy: ``correct`` as uint8, losses as float32."""
+    return {k: (v.to(torch.uint8) if k == "correct" else v.float()).cpu().numpy() for k, v in rows.items()}
