@@ -4,8 +4,6 @@ import math
 import numpy as np
 import pytest
 from scipy import stats
-from statsmodels.stats.multitest import multipletests
-from statsmodels.stats.weightstats import ttost_paired
 
 from mmgain.experiments.stats import benjamini_yekutieli, holm, paired_stats, sign_flip_p, tost_p, two_level
 
@@ -102,6 +100,7 @@ def test_total_variance_ci_covers_when_seeds_dominate():
 
 @pytest.mark.parametrize("seed", range(3))
 def test_holm_and_by_match_statsmodels(seed):
+    multipletests = pytest.importorskip("statsmodels.stats.multitest").multipletests
     p = np.random.default_rng(seed).uniform(0, 0.2, 40) ** 2
     np.testing.assert_allclose(holm(p), multipletests(p, method="holm")[1], rtol=1e-12)
     np.testing.assert_allclose(benjamini_yekutieli(p), multipletests(p, method="fdr_by")[1], rtol=1e-12)
@@ -115,6 +114,7 @@ def test_adjustments_skip_nan_and_keep_order():
 
 @pytest.mark.parametrize("shift", [0.0, 0.3, 0.9])
 def test_tost_matches_statsmodels(shift):
+    ttost_paired = pytest.importorskip("statsmodels.stats.weightstats").ttost_paired
     r = np.random.default_rng(7)
     a = r.normal(0, 1, 12)
     b = a - r.normal(shift, 0.5, 12)

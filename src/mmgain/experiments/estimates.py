@@ -202,12 +202,13 @@ class PairAnalysis:
 
     def why(self, p: dict) -> str:
         k, v, lat = p["modality"], p["verdict"], p["latent"]
-        g = f"γ̂ {p['gamma']:+.4f} {_fmt_ci(p['gamma_ci'], 4)}"
+        g = f"γ̂ {p['gamma']:+.4f} {_fmt_ci(p['gamma_ci'], 4)}, Holm p {_fmt_p(p.get('gamma_p_holm'))}"
         unit = "points" if self.task.metric == "acc" else "MSE"
         if v == "helps":
             return {"better": f"the latent with {k} is better ({g}): a better representation explains the gain",
-                    "indistinguishable": f"the latent with {k} is not measurably better ({g}): latent quality "
-                                         "does not explain the gain (optimisation, or a gain below what γ̂ resolves)",
+                    "indistinguishable": f"the latent with {k} is not measurably better after adjusting for "
+                                         f"multiplicity ({g}): latent quality does not account for the gain "
+                                         "(optimisation, or a latent gain too small to resolve)",
                     "worse": f"the model gains although the latent with {k} is worse ({g}): training, not the "
                              "representation, explains it"}[lat]
         if v == "hurts":
@@ -219,9 +220,16 @@ class PairAnalysis:
                                          "latent",
                     "worse": f"the latent with {k} is worse ({g}): a worse representation explains the loss"}[lat]
         if v == "no effect":
-            return f"equivalent within ±{self.margin:g} {unit}; latent {lat} ({g})"
-        return f"the data cannot tell (CI {_fmt_ci(p[f'{self.task.metric}_diff_ci'], 2)} reaches beyond " \
-               f"±{self.margin:g} {unit} and includes 0 or the test is not significant after Holm); latent {lat} ({g})"
+            return f"equivalent within ±{self.margin:g} {unit} (TOST, Holm p {_fmt_p(p.get('p_tost_holm'))}); " \
+                   f"latent {lat} ({g})"
+        return f"not significant after adjusting for multiplicity (Holm p {_fmt_p(p.get('p_holm'))}) and not " \
+               f"shown to lie within ±{self.margin:g} {unit}; latent {lat} ({g})"
+
+
+def _fmt_p(p) -> str:
+    if p is None or p != p:
+        return "—"
+    return "<1e-16" if p < 1e-16 else f"{p:.2g}"
 
 
 VERDICT_KEYS = ("modality", "M", "N", "ratio", "n_train", "verdict", "{m}_diff_mean", "{m}_diff_ci", "p_holm",

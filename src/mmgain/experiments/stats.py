@@ -112,31 +112,30 @@ def tost_p(mean: float, se: float, df: float, margin: float) -> float:
     return max(p_low, p_high, TINY_P)
 
 
-def holm(p: Sequence[float]) -> np.ndarray:
-    """Holm's step-down adjusted p-values (family-wise error; confirmatory).  NaN stays NaN
-    and does not count towards the family."""
+def _adjust(p: Sequence[float], adjust_sorted) -> np.ndarray:
+    """Apply ``adjust_sorted`` (ascending finite p-values → adjusted) in place of the finite
+    entries; NaN stays NaN and does not count towards the family."""
     p = np.asarray(p, dtype=np.float64)
     out = np.full_like(p, np.nan)
     ok = np.flatnonzero(np.isfinite(p))
-    m = len(ok)
-    if m == 0:
-        return out
-    order = ok[np.argsort(p[ok], kind="stable")]
-    adj = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
-    out[order] = adj
+    if len(ok):
+        order = ok[np.argsort(p[ok], kind="stable")]
+        out[order] = adjust_sorted(p[order])
     return out
+
+
+def holm(p: Sequence[float]) -> np.ndarray:
+    """Holm's step-down adjusted p-values (family-wise error; confirmatory)."""
+    def step_down(ps: np.ndarray) -> np.ndarray:
+        m = len(ps)
+        return np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * ps))
+    return _adjust(p, step_down)
 
 
 def benjamini_yekutieli(p: Sequence[float]) -> np.ndarray:
     """Benjamini–Yekutieli q-values (false discovery rate under any dependence; exploratory)."""
-    p = np.asarray(p, dtype=np.float64)
-    out = np.full_like(p, np.nan)
-    ok = np.flatnonzero(np.isfinite(p))
-    m = len(ok)
-    if m == 0:
-        return out
-    c = float(np.sum(1.0 / np.arange(1, m + 1)))
-    order = ok[np.argsort(p[ok], kind="stable")]
-    q = p[order] * m * c / np.arange(1, m + 1)
-    out[order] = np.minimum(1.0, np.minimum.accumulate(q[::-1])[::-1])
-    return out
+    def step_up(ps: np.ndarray) -> np.ndarray:
+        m = len(ps)
+        q = ps * m * float(np.sum(1.0 / np.arange(1, m + 1))) / np.arange(1, m + 1)
+        return np.minimum(1.0, np.minimum.accumulate(q[::-1])[::-1])
+    return _adjust(p, step_up)

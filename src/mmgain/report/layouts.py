@@ -129,10 +129,10 @@ class SweepLayout(Layout):
                      + [fmt_pm(at[s, top][f"{k}_mean"], at[s, top][f"{k}_std"], 2 if k.endswith(m) and m == "acc"
                                else 3) for k in probe_cols] for s in subsets],
                     title=f"Table 1 — test {label} at ratio {top:g} (n_train={at[subsets[0], top]['n_train']}), "
-                          f"mean ± std over {n} seeds; train_{m}: the model on its own full training sample; "
-                          f"probe = best head on the frozen encoder; eta = corrected η̂ in {risk}, "
-                          f"{ref.get('definition', '')} ({ref.get('reference', float('nan')):.4f}); "
-                          "eta_raw = paper procedure")
+                          f"mean ± std over {n} seeds\n  train_{m}: the model on its own full training sample; "
+                          f"probe_{m}: the paper's probe (best head fitted on the training rows)\n"
+                          f"  eta: corrected η̂ ({risk}), {ref.get('definition', '')} = "
+                          f"{ref.get('reference', float('nan')):.4f}; eta_raw: paper procedure")
         t2 = render(["subset"] + [f"r={r:g} (n={at[subsets[0], r]['n_train']})" for r in ratios],
                     [[s] + [ours(at[s, r]) + paper(at[s, r]) for r in ratios] for s in subsets],
                     title=f"Table 2 — test {label} by sample-size ratio" + (" (paper in brackets)" if has_paper else ""))
