@@ -21,9 +21,9 @@ def test_npz_roundtrip_and_made_split(tmp_path):
     write_npz(tmp_path / "d.npz")
     ds = load_source(str(tmp_path / "d.npz"), 0, {}, {})
     assert ds.names == ["audio", "video"] and ds.n == 80 and ds.n_classes == 3
-    assert ds.notes["split"]["method"] == "stratified" and ds.notes["split"]["n_test"] == 15
-    for c in range(3):   # stratified: every class on both sides in proportion
-        assert (ds.y[ds.split == "test"] == c).sum() == 5   # round(0.2 · 27 or 26)
+    assert ds.notes["split"]["method"] == "stratified" and ds.notes["split"]["n_test"] == 16   # 20 % of 80
+    # stratified: every class on both sides in proportion (quotas 5.4, 5.4, 5.2; the largest remainder rounds up)
+    assert [(ds.y[ds.split == "test"] == c).sum() for c in range(3)] == [6, 5, 5]
     again = load_source(str(tmp_path / "d.npz"), 3, {}, {})
     np.testing.assert_array_equal(ds.split, again.split)   # the split seed, not the run seed, fixes it
 
@@ -126,7 +126,7 @@ def test_iemocap_rejects_wrong_layout(tmp_path):
     with pytest.raises(DataError, match="9-tuple"):
         load_path(tmp_path / "x.pkl")
     (tmp_path / "y.pkl").write_bytes(b"not a pickle")
-    with pytest.raises(DataError, match="not a readable IEMOCAP"):
+    with pytest.raises(DataError, match="not a readable feature pickle"):
         load_path(tmp_path / "y.pkl")
 
 

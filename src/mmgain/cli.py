@@ -6,12 +6,14 @@ this module only parses arguments, manages the run folder and prints.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from .data.sources import SOURCES
-from .errors import DataError, UserError
+from .errors import DataError, DataWarning, SpecError, UserError
 from .experiments import EXPERIMENTS, ExperimentSpec, run_experiment
 from .models.late_fusion import ACTIVATIONS
 from .report.layouts import LAYOUTS
@@ -33,11 +35,15 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--hidden", type=int)
     g.add_argument("--activation", choices=ACTIVATIONS.names())
     p.add_argument("--quiet", action="store_true", help="no progress bar, tables only")
+    p.add_argument("--yes", action="store_true",
+                   help="run even when the up-front estimate exceeds the limits (models, hours, memory)")
 
 
 def _add_sweep(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ratios", type=float, nargs="+", help="sample-size ratios in (0, 1] (default 1e-4 1e-3 1e-2 1e-1 1)")
     p.add_argument("--probe-epochs", type=int, help="epochs after which the encoder is frozen for the probe")
+    p.add_argument("--max-load-gb", type=float,
+                   help="memory cap for loading a pickled feature file (default 4 GB)")
     p.add_argument("--margin", type=float,
                    help="equivalence margin for a 'no effect' verdict, in accuracy points (classification, "
                         "default 1) or MSE units (regression, default 1%% of the target variance)")
@@ -119,32 +125,55 @@ def _sweep_overrides(spec: ExperimentSpec, args) -> ExperimentSpec:
 
 def _run_spec(args) -> ExperimentSpec:
     data_args = {k: v for k, v in {"task": args.task, "split_seed": args.split_seed,
-                                   "test_fraction": args.test_fraction}.items() if v is not None}
+                                   "test_fraction": args.test_fraction, "max_load_gb": args.max_load_gb}.items()
+                 if v is not None}
     spec = EXPERIMENTS.get("run").with_(data=args.data, data_args=data_args)
     return _sweep_overrides(_apply_common(spec, args), args)
 
 
 def _iemocap_spec(args) -> ExperimentSpec:
-    spec = EXPERIMENTS.get("iemocap").with_(data=args.data)
+    if Path(args.data).suffix not in (".pkl", ".pickle"):
+        raise SpecError(f"reproduce iemocap compares with the paper's IEMOCAP numbers and needs the bc-LSTM "
+                        f"feature file IEMOCAP_features_raw.pkl, not {args.data}; use 'mmgain run --data "
+                        f"{args.data}' for other data")
+    spec = EXPERIMENTS.get("iemocap").with_(data=args.data, data_args={"max_load_gb": args.max_load_gb}
+                                            if args.max_load_gb is not None else None)
     return _sweep_overrides(_apply_common(spec, args), args)
 
 
 def execute(spec: ExperimentSpec, args) -> int:
-    """Run a spec into a run folder; run.json says 'running', then 'complete' or 'failed'."""
+    """Run a spec into a run folder; run.json says 'running', then 'complete', 'diverged',
+    'failed' or 'interrupted'.  A command that fails on the user's input before anything was
+    trained leaves no folder behind."""
     if spec.data not in SOURCES and not Path(spec.data).exists():   # a typo makes no run folder
         raise DataError(f"{spec.data}: no such file or folder, and no registered dataset of that name "
                         f"({', '.join(SOURCES.names())})")
-    out = prepare_out_dir(args.out, spec.name, overwrite=args.overwrite)
+    out, created = prepare_out_dir(args.out, spec.name, overwrite=args.overwrite,
+                                   data=None if spec.data in SOURCES else spec.data)
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     status = {"status": "running", "started": started, "command": sys.argv, "spec": spec.to_dict()}
     write_json(out / "run.json", status)
     print(f"mmgain: run folder {out}", file=sys.stderr)
-    try:
-        result = run_experiment(spec, device=args.device, progress=not args.quiet)
-    except BaseException as exc:
-        write_json(out / "run.json", {**status, "status": "failed" if not isinstance(exc, KeyboardInterrupt)
-                                      else "interrupted", "error": f"{type(exc).__name__}: {exc}"})
-        raise
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DataWarning)
+        try:
+            result = run_experiment(spec, device=args.device, progress=not args.quiet, allow_large=args.yes)
+        except UserError:
+            if created:              # nothing was trained: leave nothing behind
+                shutil.rmtree(out, ignore_errors=True)
+            else:
+                write_json(out / "run.json", {**status, "status": "failed"})
+            raise
+        except BaseException as exc:
+            write_json(out / "run.json", {**status, "status": "failed" if not isinstance(exc, KeyboardInterrupt)
+                                          else "interrupted", "error": f"{type(exc).__name__}: {exc}"})
+            raise
+    notes = [str(w.message) for w in caught if issubclass(w.category, DataWarning)]
+    for w in caught:
+        if not issubclass(w.category, DataWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    for note in notes:
+        print(f"mmgain: warning: {note}", file=sys.stderr)
     write_csv(out / "results.csv", result.table())
     write_outcomes(out / "outcomes.npz", result)
     extra = ["outcomes.npz"]
@@ -155,11 +184,17 @@ def execute(spec: ExperimentSpec, args) -> int:
                                                                      else ds.split))])
         extra.append("split.csv")
     write_json(out / "summary.json", result.summary)
+    all_diverged = bool((result.metrics["diverged"] > 0).all())
     layout = LAYOUTS.get(spec.layout)
-    figs = layout.figures(result, out)
-    write_json(out / "run.json", {**status, "status": "complete", **result.meta,
-                                  "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    figs = [] if all_diverged else layout.figures(result, out)
+    write_json(out / "run.json", {**status, "status": "diverged" if all_diverged else "complete", **result.meta,
+                                  "warnings": notes, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                                   "files": ["results.csv", "summary.json"] + extra + [f.name for f in figs]})
+    if all_diverged:
+        print(f"mmgain: error: every one of the {result.meta['n_models']} models diverged (non-finite loss); "
+              f"nothing to compare. Lower --lr (now {spec.resolved_protocol().lr:g}). Outputs are in {out}/",
+              file=sys.stderr)
+        return 3
     print(layout.text(result))
     print(f"\n{result.meta['n_models']} models, {result.meta['wall_time_s']:.1f} s on {result.meta['device']}; "
           f"wrote {out}/ (results.csv, summary.json, run.json{''.join(', ' + f for f in extra + [g.name for g in figs])})")

@@ -28,3 +28,7 @@ class UnknownName(SpecError, KeyError):
 
 class OutputError(UserError, OSError):
     """The run folder cannot be used as asked."""
+
+
+class DataWarning(UserWarning):
+    """Legal but suspicious input: printed in the terminal and recorded in run.json."""

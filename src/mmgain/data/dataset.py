@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, DataWarning
+
+MISSING = {"", "na", "n/a", "nan", "none", "null", "?"}   # label text read as "missing", case-insensitive
 
 TASKS = ("classification", "regression")
 SPLIT_VALUES = ("train", "test")
@@ -124,7 +126,7 @@ def _validate(ds: MultimodalDataset) -> None:
     for name, a in mods.items():
         if np.all(a.std(axis=0) == 0):
             warnings.warn(f"{ds._where()}: modality '{name}' has zero variance in every feature; "
-                          "it carries no information", stacklevel=3)
+                          "it carries no information", DataWarning, stacklevel=3)
 
     y = np.asarray(ds.y)
     if y.ndim == 2 and y.shape[1] == 1:
@@ -133,6 +135,10 @@ def _validate(ds: MultimodalDataset) -> None:
         _fail(ds, f"target must be 1-D, got shape {y.shape}")
     if y.shape[0] != n:
         _fail(ds, f"target has {y.shape[0]} rows but the modalities have {n}")
+    missing = _missing_rows(y)
+    if len(missing):
+        _fail(ds, f"{len(missing)} missing label(s) (empty, NA, nan, None) in row(s) {_rows(missing)}; "
+                  "fill or remove those rows")
     if ds.task == "regression":
         try:
             y = y.astype(np.float32)
@@ -165,6 +171,10 @@ def _validate(ds: MultimodalDataset) -> None:
         g = np.asarray(ds.groups)
         if g.shape != (n,):
             _fail(ds, f"groups must have one entry per row ({n}), got shape {g.shape}")
+        bad = _missing_rows(g)
+        if len(bad):
+            _fail(ds, f"{len(bad)} missing group id(s) in row(s) {_rows(bad)}: rows without a group would be "
+                      "merged into one group")
         ds.groups = g
     if ds.split is not None:
         s = np.asarray(ds.split).astype(str)
@@ -182,3 +192,21 @@ def _validate(ds: MultimodalDataset) -> None:
             if len(only_test):
                 _fail(ds, f"class(es) {ds.classes[only_test].tolist()} occur only in the test set")
         ds.split = s
+
+
+def _missing_rows(v: np.ndarray) -> np.ndarray:
+    """Rows of a label/group column that hold no value: NaN, None, or text such as '' / 'NA' / 'nan'."""
+    v = np.asarray(v)
+    if v.dtype.kind == "f":
+        return np.flatnonzero(np.isnan(v))
+    if v.dtype.kind in "OUS":
+        return np.array([i for i, x in enumerate(v.tolist())
+                         if x is None or (isinstance(x, float) and x != x)
+                         or (isinstance(x, (str, bytes)) and (x.decode() if isinstance(x, bytes) else x)
+                             .strip().lower() in MISSING)], dtype=np.int64)
+    return np.zeros(0, dtype=np.int64)
+
+
+def _rows(idx: np.ndarray, limit: int = 10) -> str:
+    shown = ", ".join(str(int(i)) for i in idx[:limit])
+    return shown + (f", … ({len(idx) - limit} more)" if len(idx) > limit else "")

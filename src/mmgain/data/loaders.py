@@ -7,16 +7,17 @@ Loaders report bad input by file and line; the dataset validates the rest.
 """
 from __future__ import annotations
 
-import _compat_pickle
 import csv
 import io
-import pickle
+import warnings
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
+from ..errors import DataWarning
 from .dataset import DataError, MultimodalDataset
+from .safe_pickle import safe_load
 
 # ------------------------------------------------------------------ CSV / Parquet
 
@@ -73,9 +74,15 @@ def _read_table(path: Path):
         return {c: np.array([r[c] for r in data], dtype=object) for c in reader.fieldnames}
 
 
-def _read_modality(path: Path) -> np.ndarray:
+def _read_modality(path: Path, n_labels: int) -> np.ndarray:
     if path.suffix == ".csv":
-        return read_numeric_csv(path, header=True)[1]
+        names, arr = read_numeric_csv(path, header=True)
+        if names is not None and all(_is_float(x) for x in names) and len(arr) + 1 == n_labels:
+            # Line 1 is numbers and the labels count it as a row: a CSV without a header.
+            warnings.warn(f"{path}: line 1 holds only numbers and the file has one row fewer than the labels "
+                          "without it: read as a data row (the file has no header)", DataWarning)
+            arr = np.vstack([np.asarray([float(x) for x in names])[None], arr])
+        return arr
     cols = _read_table(path)
     for c, v in cols.items():
         if v.dtype.kind not in "biuf":
@@ -89,17 +96,25 @@ def load_folder(path: Path, task: str = "classification") -> MultimodalDataset:
     labels = [p for p in (path / "labels.csv", path / "labels.parquet") if p.exists()]
     if not labels:
         raise DataError(f"{path}: no labels.csv or labels.parquet (column 'y', optional 'split', 'group')")
+    if len(labels) > 1:
+        raise DataError(f"{path}: both labels.csv and labels.parquet; keep one")
     files = sorted(p for p in path.iterdir() if p.suffix in (".csv", ".parquet") and p.stem != "labels")
     if not files:
         raise DataError(f"{path}: no modality files (<name>.csv or <name>.parquet)")
+    stems = [f.stem for f in files]
+    twice = sorted({s for s in stems if stems.count(s) > 1})
+    if twice:
+        raise DataError(f"{path}: modality {', '.join(map(repr, twice))} has both a .csv and a .parquet file; "
+                        "keep one")
     lab = _read_table(labels[0])
     if "y" not in lab:
         raise DataError(f"{labels[0]}: no column 'y' (columns: {', '.join(lab)})")
     mods = {}
     for f in files:
-        mods[f.stem] = _read_modality(f)
+        mods[f.stem] = _read_modality(f, len(lab["y"]))
         if len(mods[f.stem]) != len(lab["y"]):
-            raise DataError(f"{f}: {len(mods[f.stem])} rows, but {labels[0].name} has {len(lab['y'])} labels")
+            raise DataError(f"{f}: {len(mods[f.stem])} rows, but {labels[0].name} has {len(lab['y'])} labels "
+                            "(blank lines in a CSV are skipped: write a missing label as NA to have it named)")
     y = lab["y"]
     if y.dtype == object:
         y = np.array([_maybe_number(v) for v in y])
@@ -189,84 +204,109 @@ def load_mosi_bclstm(path: Path) -> MultimodalDataset:
 IEMOCAP_CLASSES = ("hap", "sad", "neu", "ang", "exc", "fru")
 
 
-class _SafeUnpickler(pickle.Unpickler):
-    """Admits only containers, numbers, strings and numpy arrays: a pickle can run code."""
-
-    ALLOWED = {
-        ("numpy", "ndarray"), ("numpy", "dtype"),
-        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-        ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "list"), ("builtins", "dict"),
-        ("builtins", "tuple"), ("builtins", "int"), ("builtins", "float"), ("builtins", "str"),
-        ("builtins", "bytes"), ("collections", "OrderedDict"), ("_codecs", "encode"),
-    }
-
-    def __init__(self, f, path: Path):
-        super().__init__(f, encoding="latin1")
-        self.path = path
-
-    def find_class(self, module, name):
-        # Python 2 pickles (like the IEMOCAP file) name builtins "__builtin__" etc.
-        module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
-        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
-        if (module, name) in self.ALLOWED:
-            return super().find_class(module, name)
-        raise DataError(f"{self.path}: refusing to load: the pickle asks for {module}.{name}, which could run "
-                        "code; only containers, numbers, strings and numpy arrays are admitted")
-
-
-def load_iemocap(path: Path) -> MultimodalDataset:
+def load_iemocap(path: Path, max_load_gb: float = 4.0, max_seconds: float = 300.0) -> MultimodalDataset:
     """IEMOCAP bc-LSTM features (``IEMOCAP_features_raw.pkl``), real utterances only.
 
     A latin-1 pickle of ``(videoIDs, videoSpeakers, videoLabels, videoText, videoAudio,
     videoVisual, videoSentence, trainVid, testVid)``; dicts keyed by dialogue id hold
     per-utterance lists.  The paper padded dialogues to 110 utterances; its numbers
-    imply only real utterances were scored, so padding is not reproduced.
+    imply only real utterances were scored, so padding is not reproduced.  The file is
+    read by :func:`safe_load` (no code runs, every size is checked before it is
+    allocated, at most ``max_load_gb`` of data).
     """
-    try:
-        with open(path, "rb") as f:
-            obj = _SafeUnpickler(f, path).load()
-    except DataError:
-        raise
-    except Exception as exc:  # a truncated or foreign file
-        raise DataError(f"{path}: not a readable IEMOCAP feature pickle ({type(exc).__name__}: {exc})") from None
+    obj = safe_load(path, max_bytes=max_load_gb * 1e9, max_seconds=max_seconds)
     if not isinstance(obj, (tuple, list)) or len(obj) != 9:
         raise DataError(f"{path}: expected a 9-tuple (videoIDs, videoSpeakers, videoLabels, videoText, "
                         "videoAudio, videoVisual, videoSentence, trainVid, testVid)")
     _, _, labels, text, audio, visual, _, train_vid, test_vid = obj
+    for name, part in (("videoLabels", labels), ("videoText", text), ("videoAudio", audio), ("videoVisual", visual)):
+        if not isinstance(part, dict):
+            raise DataError(f"{path}: {name} must be a dict keyed by dialogue id, got {type(part).__name__}")
+    for name, part in (("trainVid", train_vid), ("testVid", test_vid)):
+        if not isinstance(part, (set, frozenset, list, tuple)) or not all(isinstance(v, str) for v in part):
+            raise DataError(f"{path}: {name} must be a collection of dialogue ids (strings), "
+                            f"got {type(part).__name__}")
+    both = sorted(set(train_vid) & set(test_vid))
+    if both:
+        raise DataError(f"{path}: {len(both)} dialogue(s) are in both trainVid and testVid "
+                        f"({', '.join(both[:5])}{' …' if len(both) > 5 else ''}): the test set must be unseen")
+    budget = [max_load_gb * 1e9]
     mods = {"text": [], "audio": [], "visual": []}
     y, split, groups = [], [], []
     for part, vids in (("train", train_vid), ("test", test_vid)):
         for vid in sorted(vids):
-            lab = np.asarray(labels[vid])
+            if any(vid not in d for d in (labels, text, audio, visual)):
+                raise DataError(f"{path}: dialogue {vid!r} is listed in {part}Vid but missing from the feature dicts")
+            lab = _matrix(labels[vid], path, vid, "labels", budget, vector=True)
+            if not np.all(np.isin(lab, np.arange(len(IEMOCAP_CLASSES)))):
+                raise DataError(f"{path}: dialogue {vid!r}: labels must be codes 0..{len(IEMOCAP_CLASSES) - 1}")
             for name, src in (("text", text), ("audio", audio), ("visual", visual)):
-                try:
-                    arr = np.asarray(src[vid], dtype=np.float64)
-                except (ValueError, KeyError) as exc:
-                    raise DataError(f"{path}: dialogue {vid!r}, modality '{name}': {exc}") from None
-                if arr.ndim != 2 or len(arr) != len(lab):
+                arr = _matrix(src[vid], path, vid, name, budget)
+                if len(arr) != len(lab):
                     raise DataError(f"{path}: dialogue {vid!r}, modality '{name}': shape {arr.shape}, "
                                     f"expected ({len(lab)}, d) — one row per labelled utterance")
                 mods[name].append(arr)
-            y.append(lab)
+            y.append(lab.astype(np.int64))
             split += [part] * len(lab)
             groups += [vid] * len(lab)
-    return MultimodalDataset({k: np.concatenate(v) for k, v in mods.items()}, np.concatenate(y).astype(np.int64),
+    if not y:
+        raise DataError(f"{path}: no dialogues in trainVid/testVid")
+    widths = {k: {a.shape[1] for a in v} for k, v in mods.items()}
+    for k, w in widths.items():
+        if len(w) > 1:
+            raise DataError(f"{path}: modality '{k}' has rows of different widths {sorted(w)}")
+    return MultimodalDataset({k: np.concatenate(v) for k, v in mods.items()}, np.concatenate(y),
                              task="classification", split=np.array(split), groups=np.array(groups),
                              name="iemocap", source=str(path), classes=np.array(IEMOCAP_CLASSES))
+
+
+def _matrix(seq, path: Path, vid, name: str, budget: list[float], vector: bool = False) -> np.ndarray:
+    """A dialogue's rows (a list of 1-D arrays/lists of numbers, or a 2-D array) as float64,
+    checked for type and size *before* anything is allocated (a list may hold the same row
+    many times: its size is what it will occupy, not what the file held)."""
+    where = f"{path}: dialogue {vid!r}, {'labels' if vector else f'modality {name!r}'}"
+    if isinstance(seq, np.ndarray):
+        rows, shape = None, seq.shape
+    elif isinstance(seq, (list, tuple)):
+        rows = seq
+        first = seq[0] if seq else None
+        width = None if vector else (len(first) if isinstance(first, (list, tuple, np.ndarray)) else -1)
+        shape = (len(seq),) if vector else (len(seq), width)
+    else:
+        raise DataError(f"{where}: expected a list of rows, got {type(seq).__name__}")
+    if len(shape) != (1 if vector else 2) or any(s < 0 for s in shape):
+        raise DataError(f"{where}: expected {'a 1-D sequence' if vector else 'rows × features'}, got shape {shape}")
+    size = float(np.prod(shape)) * 8
+    budget[0] -= size
+    if budget[0] < 0:
+        raise DataError(f"{where}: the data would exceed the memory cap (raise it with --max-load-gb)")
+    if rows is not None:
+        kinds = (int, float, np.integer, np.floating) if vector else (list, tuple, np.ndarray)
+        if not all(isinstance(r, kinds) for r in rows):
+            raise DataError(f"{where}: rows must be {'numbers' if vector else 'sequences of numbers'}")
+        if not vector and any(len(r) != shape[1] or (isinstance(r, np.ndarray) and r.ndim != 1) for r in rows):
+            raise DataError(f"{where}: rows of different lengths")
+    try:
+        return np.asarray(seq, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{where}: not numeric ({exc})") from None
 
 
 # ------------------------------------------------------------------- dispatch
 
 
-def load_path(path: str | Path, task: str = "classification") -> MultimodalDataset:
+def load_path(path: str | Path, task: str = "classification", max_load_gb: float = 4.0) -> MultimodalDataset:
     p = Path(path)
     if not p.exists():
         raise DataError(f"{p}: no such file or folder")
+    fixed = is_mosi_folder(p) or p.suffix in (".pkl", ".pickle")
+    if fixed and task != "classification":
+        raise DataError(f"{p}: this is a {'CMU-MOSI' if p.is_dir() else 'IEMOCAP'} classification dataset; "
+                        f"--task {task} does not apply to it")
     if p.is_dir():
         return load_mosi_bclstm(p) if is_mosi_folder(p) else load_folder(p, task)
     if p.suffix == ".npz":
         return load_npz(p, task)
     if p.suffix in (".pkl", ".pickle"):
-        return load_iemocap(p)
+        return load_iemocap(p, max_load_gb=max_load_gb)
     raise DataError(f"{p}: unknown data format; expected an .npz, an IEMOCAP .pkl, or a folder (see README)")

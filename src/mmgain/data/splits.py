@@ -45,11 +45,7 @@ def make_split(ds, seed: int = 0, test_fraction: float = 0.2):
         test = np.isin(inverse, take)
     elif ds.task == "classification":
         method = "stratified"
-        for c in np.unique(ds.y):
-            idx = rng.permutation(np.flatnonzero(ds.y == c))
-            k = int(round(test_fraction * len(idx)))
-            k = min(max(k, 1 if len(idx) >= 2 else 0), len(idx) - 1)
-            test[idx[:k]] = True
+        test[_stratified_test_rows(ds.y, test_fraction, rng)] = True
     else:
         method = "random"
         test[rng.permutation(ds.n)[:max(1, int(round(test_fraction * ds.n)))]] = True
@@ -57,3 +53,24 @@ def make_split(ds, seed: int = 0, test_fraction: float = 0.2):
     note = {"method": method, "seed": int(seed), "test_fraction": test_fraction,
             "n_train": int((~test).sum()), "n_test": int(test.sum())}
     return replace(ds, split=split, notes={**ds.notes, "split": note})
+
+
+def _stratified_test_rows(y: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """Test rows drawn class by class so that the test share is ``fraction`` of all rows
+    (largest remainders decide which classes get the rounding), while every class keeps at
+    least one training row.  Rounding each class on its own would give a class of 2 rows a
+    50 % test share, and many such classes a test set far larger than asked for."""
+    classes, counts = np.unique(y, return_counts=True)
+    quota = fraction * counts
+    k = np.minimum(np.floor(quota).astype(int), counts - 1)
+    room = counts - 1 - k
+    short = int(round(fraction * len(y))) - int(k.sum())
+    for c in np.argsort(-(quota - np.floor(quota)), kind="stable"):
+        if short <= 0:
+            break
+        if room[c] > 0:
+            k[c] += 1
+            room[c] -= 1
+            short -= 1
+    rows = [rng.permutation(np.flatnonzero(y == c))[:k[i]] for i, c in enumerate(classes)]
+    return np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)

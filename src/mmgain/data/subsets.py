@@ -12,6 +12,7 @@ from .dataset import DataError
 
 Subset = tuple[str, ...]
 SEP = "+"
+MAX_ALL = 12          # 'all' subsets beyond this many modalities is refused before anything is enumerated
 
 
 def subset_name(subset: Iterable[str]) -> str:
@@ -38,6 +39,10 @@ def parse_subset(text: str, names: Sequence[str]) -> Subset:
 def select_subsets(selection: str | Sequence[str] | None, names: Sequence[str]) -> list[Subset]:
     """``None``/``"all"`` → every subset; otherwise a comma-separated string or a list of names."""
     if selection is None or selection == "all" or list(selection) == ["all"]:
+        if len(names) > MAX_ALL:
+            raise DataError(f"{len(names)} modalities give {2 ** len(names) - 1:,} subsets; 'all' is refused above "
+                            f"{MAX_ALL} modalities ({2 ** MAX_ALL - 1:,} subsets). Name the subsets to compare with "
+                            "--subsets 'a,a+b,...' (e.g. the single modalities, the pairs and the full set)")
         return enumerate_subsets(names)
     items = selection.split(",") if isinstance(selection, str) else list(selection)
     out: list[Subset] = []

@@ -65,6 +65,7 @@ def add_latent_estimates(result) -> None:
     task, m = result.task, result.metrics
     risk = f"probe_{task.risk}"
     m["latent_risk"] = 0.5 * (m[f"heldout_fit_{task.risk}"] + m[f"heldout_{task.risk}"])
+    ok = m["diverged"] == 0 if "diverged" in m else np.ones_like(m[risk], dtype=bool)
     spec, real = result.spec, [a for a, c in enumerate(result.controls) if not c]
     result.eta_reference = []
     m["eta"], m["eta_raw"] = np.zeros_like(m[risk]), np.zeros_like(m[risk])
@@ -76,9 +77,12 @@ def add_latent_estimates(result) -> None:
             if spec.bayes_risk is not None:
                 refs[name], how = float(spec.bayes_risk), "the known Bayes risk"
             else:
-                cells = [m[source][result.streams.where(gids, r)][:, a].mean()
-                         for r in spec.ratios for a in real]
-                refs[name], how = float(min(cells)), "excess over the best observed subset (seed mean, any sample size)"
+                cells = []
+                for r in spec.ratios:
+                    js = result.streams.where(gids, r)
+                    cells += [m[source][js, a][ok[js, a]].mean() for a in real if ok[js, a].any()]
+                refs[name] = float(min(cells)) if cells else float("nan")
+                how = "excess over the best observed subset (seed mean, any sample size)"
             m[name][streams] = m[source][streams] - refs[name]
         result.eta_reference.append({**variant, "reference": refs["eta"], "reference_raw": refs["eta_raw"],
                                      "risk": task.risk, "definition": how})
@@ -115,6 +119,7 @@ class PairAnalysis:
         matched = lambda k: 0.5 * (np.asarray(rows["matched_fit"][k], np.float64)   # noqa: E731
                                    + np.asarray(rows["matched_eval"][k], np.float64))
         self.pair_of = {pair: q for q, pair in enumerate(result.pairs)}
+        self.ok = result.metrics["diverged"] == 0
         self.latent_rows = half("loss")                  # (S, A, n_test): corrected risk per row
         self.matched_rows = matched("loss") if result.pairs else None   # (S, Q, n_test): width-matched controls
         self.probe_test = np.asarray(rows["probe_test"]["loss"], np.float64)
@@ -158,9 +163,14 @@ class PairAnalysis:
                 for m, n in proper_pairs(real):
                     (k,) = set(m) - set(n)
                     a, b = index[m], index[n]
+                    c = index.get(control_of(m, n))
+                    use = js[self.ok[js, a] & self.ok[js, b] & (self.ok[js, c] if c is not None else True)]
+                    if len(use) == 0:      # every seed of this pair diverged: nothing to compare
+                        continue
+                    js_all, js = js, use
+                    head["n_seeds"] = len(js)
                     pair = {"modality": k, "M": subset_name(m), "N": subset_name(n), **head, **self._stats(js, a, b)}
                     pairs.append(pair)
-                    c = index.get(control_of(m, n))
                     if c is not None:
                         ctrl = {"modality": k, "M": subset_name(control_of(m, n)), "N": subset_name(n), **head,
                                 **self._stats(js, c, b)}
@@ -170,6 +180,7 @@ class PairAnalysis:
                         ctrl.update(gamma_vs_null=net["mean"], gamma_vs_null_ci=list(net["ci"]),
                                     gamma_vs_null_p=net["p_value"])
                         controls.append(ctrl)
+                    js = js_all
         return self.adjust(pairs), self.adjust(controls)
 
     def adjust(self, family: list[dict]) -> list[dict]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import platform
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,7 @@ import torch
 
 from ..data.controls import control_subsets, with_permuted_copies
 from ..data.dataset import DataError, MultimodalDataset
+from ..errors import DataWarning
 from ..data.sources import is_per_seed, load_source
 from ..data.splits import nested_sample
 from ..data.subsets import proper_pairs, select_subsets, subset_name
@@ -23,6 +25,7 @@ from ..probes.latent import Latent, latent_gap_probe, probe_folds
 from ..tasks import Task, as_numpy_rows, get_task
 from ..training.batched import BatchedTrainer, DeviceData, Streams, chunk_streams, resolve_device
 from ..training.protocol import TrainingProtocol
+from .budget import check, estimate
 from .estimates import add_latent_estimates
 from .references import REFERENCES
 from .spec import ExperimentSpec
@@ -32,6 +35,9 @@ try:  # progress bars are a nicety, not a requirement
     from tqdm.auto import tqdm
 except ImportError:  # pragma: no cover
     tqdm = None
+
+
+DIVERGED_OUTPUT = 1e6   # a trained model whose outputs exceed this on the test rows has diverged
 
 
 @dataclass
@@ -130,7 +136,10 @@ def _bytes_per_row(protocol: TrainingProtocol, dims: dict[str, int], subsets) ->
 
 
 def run_experiment(spec: ExperimentSpec, device: str = "auto", progress: bool = True,
-                   memory_budget: float | None = None) -> RunResult:
+                   memory_budget: float | None = None, allow_large: bool = False) -> RunResult:
+    """Train, score and probe every model of ``spec``.  The cost is estimated and printed
+    before training; a run beyond the limits of :mod:`.budget` is refused unless
+    ``allow_large``."""
     t0 = time.time()
     protocol = spec.resolved_protocol()
     dev = resolve_device(device)
@@ -158,10 +167,23 @@ def run_experiment(spec: ExperimentSpec, device: str = "auto", progress: bool = 
     keys = [(gi, seed, float(ratio)) for gi, g in enumerate(groups)
             for seed in ([g.seed] if g.seed is not None else seeds) for ratio in spec.ratios]
     sample = [nested_sample(train.n, ratio, seed) for _, seed, ratio in keys]
+    sizes = {}
+    for ratio in spec.ratios:
+        sizes.setdefault(max(1, int(round(float(ratio) * train.n))), []).append(float(ratio))
+    for n_rows, rs in sizes.items():
+        if len(rs) > 1:
+            warnings.warn(f"ratios {', '.join(f'{r:g}' for r in rs)} all give n={n_rows} training rows here "
+                          f"({train.n} in all): their models are identical", DataWarning)
     streams = Streams(np.array([k[0] for k in keys]), np.array([k[1] for k in keys]), sample)
     table = StreamTable(streams.groups, streams.seeds, np.array([k[2] for k in keys]),
                         np.array([len(r) for r in sample]))
 
+    pair_index = [(subsets.index(m), subsets.index(n)) for m, n in proper_pairs(subsets)] if spec.pairs else []
+    cost = estimate(protocol, ref.dims, subsets, [len(r) for r in sample], train.n, test.n, len(pair_index),
+                    len(groups), dev.type)
+    check(cost, allow_large)
+    if progress or cost.seconds > 600:
+        print(f"mmgain: {cost.line()}", file=sys.stderr)
     if memory_budget is None:
         memory_budget = (0.5 * torch.cuda.mem_get_info(dev)[0]) if dev.type == "cuda" else 2e9
     chunks = chunk_streams([min(protocol.batch_size, len(r)) for r in sample],
@@ -174,7 +196,6 @@ def run_experiment(spec: ExperimentSpec, device: str = "auto", progress: bool = 
                    unit="step", file=sys.stderr, dynamic_ncols=True)
 
     S, A = len(streams), len(subsets)
-    pair_index = [(subsets.index(m), subsets.index(n)) for m, n in proper_pairs(subsets)] if spec.pairs else []
     metrics: dict[str, np.ndarray] = {}
     rows: dict[str, dict[str, np.ndarray]] = {}
 
@@ -189,7 +210,11 @@ def run_experiment(spec: ExperimentSpec, device: str = "auto", progress: bool = 
             bar.set_postfix_str(f"chunk {ci + 1}/{len(chunks)}: training {len(chunk)} stream(s)")
         trainer.fit(train, cs, on_step=bar.update if bar else None)
         test_rows = trainer.test_rows(test, cs.groups)
-        for name, v in {**task.metrics(test_rows, "test_"), **trainer.train_metrics(train, cs)}.items():
+        scores = {**task.metrics(test_rows, "test_"), **trainer.train_metrics(train, cs)}
+        # Diverged: a non-finite loss, or outputs so large (|output| > 1e6) that softmax/MSE are meaningless.
+        scores["diverged"] = (~np.isfinite(scores[f"train_{task.risk}"]) | ~np.isfinite(scores[f"test_{task.risk}"])
+                              | (trainer.max_abs_output_.cpu().numpy() > DIVERGED_OUTPUT)).astype(np.float64)
+        for name, v in scores.items():
             put(metrics, name, chunk, v)
         rows.setdefault("test", {})
         for k, v in test_rows.items():
@@ -208,6 +233,14 @@ def run_experiment(spec: ExperimentSpec, device: str = "auto", progress: bool = 
     metrics.update(task.metrics(rows["probe_test"], "probe_"))
     metrics.update(task.metrics(rows["heldout_eval"], "heldout_"))
     metrics.update(task.metrics(rows["heldout_fit"], "heldout_fit_"))
+    diverged = metrics["diverged"] > 0
+    if diverged.any():
+        names = sorted({subset_name(subsets[a]) for a in np.flatnonzero(diverged.any(0))})
+        warnings.warn(f"{int(diverged.sum())} of {diverged.size} models diverged (a non-finite loss, or outputs "
+                      f"beyond ±{DIVERGED_OUTPUT:g}; subsets {', '.join(names[:5])}{' …' if len(names) > 5 else ''}): "
+                      "they are marked in "
+                      "results.csv (diverged = 1) and left out of every statistic; a smaller --lr may help",
+                      DataWarning)
     result = RunResult(spec, task, subsets, controls, groups, table, metrics, rows, pair_index)
     add_latent_estimates(result)
     result.summary = summarize(result)

@@ -40,6 +40,10 @@ class ExperimentSpec:
         for r in self.ratios:
             if not 0.0 < float(r) <= 1.0:
                 raise SpecError(f"sample-size ratio {r} is outside (0, 1]")
+        dup = sorted({float(r) for r in self.ratios if [float(x) for x in self.ratios].count(float(r)) > 1})
+        if dup:
+            raise SpecError(f"ratio(s) {', '.join(f'{r:g}' for r in dup)} given twice: duplicate ratios would "
+                            "train identical models and count them as extra seeds")
         if self.margin is not None and not self.margin > 0:
             raise SpecError(f"the equivalence margin must be > 0, got {self.margin}")
         if not 0.0 < self.alpha < 0.5:

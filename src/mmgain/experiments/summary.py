@@ -33,9 +33,11 @@ def summarize(result) -> dict[str, Any]:
                                         "n_train": int(res.streams.n_train[js[0]]), "n_modalities": len(sub)}
                 if res.controls[a]:
                     cell["control"] = True
+                ok = js[res.metrics["diverged"][js, a] == 0]          # diverged models count nowhere
                 for name, v in res.metrics.items():
-                    cell[f"{name}_mean"], cell[f"{name}_std"] = mean_std(v[js, a])
-                cell["n_seeds"] = len(js)
+                    if name != "diverged":
+                        cell[f"{name}_mean"], cell[f"{name}_std"] = mean_std(v[ok, a]) if len(ok) else (None, None)
+                cell["n_seeds"], cell["n_diverged"] = len(ok), len(js) - len(ok)
                 cells.append(cell)
     summary: dict[str, Any] = {"experiment": spec.name, "task": res.task.name, "metric": res.task.metric,
                                "eta_reference": res.eta_reference, "cells": cells}

@@ -123,6 +123,7 @@ class SweepLayout(Layout):
         n = cells[0]["n_seeds"]
         probe_cols = [f"train_{m}", f"probe_{m}", "eta", "eta_raw"]
         ref = summary.get("eta_reference", [{}])[0]
+        classes = (getattr(result, "meta", {}) or {}).get("data", {}).get("classes") or []
         t1 = render(["subset", f"test {label}"] + (["paper"] if has_paper else []) + probe_cols,
                     [[s, ours(at[s, top])] + ([fmt_pm(at[s, top].get("paper"), at[s, top].get("paper_std"))]
                                               if has_paper else [])
@@ -131,7 +132,9 @@ class SweepLayout(Layout):
                     title=f"Table 1 — test {label} at ratio {top:g} (n_train={at[subsets[0], top]['n_train']}), "
                           f"mean ± std over {n} seeds\n  train_{m}: the model on its own full training sample; "
                           f"probe_{m}: the paper's probe (best head fitted on the training rows)\n"
-                          f"  eta: corrected η̂ ({risk}), {ref.get('definition', '')} = "
+                          + (f"  classes ({len(classes)}): {', '.join(classes[:12])}{' …' if len(classes) > 12 else ''}\n"
+                             if classes else "")
+                          + f"  eta: corrected η̂ ({risk}), {ref.get('definition', '')} = "
                           f"{ref.get('reference', float('nan')):.4f}; eta_raw: paper procedure")
         t2 = render(["subset"] + [f"r={r:g} (n={at[subsets[0], r]['n_train']})" for r in ratios],
                     [[s] + [ours(at[s, r]) + paper(at[s, r]) for r in ratios] for s in subsets],

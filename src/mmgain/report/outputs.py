@@ -11,25 +11,52 @@ from typing import Any
 from ..errors import OutputError
 
 
+OUTPUTS = ("results.csv", "summary.json", "run.json", "outcomes.npz", "split.csv")   # plus fig_*.png
+
+
 def new_run_dir(name: str, root: str | Path = "runs") -> Path:
-    """A fresh folder ``runs/<name>-<timestamp>`` (suffixed if taken)."""
+    """A fresh folder ``runs/<name>-<timestamp>`` (suffixed if taken), created atomically so that
+    two runs started in the same second never share one."""
     base = Path(root) / f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    base.parent.mkdir(parents=True, exist_ok=True)
     path, i = base, 2
-    while path.exists():
-        path, i = base.with_name(f"{base.name}-{i}"), i + 1
-    return path
+    while True:
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            path, i = base.with_name(f"{base.name}-{i}"), i + 1
 
 
-def prepare_out_dir(out: str | Path | None, name: str, overwrite: bool = False) -> Path:
-    """Refuse to write over an earlier run unless asked: nothing a user ran is silently lost."""
-    path = new_run_dir(name) if out is None else Path(out)
+def prepare_out_dir(out: str | Path | None, name: str, overwrite: bool = False,
+                    data: str | Path | None = None) -> tuple[Path, bool]:
+    """The run folder, and whether this command created it.
+
+    Refuses to write over an earlier run unless asked (nothing a user ran is silently lost),
+    and never writes into the folder that holds the input data.  With ``overwrite`` the
+    previous run's outputs are removed first, so no stale file survives.
+    """
+    if out is None:
+        return new_run_dir(name), True
+    path = Path(out)
+    if data is not None and Path(data).exists():
+        d, p = Path(data).resolve(), path.resolve()
+        if d == p or p in d.parents:
+            raise OutputError(f"--out {path} holds the input data ({data}); choose a folder outside it")
     if path.exists() and not path.is_dir():
         raise OutputError(f"--out {path} exists and is not a folder")
-    if path.is_dir() and any(path.iterdir()) and not overwrite:
-        raise OutputError(f"--out {path} already holds files (an earlier run?); "
+    if path.is_dir() and any(path.iterdir()):
+        if not overwrite:
+            raise OutputError(f"--out {path} already holds files (an earlier run?); "
                               "choose another folder or pass --overwrite")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+        for f in [path / n for n in OUTPUTS] + list(path.glob("fig_*.png")):
+            f.unlink(missing_ok=True)
+    created = not path.exists()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"--out {path}: cannot create the run folder ({exc.strerror})") from None
+    return path, created
 
 
 def _clean(x: Any) -> Any:

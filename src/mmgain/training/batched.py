@@ -201,9 +201,12 @@ class BatchedTrainer:
     def _outcomes(self, data: DeviceData, groups: Tensor, rows: Tensor, chunk: int = 2048) -> dict[str, Tensor]:
         """Per-row outcomes of every model on rows ``rows`` (S, n) of its stream's group: (S, A, n)."""
         parts: dict[str, list[Tensor]] = {}
+        self.max_abs_output_ = torch.zeros(len(groups), len(self.subsets), device=self.device)
         for r0 in range(0, rows.shape[1], chunk):
             xb, yb = data.gather(groups, rows[:, r0:r0 + chunk])
             out = self.model_.forward(xb)                                        # (S, b, A, O)
+            self.max_abs_output_ = torch.maximum(self.max_abs_output_,
+                                                 out.abs().nan_to_num(float("inf")).amax(dim=(1, 3)))
             for k, v in self.task.row_outcomes(out, yb[:, :, None].expand(-1, -1, out.shape[2])).items():
                 parts.setdefault(k, []).append(v.transpose(1, 2))
         return {k: torch.cat(v, dim=2) for k, v in parts.items()}

@@ -1,6 +1,7 @@
 """The training protocol: every knob of how models are trained, in one named object."""
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, replace
 
 from ..models.late_fusion import ACTIVATIONS
@@ -55,8 +56,8 @@ class TrainingProtocol:
             raise SpecError(f"protocol.probe_epochs must lie in 1..epochs ({self.epochs}), got {self.probe_epochs}")
         if int(self.probe_folds) < 2:
             raise SpecError(f"protocol.probe_folds must be ≥ 2, got {self.probe_folds}")
-        if not self.lr > 0:
-            raise SpecError(f"protocol.lr must be > 0, got {self.lr}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise SpecError(f"protocol.lr must be a finite number > 0, got {self.lr}")
 
     def with_(self, **changes) -> "TrainingProtocol":
         return replace(self, **{k: v for k, v in changes.items() if v is not None})

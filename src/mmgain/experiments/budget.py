@@ -1,0 +1,75 @@
+"""What a run will cost, said before it starts — and refused above a limit unless asked.
+
+The estimate is deliberately simple: the multiply–adds of training (every model, every
+epoch, every row of its sample, only the modalities in its subset, forward + backward)
+and the work of the probes, divided by rates measured on the project's 2-core CPU
+(the default mfeat and MOSI runs) or, on a GPU, an assumed 30× those.  It is a rough
+guide to tell minutes from days, not a promise.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from ..errors import SpecError
+
+# Calibrated on the project's 2-core CPU (2026-11-27): the default mfeat run (936 s) and MOSI (175 s).
+TRAIN_RATE = 3.6e10          # training multiply–adds per second
+PROBE_RATE = 2.9e8           # probe work units (rows × latent width × L-BFGS passes) per second
+PROBE_OVERHEAD_S = 4.0       # per stream: four L-BFGS fits of per-iteration Python
+GPU_SPEEDUP = 30.0
+MAX_MODELS = 20_000
+MAX_HOURS = 12.0
+
+
+@dataclass
+class Estimate:
+    models: int
+    streams: int
+    subsets: int
+    seconds: float
+    memory_gb: float
+
+    def line(self) -> str:
+        t = self.seconds
+        when = f"{t:.0f} s" if t < 120 else (f"{t / 60:.0f} min" if t < 7200 else f"{t / 3600:.1f} h")
+        return (f"{self.models} models ({self.streams} streams × {self.subsets} subsets), roughly {when} "
+                f"and {self.memory_gb:.1f} GB of memory (estimate)")
+
+
+def estimate(protocol, dims: dict[str, int], subsets, sample_sizes, n_train: int, n_test: int, n_pairs: int,
+             n_groups: int, device_type: str) -> Estimate:
+    H = protocol.hidden
+    per_row = sum(sum(dims[k] + 1 for k in s) * H for s in subsets)         # one row through every model
+    train = sum(protocol.epochs * n for n in sample_sizes) * per_row * 3      # forward + backward
+    latent_width = sum(len(s) for s in subsets) + n_pairs
+    probe = len(sample_sizes) * (n_train + 2 * n_test) * latent_width * H * 60   # L-BFGS: ~60 passes
+    seconds = (train / TRAIN_RATE + probe / PROBE_RATE + PROBE_OVERHEAD_S * len(sample_sizes)) \
+        / (GPU_SPEEDUP if device_type == "cuda" else 1.0)
+    data = n_groups * (n_train + n_test) * sum(dims.values()) * 4
+    outcomes = len(sample_sizes) * (len(subsets) + n_pairs) * n_test * 30
+    working = 2e9                                                             # the chunk budget of the runner
+    return Estimate(len(sample_sizes) * len(subsets), len(sample_sizes), len(subsets), seconds,
+                    (data + outcomes + working) / 1e9)
+
+
+def available_memory_gb() -> float:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES") / 1e9
+    except (ValueError, OSError, AttributeError):   # pragma: no cover - not POSIX
+        return float("inf")
+
+
+def check(est: Estimate, allow_large: bool) -> None:
+    """Refuse a run beyond the limits unless ``allow_large`` (``--yes``)."""
+    reasons = []
+    if est.models > MAX_MODELS:
+        reasons.append(f"more than {MAX_MODELS} models")
+    if est.seconds > MAX_HOURS * 3600:
+        reasons.append(f"more than {MAX_HOURS:g} hours")
+    mem = available_memory_gb()
+    if est.memory_gb > 0.8 * mem:
+        reasons.append(f"more memory than the {mem:.1f} GB available")
+    if reasons and not allow_large:
+        raise SpecError(f"this run needs {est.line()}: {', '.join(reasons)}. Fewer --seeds, --ratios or "
+                        "--subsets make it smaller; pass --yes to run it anyway")
