@@ -24,6 +24,7 @@ def test_run_on_a_user_npz(tmp_path, capsys):
     assert main(["run", "--data", str(tmp_path / "mydata.npz"), "--ratios", "0.1", "1", *FAST, "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "Table 1" in printed and "Table 2" in printed and "Table 3" in printed
+    assert "classes (3): 0, 1, 2" in printed
     summary = json.loads((out / "summary.json").read_text())
     cells, pairs = summary["cells"], summary["pairs"]
     assert len(cells) == 3 * 2                               # 3 subsets × 2 ratios
