@@ -18,6 +18,7 @@ from .experiments import EXPERIMENTS, ExperimentSpec, run_experiment
 from .models.late_fusion import ACTIVATIONS
 from .report.layouts import LAYOUTS
 from .report.outputs import prepare_out_dir, write_csv, write_json, write_outcomes
+from .training.batched import DEVICE_FORMS, resolve_device, set_threads
 from .training.protocol import PROTOCOLS
 
 
@@ -25,7 +26,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", type=int, help="number of seeds (0..N-1); default: the spec's (5)")
     p.add_argument("--out", type=Path, help="run folder (default: a new folder under runs/)")
     p.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty --out")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: auto)")
+    p.add_argument("--device", default="auto", help=f"{DEVICE_FORMS} (default: auto)")
     p.add_argument("--subsets", help="comma-separated subsets such as 'm1,m1+m2', or 'all'")
     p.add_argument("--protocol", choices=PROTOCOLS.names(), help="training protocol preset")
     g = p.add_argument_group("protocol overrides")
@@ -35,6 +36,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--hidden", type=int)
     g.add_argument("--activation", choices=ACTIVATIONS.names())
     p.add_argument("--quiet", action="store_true", help="no progress bar, tables only")
+    p.add_argument("--threads", type=int,
+                   help="compute threads (default: the CPUs this process may use). Running several jobs "
+                        "at once? Give each a share, e.g. --threads 1 for two jobs on 2 cores")
     p.add_argument("--yes", action="store_true",
                    help="run even when the up-front estimate exceeds the limits (models, hours, memory)")
 
@@ -148,10 +152,13 @@ def execute(spec: ExperimentSpec, args) -> int:
     if spec.data not in SOURCES and not Path(spec.data).exists():   # a typo makes no run folder
         raise DataError(f"{spec.data}: no such file or folder, and no registered dataset of that name "
                         f"({', '.join(SOURCES.names())})")
+    resolve_device(args.device)      # a bad --device is answered before any folder is made
+    threads = set_threads(args.threads)
     out, created = prepare_out_dir(args.out, spec.name, overwrite=args.overwrite,
                                    data=None if spec.data in SOURCES else spec.data)
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    status = {"status": "running", "started": started, "command": sys.argv, "spec": spec.to_dict()}
+    status = {"status": "running", "started": started, "command": sys.argv, "spec": spec.to_dict(),
+              "threads": threads}
     write_json(out / "run.json", status)
     print(f"mmgain: run folder {out}", file=sys.stderr)
     with warnings.catch_warnings(record=True) as caught:

@@ -99,6 +99,11 @@ def load_folder(path: Path, task: str = "classification") -> MultimodalDataset:
     if len(labels) > 1:
         raise DataError(f"{path}: both labels.csv and labels.parquet; keep one")
     files = sorted(p for p in path.iterdir() if p.suffix in (".csv", ".parquet") and p.stem != "labels")
+    for p in files + labels:
+        if p.is_symlink() and not p.exists():
+            raise DataError(f"{p}: a broken or looping symbolic link")
+        if p.is_dir():
+            raise DataError(f"{p}: a folder where a data file was expected")
     if not files:
         raise DataError(f"{path}: no modality files (<name>.csv or <name>.parquet)")
     stems = [f.stem for f in files]
@@ -135,11 +140,25 @@ def _maybe_number(v):
 
 def load_npz(path: Path, task: str = "classification") -> MultimodalDataset:
     """One 2-D array per modality plus ``y``; optional ``split`` (train/test) and ``group``."""
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: empty file")
     try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except ValueError as exc:
-        raise DataError(f"{path}: cannot read as .npz without pickles ({exc})") from None
+        z = np.load(path, allow_pickle=False)
+        if not hasattr(z, "files"):          # a .npy saved under an .npz name
+            raise DataError(f"{path}: a single array (.npy), not an .npz archive of named arrays")
+        with z:
+            arrays = {}
+            for k in z.files:
+                try:
+                    arrays[k] = z[k]
+                except ValueError as exc:
+                    raise DataError(f"{path}: array {k!r} cannot be read without pickles ({exc})") from None
+                except Exception as exc:     # bad CRC, truncated member, bad zlib stream
+                    raise DataError(f"{path}: array {k!r} is corrupt ({type(exc).__name__}: {exc})") from None
+    except DataError:
+        raise
+    except Exception as exc:                 # not a zip archive, truncated central directory, …
+        raise DataError(f"{path}: not a readable .npz archive ({type(exc).__name__}: {exc})") from None
     if "y" not in arrays:
         raise DataError(f"{path}: no array named 'y' (arrays: {', '.join(arrays)})")
     y, split, groups = arrays.pop("y"), arrays.pop("split", None), arrays.pop("group", None)
@@ -296,7 +315,16 @@ def _matrix(seq, path: Path, vid, name: str, budget: list[float], vector: bool =
 
 
 def load_path(path: str | Path, task: str = "classification", max_load_gb: float = 4.0) -> MultimodalDataset:
-    p = Path(path)
+    """The dataset at ``path``; an unreadable file (permissions, a link loop, …) is a DataError."""
+    try:
+        return _load_path(Path(path), task, max_load_gb)
+    except (DataError, MemoryError):
+        raise
+    except OSError as exc:
+        raise DataError(f"{exc.filename or path}: cannot read ({exc.strerror or exc})") from None
+
+
+def _load_path(p: Path, task: str, max_load_gb: float) -> MultimodalDataset:
     if not p.exists():
         raise DataError(f"{p}: no such file or folder")
     fixed = is_mosi_folder(p) or p.suffix in (".pkl", ".pickle")

@@ -66,9 +66,22 @@ def least_squares_probe(Z: Latent, y: Tensor, Z_test: Latent, y_test: Tensor, ri
     rhs = torch.einsum("nap,na->ap", Xc, yc)
     lam = ridge * G.diagonal(dim1=1, dim2=2).mean(1).clamp(min=1e-12)
     G = G + lam[:, None, None] * torch.eye(G.shape[-1], dtype=G.dtype, device=G.device)
-    beta = torch.linalg.solve(G, rhs)                     # (A, P)
+    beta = _spd_solve(G, rhs)                             # (A, P)
     fit = lambda Xs: torch.einsum("nap,ap->na", Xs - mu, beta) + y.mean(0)   # noqa: E731
     return {"train": {"loss": ((fit(X) - y) ** 2).T}, "test": {"loss": ((fit(Xt) - y_test) ** 2).T}}
+
+
+def _spd_solve(G: Tensor, rhs: Tensor) -> Tensor:
+    """Solve G β = rhs for symmetric positive definite G (a ridge Gram matrix) by Cholesky; a
+    matrix that is numerically not positive definite falls back to least squares.  (Cholesky
+    also sidesteps an MKL fault of the batched LU solve in torch 2.13's CPU build after
+    ``torch.set_num_threads(n ≥ 2)``.)"""
+    L, info = torch.linalg.cholesky_ex(G)
+    beta = torch.cholesky_solve(rhs[..., None], L)[..., 0]
+    bad = info != 0
+    if bool(bad.any()):
+        beta[bad] = torch.linalg.lstsq(G[bad], rhs[bad][..., None]).solution[..., 0]
+    return beta
 
 
 def per_model(y: Tensor, n_models: int) -> Tensor:

@@ -10,6 +10,7 @@ indices.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
@@ -24,14 +25,44 @@ from .protocol import TrainingProtocol
 from .schedule import BatchSchedule
 
 
+DEVICE_FORMS = "cpu, cuda, cuda:N, mps or auto"
+
+
+def set_threads(threads: int | None = None) -> int:
+    """Set torch's compute threads deliberately: ``threads``, or the CPUs this process may run on.
+
+    torch's own default counts the machine's cores, whoever else uses them; two processes that
+    each take every core slow each other down ~25× on a 2-core machine (README, Performance).
+    """
+    if threads is None:
+        try:
+            threads = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):    # pragma: no cover - not Linux
+            threads = os.cpu_count() or 1
+    if threads < 1:
+        raise SpecError(f"--threads must be ≥ 1, got {threads}")
+    if torch.get_num_threads() != int(threads):   # an unneeded call costs: see probes.latent._spd_solve
+        torch.set_num_threads(int(threads))
+    return int(threads)
+
+
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    if str(device) == "auto":
+    """The torch device for ``--device``; anything torch cannot run here is a SpecError."""
+    text = str(device).strip()
+    if text == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise SpecError("--device cuda was asked for but no CUDA device is available "
-                           "(is the CUDA build of torch installed? see README, 'GPU')")
-    return dev
+    kind, _, index = text.partition(":")
+    if kind not in ("cpu", "cuda", "mps") or (index and not index.isdigit()) or (index and kind != "cuda"):
+        raise SpecError(f"--device {text!r} is not a device mmgain can use; choose {DEVICE_FORMS}")
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise SpecError("--device cuda was asked for but no CUDA device is available "
+                            "(is the CUDA build of torch installed? see README, 'GPU')")
+        if index and int(index) >= torch.cuda.device_count():
+            raise SpecError(f"--device {text}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise SpecError("--device mps was asked for but this torch build or machine has no MPS backend")
+    return torch.device(text)
 
 
 @dataclass
