@@ -19,9 +19,9 @@ cross-fitted in ``protocol.probe_folds`` folds — and average each row's in-fol
 
 which cancels the first-order estimation term.  Measured (README "What γ̂ measures"):
 on Gaussian latents with a known population value, a 128-d noise block at n = 5810,
-6 classes, goes from +0.077 nats (paper procedure) to +0.008; on mfeat a trained
-noise modality from +0.57 to about +0.01, where the half-sum on the training rows
-still gave +0.22 (memorisation).  η̂(M) = R̂(M) − reference, with one reference
+6 classes, goes from +0.077 nats (paper procedure) to −0.004; on mfeat a trained
+noise modality from +0.61 to +0.03 [−0.05, +0.10], where the half-sum on the training
+rows still gave +0.23 (memorisation).  η̂(M) = R̂(M) − reference, with one reference
 per run and data variant: the known Bayes risk, or the smallest seed-averaged R̂
 over all subsets and sample sizes ("excess over the best observed subset").
 γ̂(M, N) = R̂(M) − R̂(N) does not depend on the reference.  The paper's
