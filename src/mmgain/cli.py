@@ -184,7 +184,7 @@ def execute(spec: ExperimentSpec, args) -> int:
     write_csv(out / "results.csv", result.table())
     write_outcomes(out / "outcomes.npz", result)
     extra = ["outcomes.npz"]
-    ds = result.datasets[0].dataset
+    ds = result.groups[0].dataset
     if "split" in ds.notes:  # a split we made: record which row went where
         write_csv(out / "split.csv", [{"row": i, "part": p, **({"group": g} if ds.groups is not None else {})}
                                       for i, (p, g) in enumerate(zip(ds.split, ds.groups if ds.groups is not None

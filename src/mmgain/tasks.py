@@ -26,6 +26,8 @@ class Task:
     risk: str                # the loss in which η̂ and γ̂ are measured (the probe's risk)
     risk_label: str
     margin_help: str
+    stratified: bool         # folds and splits keep the class proportions
+    stacked_probes: bool     # probes of several streams fit in memory together (not so for Gram matrices)
 
     def n_outputs(self, n_classes: int) -> int:
         raise NotImplementedError
@@ -63,6 +65,7 @@ class Classification(Task):
     name, metric, metric_label, higher_is_better = "classification", "acc", "accuracy %", True
     risk, risk_label = "ce", "cross-entropy (nats)"
     margin_help = "accuracy points"
+    stratified, stacked_probes = True, True
 
     def n_outputs(self, n_classes: int) -> int:
         return n_classes
@@ -95,6 +98,7 @@ class Regression(Task):
     name, metric, metric_label, higher_is_better = "regression", "mse", "MSE", False
     risk, risk_label = "mse", "MSE"
     margin_help = "MSE units"
+    stratified, stacked_probes = False, False
 
     def n_outputs(self, n_classes: int) -> int:
         return 1

@@ -24,7 +24,12 @@ noise modality from +0.61 to +0.03 [−0.05, +0.10], where the half-sum on the t
 rows still gave +0.23 (memorisation).  η̂(M) = R̂(M) − reference, with one reference
 per run and data variant: the known Bayes risk, or the smallest seed-averaged R̂
 over all subsets and sample sizes ("excess over the best observed subset").
-γ̂(M, N) = R̂(M) − R̂(N) does not depend on the reference.  The paper's
+
+**Width-matched γ̂.**  γ̂(M, N) = R̂(ĝ_M) − R̂([ĝ_N, π(ĝ_M's block of k)]): N's latent joined
+by M's block of the added modality with its rows permuted.  An independent block does
+not change the best head's risk in the population, so this is γ(M, N); on finite data
+both heads have the same size and pay the same estimation cost.  γ̂ is therefore not
+η̂_M − η̂_N (η̂ is not width-matched) and does not depend on the reference.  The paper's
 uncorrected numbers stay available as ``eta_raw``, ``gamma_<risk>_raw`` and
 ``gamma_acc_raw`` ("paper procedure").
 
@@ -65,12 +70,12 @@ def add_latent_estimates(result) -> None:
     task, m = result.task, result.metrics
     risk = f"probe_{task.risk}"
     m["latent_risk"] = 0.5 * (m[f"heldout_fit_{task.risk}"] + m[f"heldout_{task.risk}"])
-    ok = m["diverged"] == 0 if "diverged" in m else np.ones_like(m[risk], dtype=bool)
+    ok = m["diverged"] == 0
     spec, real = result.spec, [a for a, c in enumerate(result.controls) if not c]
     result.eta_reference = []
     m["eta"], m["eta_raw"] = np.zeros_like(m[risk]), np.zeros_like(m[risk])
     for variant in spec.variants:
-        gids = [gi for gi, g in enumerate(result.groups) if g.variant == variant]
+        gids = result.group_ids(variant)
         streams = np.flatnonzero(np.isin(result.streams.group, gids))
         refs = {}
         for name, source in (("eta", "latent_risk"), ("eta_raw", risk)):
@@ -153,22 +158,21 @@ class PairAnalysis:
         real = [s for s, c in zip(res.subsets, res.controls) if not c]
         pairs, controls = [], []
         for variant in res.spec.variants:
-            gids = [gi for gi, g in enumerate(res.groups) if g.variant == variant]
+            gids = res.group_ids(variant)
             for ratio in res.spec.ratios:
-                js = res.streams.where(gids, float(ratio))
-                if len(js) == 0:
+                streams = res.streams.where(gids, float(ratio))
+                if len(streams) == 0:
                     continue
-                head = {**variant, "ratio": float(ratio), "n_train": int(res.streams.n_train[js[0]]),
-                        "n_seeds": len(js)}
                 for m, n in proper_pairs(real):
                     (k,) = set(m) - set(n)
                     a, b = index[m], index[n]
                     c = index.get(control_of(m, n))
-                    use = js[self.ok[js, a] & self.ok[js, b] & (self.ok[js, c] if c is not None else True)]
-                    if len(use) == 0:      # every seed of this pair diverged: nothing to compare
+                    ok = self.ok[streams, a] & self.ok[streams, b] & (self.ok[streams, c] if c is not None else True)
+                    js = streams[ok]       # seeds where no model of the comparison diverged
+                    if len(js) == 0:
                         continue
-                    js_all, js = js, use
-                    head["n_seeds"] = len(js)
+                    head = {**variant, "ratio": float(ratio), "n_train": int(res.streams.n_train[js[0]]),
+                            "n_seeds": len(js)}
                     pair = {"modality": k, "M": subset_name(m), "N": subset_name(n), **head, **self._stats(js, a, b)}
                     pairs.append(pair)
                     if c is not None:
@@ -180,7 +184,6 @@ class PairAnalysis:
                         ctrl.update(gamma_vs_null=net["mean"], gamma_vs_null_ci=list(net["ci"]),
                                     gamma_vs_null_p=net["p_value"])
                         controls.append(ctrl)
-                    js = js_all
         return self.adjust(pairs), self.adjust(controls)
 
     def adjust(self, family: list[dict]) -> list[dict]:

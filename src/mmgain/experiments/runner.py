@@ -17,10 +17,10 @@ import torch
 
 from ..data.controls import control_subsets, with_permuted_copies
 from ..data.dataset import DataError, MultimodalDataset
-from ..errors import DataWarning
 from ..data.sources import is_per_seed, load_source
-from ..data.splits import nested_sample
+from ..data.splits import nested_sample, sample_size
 from ..data.subsets import proper_pairs, select_subsets, subset_name
+from ..errors import DataWarning
 from ..probes.latent import Latent, latent_gap_probe, probe_folds
 from ..tasks import Task, as_numpy_rows, get_task
 from ..training.batched import BatchedTrainer, DeviceData, Streams, chunk_streams, resolve_device
@@ -91,9 +91,9 @@ class RunResult:
     meta: dict[str, Any] = field(default_factory=dict)
     eta_reference: list[dict[str, Any]] = field(default_factory=list)
 
-    @property
-    def datasets(self) -> list[DataGroup]:
-        return self.groups
+    def group_ids(self, variant: dict[str, Any]) -> list[int]:
+        """The data groups (one per seed for generated data, else one) of a data variant."""
+        return [gi for gi, g in enumerate(self.groups) if g.variant == variant]
 
     def table(self) -> list[dict[str, Any]]:
         """One row per model, in spec order (subsets within streams)."""
@@ -169,7 +169,7 @@ def run_experiment(spec: ExperimentSpec, device: str = "auto", progress: bool = 
     sample = [nested_sample(train.n, ratio, seed) for _, seed, ratio in keys]
     sizes = {}
     for ratio in spec.ratios:
-        sizes.setdefault(max(1, int(round(float(ratio) * train.n))), []).append(float(ratio))
+        sizes.setdefault(sample_size(float(ratio), train.n), []).append(float(ratio))
     for n_rows, rs in sizes.items():
         if len(rs) > 1:
             warnings.warn(f"ratios {', '.join(f'{r:g}' for r in rs)} all give n={n_rows} training rows here "
@@ -277,8 +277,8 @@ def _probe_chunk(trainer: BatchedTrainer, groups: np.ndarray, train: DeviceData,
     model = trainer.probe_model_
     S, A = model.n_streams, len(model.subsets)
     per_stream = train.n * sum(len(m) for m in model.members.values()) * model.hidden * 4 * 4
-    size = 1 if task.name == "regression" else max(1, int(memory_budget // max(per_stream, 1)))
-    folds = probe_folds(test.y[0].cpu().numpy(), protocol.probe_folds, stratify=task.name == "classification")
+    size = max(1, int(memory_budget // max(per_stream, 1))) if task.stacked_probes else 1
+    folds = probe_folds(test.y[0].cpu().numpy(), protocol.probe_folds, stratify=task.stratified)
     fit = lambda Z, y, Zt, yt: task.probe(Z, y, Zt, yt, n_out, protocol)   # noqa: E731
     fit_heldout = lambda Z, y, Zt, yt: task.probe(Z, y, Zt, yt, n_out, protocol, heldout=True)   # noqa: E731
     out: dict[str, dict[str, list[np.ndarray]]] = {}

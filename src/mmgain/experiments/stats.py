@@ -36,25 +36,6 @@ def sign_flip_p(d: Sequence[float]) -> float:
     return float(np.mean(np.abs(signs @ d / n) >= observed - 1e-12 * max(1.0, observed)))
 
 
-def paired_stats(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> dict:
-    """Mean of a − b over seeds, its t interval and the two-sided paired t-test p-value.
-
-    With one pair the interval and p-value are undefined (NaN).  With zero spread
-    the t statistic degenerates: the interval collapses to the mean and p is the
-    exact sign-flip p (2/2^n at most significant, never 0).
-    """
-    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
-    n, mean = len(d), float(d.mean())
-    if n < 2:
-        return {"mean": mean, "ci": (math.nan, math.nan), "p_value": math.nan, "n": n}
-    se = float(d.std(ddof=1)) / math.sqrt(n)
-    if se == 0.0:
-        return {"mean": mean, "ci": (mean, mean), "p_value": sign_flip_p(d), "n": n}
-    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * se
-    p = max(float(2 * stats.t.sf(abs(mean / se), n - 1)), TINY_P)
-    return {"mean": mean, "ci": (mean - half, mean + half), "p_value": p, "n": n}
-
-
 def two_level(components: Sequence[tuple[float, np.ndarray]], shared_rows: bool = True,
               confidence: float = 0.95) -> dict:
     """A paired difference estimated over seeds and rows, with a CI that counts both.

@@ -8,9 +8,6 @@ import numpy as np
 from ..data.subsets import subset_name
 from .estimates import SIGNS, PairAnalysis, modality_lines, verdict_records
 
-DIAGNOSTICS = ("probe_iterations", "probe_converged")
-
-
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (ddof=1; 0 for a single value)."""
     v = np.asarray(values, dtype=np.float64)
@@ -24,7 +21,7 @@ def summarize(result) -> dict[str, Any]:
     cells = []
     for a, sub in enumerate(res.subsets):
         for variant in spec.variants:
-            gids = [gi for gi, g in enumerate(res.groups) if g.variant == variant]
+            gids = res.group_ids(variant)
             for ratio in spec.ratios:
                 js = res.streams.where(gids, float(ratio))
                 if len(js) == 0:
