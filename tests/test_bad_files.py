@@ -1,5 +1,6 @@
 """Broken files and impossible options, answered with a clear error (exit 2, no traceback, no folder)."""
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -79,6 +80,22 @@ def test_a_headerless_folder_with_an_extra_label_column_is_answered_quickly(tmp_
                                           for i, row in enumerate(r.normal(size=(40, 5)))) + "\n")
     (d / "labels.csv").write_text("\n".join(f"{i % 2},{i % 3}" for i in range(40)) + "\n")
     assert "no column 'y'" in _run(tmp_path, capsys, d)
+
+
+@pytest.mark.skipif(not Path("/proc/self/mem").exists(), reason="needs Linux /proc")
+def test_an_unreadable_file_is_named(tmp_path, capsys):
+    d = _folder(tmp_path)
+    (d / "audio.csv").symlink_to("/proc/self/mem")       # opens, then fails to read (EIO), even as root
+    err = _run(tmp_path, capsys, d)
+    assert "audio.csv: cannot read (Input/output error)" in err
+
+
+@pytest.mark.skipif(not Path("/proc/self").exists(), reason="needs Linux /proc")
+def test_out_where_nobody_may_write(tmp_path, capsys):
+    """/proc refuses new folders even to root, so this runs where CI does (as root)."""
+    code = main(["run", "--data", str(_good_npz(tmp_path / "d.npz")), *FAST, "--out", "/proc/mmgain-run/r"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--out /proc/mmgain-run/r: cannot create the run folder" in err and "Traceback" not in err
 
 
 def test_out_under_an_existing_file(tmp_path, capsys):

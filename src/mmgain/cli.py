@@ -6,6 +6,8 @@ this module only parses arguments, manages the run folder and prints.
 from __future__ import annotations
 
 import argparse
+import json
+import signal
 import shutil
 import sys
 import time
@@ -13,8 +15,11 @@ import warnings
 from pathlib import Path
 
 from .data.sources import SOURCES
-from .errors import DataError, DataWarning, SpecError, UserError
+from .errors import DataError, DataWarning, OutputError, SpecError, Terminated, UserError
 from .experiments import EXPERIMENTS, ExperimentSpec, run_experiment
+from .experiments.backends import BACKENDS, get_backend
+from .experiments.runner import RunInterrupted, assemble, plan_run
+from .experiments.store import FolderLock, ResultStore
 from .models.late_fusion import ACTIVATIONS
 from .report.layouts import LAYOUTS
 from .report.outputs import prepare_out_dir, write_csv, write_json, write_outcomes
@@ -41,6 +46,20 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                         "at once? Give each a share, e.g. --threads 1 for two jobs on 2 cores")
     p.add_argument("--yes", action="store_true",
                    help="run even when the up-front estimate exceeds the limits (models, hours, memory)")
+    _add_engine(p)
+    p.add_argument("--memory-gb", type=float,
+                   help="memory for one chunk of streams trained together (default: half the free GPU "
+                        "memory, 2 GB on CPU); smaller means more, smaller chunks")
+    p.add_argument("--resume", type=Path, metavar="DIR",
+                   help="continue the interrupted run in DIR (same data, spec and protocol; checked)")
+
+
+def _add_engine(p: argparse.ArgumentParser) -> None:
+    """What runs the chunks; also what ``mmgain resume`` may change."""
+    p.add_argument("--backend", default="local", choices=BACKENDS.names(),
+                   help="local: this process (default); ray: chunks as Ray tasks (pip install 'mmgain[ray]')")
+    p.add_argument("--address", help="with --backend ray: an existing cluster (e.g. ray://head:10001 or auto); "
+                                     "default: a new local instance")
 
 
 def _add_sweep(p: argparse.ArgumentParser) -> None:
@@ -87,6 +106,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(run)
     _add_sweep(run)
     run.set_defaults(build=_run_spec)
+
+    res = sub.add_parser("resume", help="continue an interrupted run in its folder (what is done is kept)")
+    res.add_argument("dir", type=Path, help="the run folder")
+    res.add_argument("--device", default="auto", help=f"{DEVICE_FORMS} (default: auto)")
+    res.add_argument("--threads", type=int, help="compute threads (default: the CPUs this process may use)")
+    res.add_argument("--quiet", action="store_true", help="no progress bar, tables only")
+    res.add_argument("--yes", action="store_true", help="run even when the estimate exceeds the limits")
+    _add_engine(res)
+    res.set_defaults(build=_resume_spec)
+
+    col = sub.add_parser("collect", help="write results.csv and summary.json of a run folder from its store, "
+                                         "also of an unfinished run (nothing is trained)")
+    col.add_argument("dir", type=Path, help="the run folder")
+    col.set_defaults(build=None)
 
     lst = sub.add_parser("list", help="list experiments, protocols, data sources, activations")
     lst.set_defaults(build=None)
@@ -145,32 +178,107 @@ def _iemocap_spec(args) -> ExperimentSpec:
     return _sweep_overrides(_apply_common(spec, args), args)
 
 
+def _read_run(folder: Path) -> dict:
+    """A run folder's run.json, for ``resume`` and ``collect``."""
+    if not ResultStore(folder).exists():
+        raise OutputError(f"{folder}: no mmgain run store here (no store/manifest.json); "
+                          "only runs of mmgain ≥ 0.1 with a store can be resumed or collected")
+    try:
+        return json.loads((folder / "run.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise OutputError(f"{folder / 'run.json'}: cannot be read ({exc})") from None
+
+
+def _resume_spec(args) -> ExperimentSpec:
+    args.resume = args.dir
+    return ExperimentSpec.from_dict(_read_run(args.dir)["spec"])
+
+
+def _write_outputs(out: Path, result, status: dict, notes: list[str], figures: bool) -> list[str]:
+    """results.csv, outcomes.npz, split.csv, summary.json (and figures) of a result; run.json last."""
+    write_csv(out / "results.csv", result.table())
+    write_outcomes(out / "outcomes.npz", result)
+    files = ["results.csv", "summary.json", "outcomes.npz"]
+    ds = result.groups[0].dataset
+    if "split" in ds.notes:  # a split we made: record which row went where
+        write_csv(out / "split.csv", [{"row": i, "part": p, **({"group": g} if ds.groups is not None else {})}
+                                      for i, (p, g) in enumerate(zip(ds.split, ds.groups if ds.groups is not None
+                                                                     else ds.split))])
+        files.append("split.csv")
+    summary = dict(result.summary)
+    if "partial" in result.meta:
+        summary["partial"] = result.meta["partial"]
+    write_json(out / "summary.json", summary)
+    if figures:
+        files += [f.name for f in LAYOUTS.get(result.spec.layout).figures(result, out)]
+    write_json(out / "run.json", {**status, **result.meta, "warnings": notes,
+                                  "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "files": files})
+    return files
+
+
 def execute(spec: ExperimentSpec, args) -> int:
     """Run a spec into a run folder; run.json says 'running', then 'complete', 'diverged',
-    'failed' or 'interrupted'.  A command that fails on the user's input before anything was
-    trained leaves no folder behind."""
+    'failed' or 'interrupted'.  Every finished chunk is committed to the folder's store at
+    once, so an interrupted run keeps what it did and ``mmgain resume`` continues it.  A
+    command that fails on the user's input before anything was trained leaves no folder."""
     if spec.data not in SOURCES and not Path(spec.data).exists():   # a typo makes no run folder
         raise DataError(f"{spec.data}: no such file or folder, and no registered dataset of that name "
                         f"({', '.join(SOURCES.names())})")
     resolve_device(args.device)      # a bad --device is answered before any folder is made
     threads = set_threads(args.threads)
-    out, created = prepare_out_dir(args.out, spec.name, overwrite=args.overwrite,
-                                   data=None if spec.data in SOURCES else spec.data)
-    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    status = {"status": "running", "started": started, "command": sys.argv, "spec": spec.to_dict(),
-              "threads": threads}
+    backend = get_backend(args.backend, args.address, threads)
+    memory_gb = getattr(args, "memory_gb", None)
+    if memory_gb is not None and not memory_gb > 0:
+        raise SpecError(f"--memory-gb must be > 0, got {memory_gb}")
+    resume = getattr(args, "resume", None)
+    previous: dict = {}
+    if resume is not None:
+        if getattr(args, "out", None) is not None and Path(args.out).resolve() != Path(resume).resolve():
+            raise SpecError(f"--out {args.out} and --resume {resume} name different folders; give one")
+        previous = _read_run(resume)
+        out, created, lock = Path(resume), False, FolderLock(resume).acquire()
+    else:
+        out, created, lock = prepare_out_dir(args.out, spec.name, overwrite=args.overwrite,
+                                             data=None if spec.data in SOURCES else spec.data)
+    try:
+        return _execute(spec, args, out, created, previous, threads, backend,
+                        None if memory_gb is None else memory_gb * 1e9)
+    finally:
+        lock.release()
+
+
+def _execute(spec, args, out: Path, created: bool, previous: dict, threads: int, backend, memory) -> int:
+    now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    status = {"status": "running", "started": previous.get("started", now), "command": sys.argv,
+              "spec": spec.to_dict(), "threads": threads, "backend": args.backend}
+    if previous:
+        status["resumed"] = previous.get("resumed", []) + [now]
+        status["commands"] = previous.get("commands", [previous.get("command")]) + [sys.argv]
     write_json(out / "run.json", status)
     print(f"mmgain: run folder {out}", file=sys.stderr)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DataWarning)
         try:
-            result = run_experiment(spec, device=args.device, progress=not args.quiet, allow_large=args.yes)
+            result = run_experiment(spec, device=args.device, progress=not args.quiet, allow_large=args.yes,
+                                    memory_budget=memory, store=ResultStore(out), backend=backend)
         except UserError:
             if created:              # nothing was trained: leave nothing behind
                 shutil.rmtree(out, ignore_errors=True)
             else:
                 write_json(out / "run.json", {**status, "status": "failed"})
             raise
+        except RunInterrupted as exc:
+            notes = [str(w.message) for w in caught if issubclass(w.category, DataWarning)]
+            how = "SIGTERM" if isinstance(exc.cause, Terminated) else "SIGINT"
+            stopped = {**status, "status": "interrupted", "interrupted_by": how,
+                       "chunks_done": exc.done, "chunks": exc.total}
+            if exc.partial is not None:
+                _write_outputs(out, exc.partial, stopped, notes, figures=False)
+            else:
+                write_json(out / "run.json", stopped)
+            print(f"\nmmgain: interrupted ({how}) after {exc.done} of {exc.total} chunks; what finished is "
+                  f"kept in {out}/ (results.csv holds it). Continue with: mmgain resume {out}", file=sys.stderr)
+            return 143 if how == "SIGTERM" else 130
         except BaseException as exc:
             write_json(out / "run.json", {**status, "status": "failed" if not isinstance(exc, KeyboardInterrupt)
                                           else "interrupted", "error": f"{type(exc).__name__}: {exc}"})
@@ -181,30 +289,50 @@ def execute(spec: ExperimentSpec, args) -> int:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     for note in notes:
         print(f"mmgain: warning: {note}", file=sys.stderr)
-    write_csv(out / "results.csv", result.table())
-    write_outcomes(out / "outcomes.npz", result)
-    extra = ["outcomes.npz"]
-    ds = result.groups[0].dataset
-    if "split" in ds.notes:  # a split we made: record which row went where
-        write_csv(out / "split.csv", [{"row": i, "part": p, **({"group": g} if ds.groups is not None else {})}
-                                      for i, (p, g) in enumerate(zip(ds.split, ds.groups if ds.groups is not None
-                                                                     else ds.split))])
-        extra.append("split.csv")
-    write_json(out / "summary.json", result.summary)
     all_diverged = bool((result.metrics["diverged"] > 0).all())
-    layout = LAYOUTS.get(spec.layout)
-    figs = [] if all_diverged else layout.figures(result, out)
-    write_json(out / "run.json", {**status, "status": "diverged" if all_diverged else "complete", **result.meta,
-                                  "warnings": notes, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                                  "files": ["results.csv", "summary.json"] + extra + [f.name for f in figs]})
+    files = _write_outputs(out, result, {**status, "status": "diverged" if all_diverged else "complete"}, notes,
+                           figures=not all_diverged)
     if all_diverged:
         print(f"mmgain: error: every one of the {result.meta['n_models']} models diverged (non-finite loss); "
               f"nothing to compare. Lower --lr (now {spec.resolved_protocol().lr:g}). Outputs are in {out}/",
               file=sys.stderr)
         return 3
-    print(layout.text(result))
+    print(LAYOUTS.get(spec.layout).text(result))
     print(f"\n{result.meta['n_models']} models, {result.meta['wall_time_s']:.1f} s on {result.meta['device']}; "
-          f"wrote {out}/ (results.csv, summary.json, run.json{''.join(', ' + f for f in extra + [g.name for g in figs])})")
+          f"wrote {out}/ ({', '.join(files + ['run.json'])})")
+    return 0
+
+
+def _collect(folder: Path) -> int:
+    """Derive a run folder's outputs from its store: what a crashed (kill -9) run finished."""
+    run = _read_run(folder)
+    lock = FolderLock(folder).acquire()
+    try:
+        store = ResultStore(folder)
+        spec = ExperimentSpec.from_dict(run["spec"])
+        store.check_spec(spec)
+        plan = plan_run(spec, device="cpu", progress=False, allow_large=True, chunks=store.chunks())
+        store.open(plan)
+        parts = store.load()
+        if not parts:
+            print(f"mmgain: {folder}: no chunk has finished yet; nothing to collect", file=sys.stderr)
+            return 1
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", DataWarning)
+            result = assemble(plan, parts)
+        notes = [str(w.message) for w in caught if issubclass(w.category, DataWarning)]
+        partial = "partial" in result.meta
+        state = run.get("status")
+        if partial and state in ("running", "failed", None):
+            state = "interrupted"          # no process holds the folder: it crashed or was killed
+        files = _write_outputs(folder, result, {**run, "status": state if partial else "complete"}, notes,
+                               figures=not partial)
+    finally:
+        lock.release()
+    done = f"{result.meta['partial']['chunks_done']} of {result.meta['partial']['chunks']} chunks" if partial \
+        else "every chunk"
+    print(f"mmgain: collected {done} ({result.meta['n_models']} models) into {folder}/ ({', '.join(files)})"
+          + (f"; continue with: mmgain resume {folder}" if partial else ""))
     return 0
 
 
@@ -218,13 +346,23 @@ def _list() -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         if args.command == "list":
             return _list()
+        if args.command == "collect":
+            return _collect(args.dir)
         return execute(args.build(args), args)
     except UserError as exc:          # the user can fix it: the message, no traceback
         print(f"mmgain: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print("\nmmgain: interrupted; the run folder's run.json says so", file=sys.stderr)
-        return 130
+        return 143 if isinstance(exc, Terminated) else 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate(signum, frame) -> None:
+    """SIGTERM ends a run like Ctrl-C: cleanly, with what finished kept."""
+    raise Terminated()

@@ -32,3 +32,7 @@ class OutputError(UserError, OSError):
 
 class DataWarning(UserWarning):
     """Legal but suspicious input: printed in the terminal and recorded in run.json."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM: ends a run as Ctrl-C does (finished work kept, run.json says interrupted)."""

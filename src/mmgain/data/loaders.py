@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import warnings
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 
@@ -22,9 +23,19 @@ from .safe_pickle import safe_load
 # ------------------------------------------------------------------ CSV / Parquet
 
 
+@contextmanager
+def _reading(path: Path):
+    """An OSError while reading ``path`` (EIO, permissions) becomes a DataError naming the file:
+    a read error, unlike an open error, carries no file name of its own."""
+    try:
+        yield
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
 def read_numeric_csv(path: Path, header: bool) -> tuple[list[str] | None, np.ndarray]:
     """A numeric CSV as a float64 matrix; ragged lines and non-numbers are named by line."""
-    with open(path, newline="") as f:
+    with _reading(path), open(path, newline="") as f:
         reader = csv.reader(f)
         names = next(reader, None) if header else None
         rows, width = [], None
@@ -66,7 +77,7 @@ def _read_table(path: Path):
             raise DataError(f"{path}: reading Parquet needs pandas and pyarrow "
                             "(pip install 'mmgain[parquet]')") from None
         return {str(c): frame[c].to_numpy() for c in frame.columns}
-    with open(path, newline="") as f:
+    with _reading(path), open(path, newline="") as f:
         reader = csv.DictReader(f)
         data = list(reader)
         if reader.fieldnames is None:

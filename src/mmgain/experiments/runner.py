@@ -5,6 +5,8 @@ what differs between them is the spec, never the code path.
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import platform
 import sys
 import time
@@ -30,12 +32,6 @@ from .estimates import add_latent_estimates
 from .references import REFERENCES
 from .spec import ExperimentSpec
 from .summary import summarize
-
-try:  # progress bars are a nicety, not a requirement
-    from tqdm.auto import tqdm
-except ImportError:  # pragma: no cover
-    tqdm = None
-
 
 DIVERGED_OUTPUT = 1e6   # a trained model whose outputs exceed this on the test rows has diverged
 
@@ -135,12 +131,79 @@ def _bytes_per_row(protocol: TrainingProtocol, dims: dict[str, int], subsets) ->
     return pairs * protocol.hidden * 4 * 8 + sum(dims.values()) * 4 * 2
 
 
-def run_experiment(spec: ExperimentSpec, device: str = "auto", progress: bool = True,
-                   memory_budget: float | None = None, allow_large: bool = False) -> RunResult:
-    """Train, score and probe every model of ``spec``.  The cost is estimated and printed
-    before training; a run beyond the limits of :mod:`.budget` is refused unless
-    ``allow_large``."""
-    t0 = time.time()
+@dataclass
+class ChunkJob:
+    """One chunk of streams: the unit a backend trains and the store commits.  Picklable, so
+    that a Ray worker can run it; the data travel separately."""
+
+    index: int
+    streams: Streams
+    protocol: TrainingProtocol
+    dims: dict[str, int]
+    subsets: list[tuple[str, ...]]
+    n_outputs: int
+    task: str
+    pairs: list[tuple[int, int]]
+    memory_budget: float
+
+
+@dataclass
+class RunPlan:
+    """What a run will compute, before anything is trained: data on the device, the streams,
+    and their chunks.  The result of a run is a function of the plan and nothing else, so a
+    run resumed from the store with the same plan gives the same numbers."""
+
+    spec: ExperimentSpec
+    protocol: TrainingProtocol
+    device: torch.device
+    groups: list[DataGroup]
+    task: Task
+    subsets: list[tuple[str, ...]]
+    controls: list[bool]
+    train: DeviceData
+    test: DeviceData
+    table: StreamTable
+    streams: Streams
+    pairs: list[tuple[int, int]]
+    chunks: list[list[int]]
+    memory_budget: float
+    seeds: list[int]
+    cost: Any = None
+
+    def job(self, ci: int) -> ChunkJob:
+        ref = self.groups[0].dataset
+        return ChunkJob(ci, self.streams.subset(self.chunks[ci]), self.protocol, ref.dims, self.subsets,
+                        ref.n_outputs, self.task.name, self.pairs, self.memory_budget)
+
+    def n_steps(self, chunks) -> int:
+        return sum(BatchedTrainer.n_steps(self.protocol, self.streams.subset(self.chunks[ci])) for ci in chunks)
+
+    def stream_keys(self) -> list[list]:
+        """(data group, seed, ratio) of each stream: what the store's manifest keys chunks by."""
+        return [[int(g), int(s), float(r)] for g, s, r in zip(self.table.group, self.table.seed, self.table.ratio)]
+
+    def data_fingerprint(self) -> str:
+        """sha256 of every data group as trained on (features, target, split): a resumed run must
+        see the same data."""
+        h = hashlib.sha256()
+        for g in self.groups:
+            ds = g.dataset
+            for name in ds.names:
+                x = np.ascontiguousarray(ds.modalities[name])
+                h.update(f"{name}:{x.dtype}:{x.shape}".encode())
+                h.update(x.tobytes())
+            for arr in (ds.y, ds.split, ds.groups):
+                if arr is not None:
+                    h.update(np.asarray(arr).astype(str if arr.dtype == object else arr.dtype).tobytes())
+        return h.hexdigest()
+
+
+def plan_run(spec: ExperimentSpec, device: str = "auto", progress: bool = True,
+             memory_budget: float | None = None, allow_large: bool = False,
+             chunks: list[list[int]] | None = None) -> RunPlan:
+    """Load the data, lay out the streams and chunk them; estimate the cost and refuse a run
+    beyond the limits of :mod:`.budget` unless ``allow_large``.  ``chunks`` (from a run
+    folder's store) replaces the chunking, so that a resumed run trains the same chunks."""
     protocol = spec.resolved_protocol()
     dev = resolve_device(device)
     seeds = list(range(spec.seeds))
@@ -154,7 +217,6 @@ def run_experiment(spec: ExperimentSpec, device: str = "auto", progress: bool = 
         extra = control_subsets(subsets)
         subsets, controls = subsets + extra, controls + [True] * len(extra)
     ref = groups[0].dataset
-    n_out = ref.n_outputs
 
     split = [g.dataset.train_test_indices() for g in groups]
     train = DeviceData.stack([(g.dataset.rows(tr), g.dataset.y[tr]) for g, (tr, _) in zip(groups, split)], dev)
@@ -186,50 +248,104 @@ def run_experiment(spec: ExperimentSpec, device: str = "auto", progress: bool = 
         print(f"mmgain: {cost.line()}", file=sys.stderr)
     if memory_budget is None:
         memory_budget = (0.5 * torch.cuda.mem_get_info(dev)[0]) if dev.type == "cuda" else 2e9
-    chunks = chunk_streams([min(protocol.batch_size, len(r)) for r in sample],
-                           _bytes_per_row(protocol, ref.dims, subsets), memory_budget)
-    chunk_data = [streams.subset(c) for c in chunks]
-    total_steps = sum(BatchedTrainer.n_steps(protocol, cs) for cs in chunk_data)
-    bar = None
-    if progress and tqdm is not None:
-        bar = tqdm(total=total_steps, desc=f"{spec.name}: training {len(streams) * len(subsets)} models",
-                   unit="step", file=sys.stderr, dynamic_ncols=True)
+    if chunks is None:
+        chunks = chunk_streams([min(protocol.batch_size, len(r)) for r in sample],
+                               _bytes_per_row(protocol, ref.dims, subsets), memory_budget)
+    elif sorted(i for c in chunks for i in c) != list(range(len(streams))):
+        raise DataError(f"the stored chunks do not cover the run's {len(streams)} streams exactly")
+    return RunPlan(spec, protocol, dev, groups, task, subsets, controls, train, test, table, streams,
+                   pair_index, [list(map(int, c)) for c in chunks], memory_budget, seeds, cost)
 
-    S, A = len(streams), len(subsets)
+
+def run_chunk(job: ChunkJob, train: DeviceData, test: DeviceData, device: torch.device,
+              on_step=None, on_probe=None) -> dict[str, dict[str, np.ndarray]]:
+    """Train, score and probe one chunk of streams.  Returns ``{"metrics": {name: (s, A)},
+    <rows part>: {name: (s, A|Q, n_test)}}`` for the chunk's s streams, in chunk order."""
+    task = get_task(job.task)
+    cs = job.streams
+    trainer = BatchedTrainer(job.protocol, job.dims, job.subsets, job.n_outputs, task, device)
+    trainer.fit(train, cs, on_step=on_step)
+    test_rows = trainer.test_rows(test, cs.groups)
+    scores = {**task.metrics(test_rows, "test_"), **trainer.train_metrics(train, cs)}
+    # Diverged: a non-finite loss, or outputs so large (|output| > 1e6) that softmax/MSE are meaningless.
+    scores["diverged"] = (~np.isfinite(scores[f"train_{task.risk}"]) | ~np.isfinite(scores[f"test_{task.risk}"])
+                          | (trainer.max_abs_output_.cpu().numpy() > DIVERGED_OUTPUT)).astype(np.float64)
+    part: dict[str, dict[str, np.ndarray]] = {"metrics": dict(scores), "test": dict(test_rows)}
+    probe = _probe_chunk(trainer, cs.groups, train, test, task, job.n_outputs, job.protocol, job.memory_budget,
+                         on_probe, job.pairs)
+    for where, values in probe.items():
+        if where == "diagnostics":
+            part["metrics"].update({f"probe_{k}": v for k, v in values.items()})
+        else:
+            part[where] = values
+    return part
+
+
+def run_experiment(spec: ExperimentSpec, device: str = "auto", progress: bool = True,
+                   memory_budget: float | None = None, allow_large: bool = False,
+                   store=None, backend=None) -> RunResult:
+    """Train, score and probe every model of ``spec``.  The cost is estimated and printed
+    before training; a run beyond the limits of :mod:`.budget` is refused unless
+    ``allow_large``.
+
+    With a ``store`` (:class:`.store.ResultStore`), each chunk is committed as soon as it
+    is done and chunks already in the store are not trained again; an interrupt (Ctrl-C,
+    SIGTERM) raises :class:`RunInterrupted` carrying the result of what is done.  The
+    ``backend`` (:mod:`.backends`; default: this process) trains the chunks."""
+    from .backends import LocalBackend
+
+    t0 = time.time()
+    stored = None
+    if store is not None:
+        store.check_spec(spec)          # a mismatch is named before any data are loaded
+        stored = store.chunks()
+    plan = plan_run(spec, device, progress, memory_budget, allow_large, chunks=stored)
+    parts: dict[int, dict] = {}
+    if store is not None:
+        store.open(plan)
+        parts = store.load()
+        if parts:
+            print(f"mmgain: {len(parts)} of {len(plan.chunks)} chunks are already in the store; "
+                  "training the rest", file=sys.stderr)
+    todo = [ci for ci in range(len(plan.chunks)) if ci not in parts]
+    backend = backend or LocalBackend()
+    try:
+        with contextlib.closing(backend.run(plan, todo, progress)) as finished:
+            for ci, part in finished:
+                if store is not None:
+                    store.commit(plan, ci, part)
+                parts[ci] = part
+    except KeyboardInterrupt as exc:
+        partial = assemble(plan, parts, time.time() - t0) if parts else None
+        raise RunInterrupted(partial, len(parts), len(plan.chunks), exc) from None
+    return assemble(plan, parts, time.time() - t0)
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM ended a run; ``partial`` is the result of the chunks finished (or None)."""
+
+    def __init__(self, partial: "RunResult | None", done: int, total: int, cause: BaseException):
+        super().__init__(f"interrupted after {done} of {total} chunks")
+        self.partial, self.done, self.total, self.cause = partial, done, total, cause
+
+
+def assemble(plan: RunPlan, parts: dict[int, dict], wall_time: float = 0.0) -> RunResult:
+    """The run's result from its chunks' parts: every stream if every chunk is there, else the
+    streams of the chunks finished (``meta["partial"]``)."""
+    done = sorted(parts)
+    streams = [i for ci in done for i in plan.chunks[ci]]
+    order = np.argsort(streams, kind="stable")
+    keep = np.asarray(streams)[order]
     metrics: dict[str, np.ndarray] = {}
     rows: dict[str, dict[str, np.ndarray]] = {}
-
-    def put(store: dict, name: str, chunk: list[int], values: np.ndarray) -> None:
-        if name not in store:
-            store[name] = np.zeros((S,) + values.shape[1:], dtype=values.dtype)
-        store[name][chunk] = values
-
-    for ci, (chunk, cs) in enumerate(zip(chunks, chunk_data)):
-        trainer = BatchedTrainer(protocol, ref.dims, subsets, n_out, task, dev)
-        if bar:
-            bar.set_postfix_str(f"chunk {ci + 1}/{len(chunks)}: training {len(chunk)} stream(s)")
-        trainer.fit(train, cs, on_step=bar.update if bar else None)
-        test_rows = trainer.test_rows(test, cs.groups)
-        scores = {**task.metrics(test_rows, "test_"), **trainer.train_metrics(train, cs)}
-        # Diverged: a non-finite loss, or outputs so large (|output| > 1e6) that softmax/MSE are meaningless.
-        scores["diverged"] = (~np.isfinite(scores[f"train_{task.risk}"]) | ~np.isfinite(scores[f"test_{task.risk}"])
-                              | (trainer.max_abs_output_.cpu().numpy() > DIVERGED_OUTPUT)).astype(np.float64)
-        for name, v in scores.items():
-            put(metrics, name, chunk, v)
-        rows.setdefault("test", {})
-        for k, v in test_rows.items():
-            put(rows["test"], k, chunk, v)
-        probe = _probe_chunk(trainer, cs.groups, train, test, task, n_out, protocol, memory_budget,
-                             lambda done: bar.set_postfix_str(f"chunk {ci + 1}/{len(chunks)}: probed {done}/"
-                                                              f"{len(chunk)} stream(s)") if bar else None,
-                             pair_index)
-        for where, values in probe.items():
-            store = metrics if where == "diagnostics" else rows.setdefault(where, {})
-            for k, v in values.items():
-                put(store, f"probe_{k}" if where == "diagnostics" else k, chunk, v)
-    if bar:
-        bar.close()
-
+    first = parts[done[0]]                      # every chunk has the same keys, in the same order
+    for where in first:
+        stacked = {k: np.concatenate([parts[ci][where][k] for ci in done])[order] for k in first[where]}
+        if where == "metrics":
+            metrics.update(stacked)
+        else:
+            rows[where] = stacked
+    task, subsets = plan.task, plan.subsets
     metrics.update(task.metrics(rows["probe_test"], "probe_"))
     metrics.update(task.metrics(rows["heldout_eval"], "heldout_"))
     metrics.update(task.metrics(rows["heldout_fit"], "heldout_fit_"))
@@ -241,20 +357,28 @@ def run_experiment(spec: ExperimentSpec, device: str = "auto", progress: bool = 
                       "they are marked in "
                       "results.csv (diverged = 1) and left out of every statistic; a smaller --lr may help",
                       DataWarning)
-    result = RunResult(spec, task, subsets, controls, groups, table, metrics, rows, pair_index)
+    t = plan.table
+    table = StreamTable(t.group[keep], t.seed[keep], t.ratio[keep], t.n_train[keep])
+    result = RunResult(plan.spec, task, subsets, plan.controls, plan.groups, table, metrics, rows, plan.pairs)
     add_latent_estimates(result)
     result.summary = summarize(result)
-    reference = REFERENCES.get(spec.reference) if spec.reference else None
+    reference = REFERENCES.get(plan.spec.reference) if plan.spec.reference else None
     if reference is not None:
         reference.annotate(result.summary)
+    ref = plan.groups[0].dataset
+    S, A = len(table), len(subsets)
     result.meta = {
-        "spec": spec.to_dict(), "seeds": seeds, "device": _device_name(dev),
-        "n_models": S * A, "n_streams": S, "n_chunks": len(chunks),
-        "wall_time_s": round(time.time() - t0, 2),
+        "spec": plan.spec.to_dict(), "seeds": plan.seeds, "device": _device_name(plan.device),
+        "n_models": S * A, "n_streams": S, "n_chunks": len(plan.chunks),
+        "wall_time_s": round(wall_time, 2),
         "versions": _versions(), "data": {"modalities": ref.dims, "task": task.name,
-                                           "n_train": train.n, "n_test": test.n, "source": ref.source or ref.name, **ref.notes,
+                                           "n_train": plan.train.n, "n_test": plan.test.n,
+                                           "source": ref.source or ref.name, **ref.notes,
                                            "classes": None if ref.classes is None else [str(c) for c in ref.classes]},
     }
+    if len(done) < len(plan.chunks):
+        result.meta["partial"] = {"chunks_done": len(done), "chunks": len(plan.chunks),
+                                  "streams_done": S, "streams": len(plan.table)}
     return result
 
 

@@ -7,7 +7,7 @@ subset), and which report layout and paper reference to print beside ours.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from ..errors import SpecError
@@ -60,6 +60,20 @@ class ExperimentSpec:
     @property
     def variant_keys(self) -> list[str]:
         return sorted({k for v in self.variants for k in v})
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ExperimentSpec":
+        """The spec that :meth:`to_dict` wrote (as read back from run.json)."""
+        d = {k: v for k, v in d.items() if k != "resolved_protocol"}
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise SpecError(f"unknown spec field(s) {sorted(unknown)} (written by another mmgain version?)")
+        for key in ("variants", "ratios"):
+            if key in d:
+                d[key] = tuple(d[key])
+        if isinstance(d.get("subsets"), list):
+            d["subsets"] = tuple(d["subsets"])
+        return cls(**d)
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
+import shutil
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from ..errors import OutputError
+from ..experiments.store import LOCK, FolderLock, ResultStore, atomic_write
 
 
 OUTPUTS = ("results.csv", "summary.json", "run.json", "outcomes.npz", "split.csv")   # plus fig_*.png
@@ -29,15 +32,17 @@ def new_run_dir(name: str, root: str | Path = "runs") -> Path:
 
 
 def prepare_out_dir(out: str | Path | None, name: str, overwrite: bool = False,
-                    data: str | Path | None = None) -> tuple[Path, bool]:
-    """The run folder, and whether this command created it.
+                    data: str | Path | None = None) -> tuple[Path, bool, FolderLock]:
+    """The run folder, whether this command created it, and the folder's lock (held).
 
     Refuses to write over an earlier run unless asked (nothing a user ran is silently lost),
-    and never writes into the folder that holds the input data.  With ``overwrite`` the
-    previous run's outputs are removed first, so no stale file survives.
+    never writes into the folder that holds the input data, and never into a folder another
+    run is writing.  With ``overwrite`` the previous run's outputs and store are removed
+    first, so no stale file survives.
     """
     if out is None:
-        return new_run_dir(name), True
+        path = new_run_dir(name)
+        return path, True, FolderLock(path).acquire()
     path = Path(out)
     if data is not None and Path(data).exists():
         d, p = Path(data).resolve(), path.resolve()
@@ -45,18 +50,22 @@ def prepare_out_dir(out: str | Path | None, name: str, overwrite: bool = False,
             raise OutputError(f"--out {path} holds the input data ({data}); choose a folder outside it")
     if path.exists() and not path.is_dir():
         raise OutputError(f"--out {path} exists and is not a folder")
-    if path.is_dir() and any(path.iterdir()):
-        if not overwrite:
-            raise OutputError(f"--out {path} already holds files (an earlier run?); "
-                              "choose another folder or pass --overwrite")
-        for f in [path / n for n in OUTPUTS] + list(path.glob("fig_*.png")):
-            f.unlink(missing_ok=True)
+    held = path.is_dir() and any(f.name != LOCK for f in path.iterdir())
+    if held and not overwrite:
+        hint = f", or continue it with 'mmgain resume {path}'" if ResultStore(path).exists() else ""
+        raise OutputError(f"--out {path} already holds files (an earlier run?); "
+                          f"choose another folder or pass --overwrite{hint}")
     created = not path.exists()
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"--out {path}: cannot create the run folder ({exc.strerror})") from None
-    return path, created
+    lock = FolderLock(path).acquire()
+    if held:
+        for f in [path / n for n in OUTPUTS] + list(path.glob("fig_*.png")):
+            f.unlink(missing_ok=True)
+        shutil.rmtree(ResultStore(path).path, ignore_errors=True)
+    return path, created, lock
 
 
 def _clean(x: Any) -> Any:
@@ -70,17 +79,20 @@ def _clean(x: Any) -> Any:
 
 
 def write_json(path: Path, obj: Any) -> None:
-    path.write_text(json.dumps(_clean(obj), indent=2, default=str) + "\n")
+    """Written whole or not at all: a crash never leaves a truncated run.json."""
+    text = json.dumps(_clean(obj), indent=2, default=str) + "\n"
+    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     fields: list[str] = []
     for r in rows:
         fields += [k for k in r if k not in fields]
-    with path.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields)
-        w.writeheader()
-        w.writerows(rows)
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=fields)
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write(path, lambda f: f.write(buf.getvalue().encode()))
 
 
 def write_outcomes(path: Path, result) -> None:
@@ -91,7 +103,7 @@ def write_outcomes(path: Path, result) -> None:
     import numpy as np
 
     arrays = {f"{part}_{name}": v for part, d in result.rows.items() for name, v in d.items()}
-    np.savez_compressed(path, **arrays, subsets=np.array(["+".join(s) for s in result.subsets]),
-                        control=np.array(result.controls), stream_group=result.streams.group,
-                        stream_seed=result.streams.seed, stream_ratio=result.streams.ratio,
-                        stream_n_train=result.streams.n_train)
+    arrays.update(subsets=np.array(["+".join(s) for s in result.subsets]), control=np.array(result.controls),
+                  stream_group=result.streams.group, stream_seed=result.streams.seed,
+                  stream_ratio=result.streams.ratio, stream_n_train=result.streams.n_train)
+    atomic_write(path, lambda f: np.savez_compressed(f, **arrays))

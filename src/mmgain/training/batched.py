@@ -84,6 +84,15 @@ class DeviceData:
     def n(self) -> int:
         return int(self.y.shape[1])
 
+    def to_numpy(self) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """The data as host arrays, bit for bit (to ship to another process or machine)."""
+        return {k: x.cpu().numpy() for k, x in self.xs.items()}, self.y.cpu().numpy()
+
+    @classmethod
+    def from_numpy(cls, xs: Mapping[str, np.ndarray], y: np.ndarray, device) -> "DeviceData":
+        return cls({k: torch.from_numpy(np.array(x)).to(device) for k, x in xs.items()},
+                   torch.from_numpy(np.array(y)).to(device))
+
     def moments(self) -> dict[str, tuple[Tensor, Tensor]]:
         """Per group and feature: mean and std (1 where a feature is constant)."""
         out = {}

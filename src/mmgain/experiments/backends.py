@@ -1,0 +1,121 @@
+"""Where the chunks of a run are trained: this process (``local``) or a Ray cluster (``ray``).
+
+A backend takes a :class:`~.runner.RunPlan` and the chunks still to do, and yields
+``(chunk index, part)`` as each chunk finishes, in any order; the runner commits each
+part to the run's store at once.  Both backends call the same :func:`~.runner.run_chunk`,
+so they compute the same numbers.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Iterator
+
+import torch
+
+from ..errors import SpecError
+from ..registry import Registry
+from ..training.batched import DeviceData, set_threads
+from .runner import ChunkJob, RunPlan, run_chunk
+
+try:  # progress bars are a nicety, not a requirement
+    from tqdm.auto import tqdm
+except ImportError:  # pragma: no cover
+    tqdm = None
+
+BACKENDS: Registry[type] = Registry("backend")
+
+
+def _bar(total: int, desc: str, unit: str, progress: bool):
+    if not progress or tqdm is None:
+        return None
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True)
+
+
+@BACKENDS.register("local")
+class LocalBackend:
+    """Every chunk in this process, one after another, on the plan's device."""
+
+    def run(self, plan: RunPlan, todo: list[int], progress: bool = True) -> Iterator[tuple[int, dict]]:
+        n_models = sum(len(plan.chunks[ci]) for ci in todo) * len(plan.subsets)
+        bar = _bar(plan.n_steps(todo), f"{plan.spec.name}: training {n_models} models", "step", progress)
+        try:
+            for k, ci in enumerate(todo):
+                label = f"chunk {k + 1}/{len(todo)}"
+                if bar:
+                    bar.set_postfix_str(f"{label}: training {len(plan.chunks[ci])} stream(s)")
+                probed = (lambda done: bar.set_postfix_str(f"{label}: probed {done}/{len(plan.chunks[ci])} "
+                                                           "stream(s)")) if bar else None
+                yield ci, run_chunk(plan.job(ci), plan.train, plan.test, plan.device,
+                                    on_step=bar.update if bar else None, on_probe=probed)
+        finally:
+            if bar:
+                bar.close()
+
+
+def _ray_chunk(job: ChunkJob, train, test, device: str, threads: int) -> dict:
+    """A Ray task: one chunk on the worker's device (Ray sets CUDA_VISIBLE_DEVICES)."""
+    set_threads(threads)
+    dev = torch.device(device)
+    return run_chunk(job, DeviceData.from_numpy(*train, dev), DeviceData.from_numpy(*test, dev), dev)
+
+
+@BACKENDS.register("ray")
+class RayBackend:
+    """Chunks as Ray tasks on a local instance (default) or the cluster at ``address``.
+
+    Each task asks for ``threads`` CPUs and, on a CUDA run, one GPU; the data go to the
+    object store once.  A task whose worker dies is run again (``max_retries``), and its
+    chunk is committed only when a run of it finishes, so nothing is lost or counted twice.
+    """
+
+    def __init__(self, address: str | None = None, threads: int = 1, max_retries: int = 3):
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise SpecError("--backend ray needs Ray: pip install 'mmgain[ray]'") from None
+        self.address, self.threads, self.max_retries = address, threads, max_retries
+
+    def run(self, plan: RunPlan, todo: list[int], progress: bool = True) -> Iterator[tuple[int, dict]]:
+        import ray
+
+        started = not ray.is_initialized()
+        if started:
+            try:
+                ray.init(address=self.address, include_dashboard=False, logging_level="ERROR",
+                         log_to_driver=False, configure_logging=True)
+            except (ConnectionError, ValueError, RuntimeError) as exc:
+                where = self.address or "a new local instance"
+                raise SpecError(f"--backend ray: cannot start or reach Ray at {where} ({exc})") from None
+        futures: dict = {}
+        bar = _bar(len(todo), f"{plan.spec.name}: {len(todo)} chunk(s) on Ray", "chunk", progress)
+        try:
+            cuda = plan.device.type == "cuda"
+            task = ray.remote(_ray_chunk).options(num_cpus=self.threads, num_gpus=1 if cuda else 0,
+                                                  max_retries=self.max_retries, retry_exceptions=False)
+            train, test = ray.put(plan.train.to_numpy()), ray.put(plan.test.to_numpy())
+            device = "cuda" if cuda else "cpu"
+            futures = {task.remote(plan.job(ci), train, test, device, self.threads): ci for ci in todo}
+            while futures:
+                (ready,), _ = ray.wait(list(futures), num_returns=1)
+                ci = futures.pop(ready)
+                part = ray.get(ready)
+                if bar:
+                    bar.update()
+                yield ci, part
+        finally:
+            if bar:
+                bar.close()
+            for f in futures:
+                ray.cancel(f, force=True)
+            if started:
+                ray.shutdown()
+
+
+def get_backend(name: str, address: str | None = None, threads: int = 1):
+    cls = BACKENDS.get(name)
+    if address is not None and cls is not RayBackend:
+        raise SpecError(f"--address is for --backend ray, not {name}")
+    return cls(address=address, threads=threads) if cls is RayBackend else cls()
+
+
+__all__ = ["BACKENDS", "LocalBackend", "RayBackend", "get_backend"]
