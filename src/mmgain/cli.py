@@ -21,6 +21,7 @@ from .experiments.backends import BACKENDS, get_backend
 from .experiments.runner import RunInterrupted, assemble, plan_run
 from .experiments.store import FolderLock, ResultStore
 from .models.late_fusion import ACTIVATIONS
+from .report.html import build_report
 from .report.layouts import LAYOUTS
 from .report.outputs import prepare_out_dir, write_csv, write_json, write_outcomes
 from .training.batched import DEVICE_FORMS, resolve_device, set_threads
@@ -96,6 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sweep(iem)
     iem.set_defaults(build=_iemocap_spec)
 
+    for name in EXPERIMENTS.names():            # every registered experiment can be reproduced by name
+        if name not in ("synthetic", "iemocap"):
+            gen = rsub.add_parser(name, help=f"the registered experiment {name!r} with its own data and settings")
+            _add_common(gen)
+            _add_sweep(gen)
+            gen.set_defaults(build=lambda args, name=name: _sweep_overrides(
+                _apply_common(EXPERIMENTS.get(name), args), args))
+
     run = sub.add_parser("run", help="every subset × sample size × seed on a dataset (default: embedded mfeat)")
     run.add_argument("--data", default="mfeat",
                      help="a registered dataset (mfeat) or a path: .npz, IEMOCAP .pkl, or a folder (see README)")
@@ -115,6 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
     res.add_argument("--yes", action="store_true", help="run even when the estimate exceeds the limits")
     _add_engine(res)
     res.set_defaults(build=_resume_spec)
+
+    rpt = sub.add_parser("report", help="(re)build report.html of a run folder from its files alone")
+    rpt.add_argument("dir", type=Path, help="the run folder (summary.json and run.json are needed)")
+    rpt.set_defaults(build=None)
 
     col = sub.add_parser("collect", help="write results.csv and summary.json of a run folder from its store, "
                                          "also of an unfinished run (nothing is trained)")
@@ -213,6 +226,7 @@ def _write_outputs(out: Path, result, status: dict, notes: list[str], figures: b
         files += [f.name for f in LAYOUTS.get(result.spec.layout).figures(result, out)]
     write_json(out / "run.json", {**status, **result.meta, "warnings": notes,
                                   "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "files": files})
+    files.append(build_report(out).name)          # from the files just written, as `mmgain report` does
     return files
 
 
@@ -299,7 +313,7 @@ def _execute(spec, args, out: Path, created: bool, previous: dict, threads: int,
         return 3
     print(LAYOUTS.get(spec.layout).text(result))
     print(f"\n{result.meta['n_models']} models, {result.meta['wall_time_s']:.1f} s on {result.meta['device']}; "
-          f"wrote {out}/ ({', '.join(files + ['run.json'])})")
+          f"wrote {out}/ ({', '.join(files + ['run.json'])})\nreport: {out / 'report.html'}")
     return 0
 
 
@@ -352,6 +366,9 @@ def main(argv: list[str] | None = None) -> int:
             return _list()
         if args.command == "collect":
             return _collect(args.dir)
+        if args.command == "report":
+            print(f"report: {build_report(args.dir)}")
+            return 0
         return execute(args.build(args), args)
     except UserError as exc:          # the user can fix it: the message, no traceback
         print(f"mmgain: error: {exc}", file=sys.stderr)

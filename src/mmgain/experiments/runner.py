@@ -28,6 +28,7 @@ from ..tasks import Task, as_numpy_rows, get_task
 from ..training.batched import BatchedTrainer, DeviceData, Streams, chunk_streams, resolve_device
 from ..training.protocol import TrainingProtocol
 from .budget import check, estimate
+from .diagnostics import joint_diagnostics
 from .estimates import add_latent_estimates
 from .references import REFERENCES
 from .spec import ExperimentSpec
@@ -86,6 +87,7 @@ class RunResult:
     summary: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
     eta_reference: list[dict[str, Any]] = field(default_factory=list)
+    extras: dict[str, np.ndarray] = field(default_factory=dict)   # per stream (S, ...): see .diagnostics
 
     def group_ids(self, variant: dict[str, Any]) -> list[int]:
         """The data groups (one per seed for generated data, else one) of a data variant."""
@@ -270,7 +272,9 @@ def run_chunk(job: ChunkJob, train: DeviceData, test: DeviceData, device: torch.
     # Diverged: a non-finite loss, or outputs so large (|output| > 1e6) that softmax/MSE are meaningless.
     scores["diverged"] = (~np.isfinite(scores[f"train_{task.risk}"]) | ~np.isfinite(scores[f"test_{task.risk}"])
                           | (trainer.max_abs_output_.cpu().numpy() > DIVERGED_OUTPUT)).astype(np.float64)
-    part: dict[str, dict[str, np.ndarray]] = {"metrics": dict(scores), "test": dict(test_rows)}
+    extra = joint_diagnostics(trainer.model_, train, test, cs, task)
+    part: dict[str, dict[str, np.ndarray]] = {"metrics": {**scores, **extra["metrics"]}, "test": dict(test_rows),
+                                              "extras": extra["extras"]}
     probe = _probe_chunk(trainer, cs.groups, train, test, task, job.n_outputs, job.protocol, job.memory_budget,
                          on_probe, job.pairs)
     for where, values in probe.items():
@@ -338,11 +342,14 @@ def assemble(plan: RunPlan, parts: dict[int, dict], wall_time: float = 0.0) -> R
     keep = np.asarray(streams)[order]
     metrics: dict[str, np.ndarray] = {}
     rows: dict[str, dict[str, np.ndarray]] = {}
+    extras: dict[str, np.ndarray] = {}
     first = parts[done[0]]                      # every chunk has the same keys, in the same order
     for where in first:
         stacked = {k: np.concatenate([parts[ci][where][k] for ci in done])[order] for k in first[where]}
         if where == "metrics":
             metrics.update(stacked)
+        elif where == "extras":
+            extras = stacked
         else:
             rows[where] = stacked
     task, subsets = plan.task, plan.subsets
@@ -359,7 +366,8 @@ def assemble(plan: RunPlan, parts: dict[int, dict], wall_time: float = 0.0) -> R
                       DataWarning)
     t = plan.table
     table = StreamTable(t.group[keep], t.seed[keep], t.ratio[keep], t.n_train[keep])
-    result = RunResult(plan.spec, task, subsets, plan.controls, plan.groups, table, metrics, rows, plan.pairs)
+    result = RunResult(plan.spec, task, subsets, plan.controls, plan.groups, table, metrics, rows, plan.pairs,
+                       extras=extras)
     add_latent_estimates(result)
     result.summary = summarize(result)
     reference = REFERENCES.get(plan.spec.reference) if plan.spec.reference else None

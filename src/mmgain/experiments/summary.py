@@ -6,6 +6,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..data.subsets import subset_name
+from .attribution import attribution
 from .estimates import SIGNS, PairAnalysis, modality_lines, verdict_records
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -60,4 +61,6 @@ def summarize(result) -> dict[str, Any]:
         if controls:
             summary["null_control"] = controls
         summary["modalities"] = modality_lines(pairs, res.task, spec.variant_keys)
+    if res.extras:
+        summary.update(attribution(res))
     return summary

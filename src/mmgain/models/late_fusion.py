@@ -172,10 +172,16 @@ class BatchedLateFusion:
         """Outputs of every model: xs[k] (S, B, d_k) → (S, B, A, O)."""
         S, B = next(iter(xs.values())).shape[:2]
         out = self.params["c"][:, None].expand(S, B, -1, -1)
-        for k in self.used:
-            contrib = torch.einsum("sbah,saho->sbao", self._hidden(k, xs[k]), self.params[f"V.{k}"])
+        for k, contrib in self.contributions(xs).items():
             out = out.index_add(2, self._members_t[k], contrib)
         return out
+
+    def contributions(self, xs: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Each modality's additive term in the outputs: ``{k: (S, B, A_k, O)}`` over the subsets
+        that contain k, so that ``forward = c + Σ_k contributions[k]`` (late fusion is additive in
+        the head).  Dropping a term is the model with modality k missing."""
+        return {k: torch.einsum("sbah,saho->sbao", self._hidden(k, xs[k]), self.params[f"V.{k}"])
+                for k in self.used}
 
     def latent_blocks(self, xs: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """ĝ_M(x) per modality: ``{k: (S, B, A_k, H)}`` over the subsets that contain k

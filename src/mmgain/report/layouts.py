@@ -5,7 +5,7 @@ from pathlib import Path
 
 from ..registry import Registry
 from .figures import line_plot
-from .tables import fmt_pm, render
+from .tables import Table, fmt_pm
 
 
 def _ci(ci, digits: int) -> str:
@@ -22,8 +22,14 @@ def _p(p) -> str:
 
 
 class Layout:
-    def text(self, result) -> str:
+    """How a run is shown: :meth:`blocks` gives tables (and text lines) that the terminal and the
+    HTML report both draw, so the two never disagree."""
+
+    def blocks(self, result) -> list[Table | str]:
         raise NotImplementedError
+
+    def text(self, result) -> str:
+        return "\n\n".join(b.text() if isinstance(b, Table) else b for b in self.blocks(result))
 
     def figures(self, result, out: Path) -> list[Path]:
         return []
@@ -32,7 +38,7 @@ class Layout:
 class SyntheticLayout(Layout):
     """Paper Table 4 (η by subset × overlap ρ) and Fig. 2b (η against number of modalities)."""
 
-    def text(self, result) -> str:
+    def blocks(self, result) -> list[Table | str]:
         cells = result.summary["cells"]
         overlaps = list(dict.fromkeys(c["overlap"] for c in cells))
         subsets = list(dict.fromkeys(c["subset"] for c in cells))
@@ -48,11 +54,11 @@ class SyntheticLayout(Layout):
             rows.append(["", "η* closed form"] + [fmt_pm(c.get("closed_form")) for c in cs])
             rows.append(["", "model test MSE"] + [fmt_pm(c["test_mse_mean"], c["test_mse_std"]) for c in cs])
         n = cells[0]["n_seeds"]
-        table = render(header, rows, title=f"η (test MSE − Bayes risk 0), mean ± std over {n} seeds. The paper's "
+        table = Table(header, rows, title=f"η (test MSE − Bayes risk 0), mean ± std over {n} seeds. The paper's "
                                            "procedure (the fitted probe's test MSE) estimates η_n and is compared "
                                            "with Huang et al. 2021 Table 4; the corrected η̂ (½ probe train + ½ "
                                            "probe test MSE) estimates the population value η*")
-        return table + "\n\n" + self.check(cells)
+        return [table, self.check(cells)]
 
     @staticmethod
     def check(cells) -> str:
@@ -107,7 +113,7 @@ class SweepLayout(Layout):
     def _metric(result) -> tuple[str, str]:
         return ("acc", "accuracy %") if "test_acc_mean" in result.summary["cells"][0] else ("mse", "MSE")
 
-    def text(self, result) -> str:
+    def blocks(self, result) -> list[Table | str]:
         summary = result.summary
         cells = [c for c in summary["cells"] if not c.get("control")]
         pairs = summary.get("pairs", [])
@@ -124,7 +130,7 @@ class SweepLayout(Layout):
         probe_cols = [f"train_{m}", f"probe_{m}", "eta", "eta_raw"]
         ref = summary.get("eta_reference", [{}])[0]
         classes = (getattr(result, "meta", {}) or {}).get("data", {}).get("classes") or []
-        t1 = render(["subset", f"test {label}"] + (["paper"] if has_paper else []) + probe_cols,
+        t1 = Table(["subset", f"test {label}"] + (["paper"] if has_paper else []) + probe_cols,
                     [[s, ours(at[s, top])] + ([fmt_pm(at[s, top].get("paper"), at[s, top].get("paper_std"))]
                                               if has_paper else [])
                      + [fmt_pm(at[s, top][f"{k}_mean"], at[s, top][f"{k}_std"], 2 if k.endswith(m) and m == "acc"
@@ -136,31 +142,32 @@ class SweepLayout(Layout):
                              if classes else "")
                           + f"  eta: corrected η̂ ({risk}), {ref.get('definition', '')} = "
                           f"{ref.get('reference', float('nan')):.4f}; eta_raw: paper procedure")
-        t2 = render(["subset"] + [f"r={r:g} (n={at[subsets[0], r]['n_train']})" for r in ratios],
+        t2 = Table(["subset"] + [f"r={r:g} (n={at[subsets[0], r]['n_train']})" for r in ratios],
                     [[s] + [ours(at[s, r]) + paper(at[s, r]) for r in ratios] for s in subsets],
                     title=f"Table 2 — test {label} by sample-size ratio" + (" (paper in brackets)" if has_paper else ""))
-        text = [t1, "", t2]
+        blocks: list[Table | str] = [t1, t2]
         top_pairs = [p for p in pairs if p["ratio"] == top]
         if top_pairs:
-            text += ["", self._pair_table(top_pairs, summary, m, top)]
+            blocks.append(self._pair_table(top_pairs, summary, m, top))
         controls = [p for p in summary.get("null_control", []) if p["ratio"] == top]
         if controls:
-            text += ["", render(["N + perm(k)", "N", f"Δ{m}", "verdict", f"γ̂ (−: M's latent better)", "95% CI",
+            blocks.append(Table(["N + perm(k)", "N", f"Δ{m}", "verdict", f"γ̂ (−: M's latent better)", "95% CI",
                                  "latent", "γ̂(N+k,N) − γ̂(N+perm k,N)", "95% CI"],
                                 [[p["M"], p["N"], f"{p[f'{m}_diff_mean']:+.2f}", p["verdict"], f"{p['gamma']:+.4f}",
                                   _ci(p["gamma_ci"], 4), p["latent"], f"{p['gamma_vs_null']:+.4f}",
                                   _ci(p["gamma_vs_null_ci"], 4)] for p in controls],
                                 title=f"Null control at ratio {top:g}: k replaced by a row-permuted copy (no "
                                       "information, same width). Its γ̂ should be indistinguishable from 0; the "
-                                      "last columns are k's latent gain net of the control")]
+                                      "last columns are k's latent gain net of the control"))
         if summary.get("modalities"):
             tests = summary["tests"]
-            text += ["", f"Verdicts (α={tests['alpha']}, Holm over {tests['family']}; 'no effect' = equivalent within "
-                         f"±{tests['margin']:g} {tests['margin_unit']}):"] + summary["modalities"]
-        return "\n".join(text)
+            blocks.append("\n".join([f"Verdicts (α={tests['alpha']}, Holm over {tests['family']}; 'no effect' = "
+                                      f"equivalent within ±{tests['margin']:g} {tests['margin_unit']}):"]
+                                     + summary["modalities"]))
+        return blocks
 
     @staticmethod
-    def _pair_table(pairs, summary, m: str, top: float) -> str:
+    def _pair_table(pairs, summary, m: str, top: float) -> Table:
         risk = "ce" if m == "acc" else "mse"
         has_pp = any(p.get("paper_acc_diff") is not None for p in pairs)
         sign = "+: M better" if m == "acc" else "−: M better"
@@ -177,7 +184,7 @@ class SweepLayout(Layout):
                    f"γ̂ {risk} (−: M's latent better)", "95% CI", "latent"]
                   + [f"{raw[0]} (paper procedure, {'+' if m == 'acc' else '−'}: M better)"]
                   + (["paper Δacc", "paper γ"] if has_pp else []))
-        return render(header, rows, title=f"Table 3 — pairs N ⊂ M at ratio {top:g}: {summary['tests']['ci']}; "
+        return Table(header, rows, title=f"Table 3 — pairs N ⊂ M at ratio {top:g}: {summary['tests']['ci']}; "
                                            f"γ̂ = corrected η̂_M − η̂_N")
 
 

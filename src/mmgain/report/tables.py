@@ -1,6 +1,7 @@
 """Plain-text tables for the terminal (no dependency, fixed-width columns)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 
@@ -18,3 +19,15 @@ def render(header: Sequence[str], rows: Sequence[Sequence[str]], title: str | No
     out += [line(header), "  ".join("-" * w for w in widths)]
     out += [line(r) for r in rows]
     return "\n".join(out)
+
+
+@dataclass
+class Table:
+    """Table data, drawn by the terminal (:meth:`text`) and by the HTML report alike."""
+
+    header: list[str]
+    rows: list[list[str]]
+    title: str | None = None
+
+    def text(self) -> str:
+        return render(self.header, self.rows, self.title)

@@ -1,0 +1,330 @@
+"""``report.html``: one self-contained page that answers the question, built from a run folder's
+files alone (``summary.json``, ``run.json``), so old runs and runs from other machines can be
+reported.  Drawn with Jinja2; figures are inline SVG; no network, no external asset."""
+from __future__ import annotations
+
+import html
+import json
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+from ..errors import OutputError
+from .layouts import LAYOUTS
+from .tables import Table
+
+VERDICT_COLOURS = {"helps": "#1a9850", "hurts": "#d73027", "no effect": "#8c8c8c", "inconclusive": "#c8c8c8"}
+SERIES = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
+FULL_LATTICE_K = 6            # up to this many modalities the whole lattice is drawn at once
+
+
+def _esc(x) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def _colour(t: float) -> str:
+    """A sequential colour (light → dark blue) for t in [0, 1]."""
+    t = 0.5 if t != t else min(1.0, max(0.0, t))
+    r, g, b = (int(247 - t * (247 - 8)), int(251 - t * (251 - 69)), int(255 - t * (255 - 148)))
+    return f"#{r:02x}{g:02x}{b:02x}"
+
+
+def _top_ratio(summary: dict) -> float:
+    return max(c["ratio"] for c in summary["cells"]) if "ratio" in summary["cells"][0] else None
+
+
+def _metric(summary: dict) -> tuple[str, str, bool]:
+    m = summary.get("metric", "acc" if "test_acc_mean" in summary["cells"][0] else "mse")
+    return m, ("accuracy %" if m == "acc" else "MSE"), m == "acc"
+
+
+def _in(row: dict, variant: dict | None) -> bool:
+    return all(row.get(k) == v for k, v in (variant or {}).items())
+
+
+def hasse_svg(summary: dict, names: list[str], levels: list[int] | None = None, variant: dict | None = None) -> str:
+    """The subset lattice at the largest ratio (of one data variant): nodes coloured by the test
+    metric, edges "add k" coloured by verdict."""
+    m, label, higher = _metric(summary)
+    top = _top_ratio(summary)
+    cells = {c["subset"]: c for c in summary["cells"]
+             if not c.get("control") and c.get("ratio", top) == top and _in(c, variant)}
+    verdict = {(p["M"], p["N"]): p["verdict"] for p in summary.get("pairs", [])
+               if p["ratio"] == top and _in(p, variant)}
+    by_level: dict[int, list[str]] = {}
+    for s, c in cells.items():
+        by_level.setdefault(c["n_modalities"], []).append(s)
+    shown = sorted(by_level) if levels is None else [lv for lv in sorted(by_level) if lv in levels]
+    if not shown:
+        return ""
+    values = [c[f"test_{m}_mean"] for c in cells.values() if c.get(f"test_{m}_mean") is not None]
+    lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
+    widest = max(len(by_level[lv]) for lv in shown)
+    node_w, gap_x, gap_y = 96, 14, 90
+    width = max(480, widest * (node_w + gap_x) + 40)
+    height = len(shown) * gap_y + 40
+    pos = {}
+    for row, lv in enumerate(reversed(shown)):               # the full set on top
+        subs = by_level[lv]
+        span = len(subs) * (node_w + gap_x) - gap_x
+        for i, s in enumerate(subs):
+            pos[s] = (width / 2 - span / 2 + i * (node_w + gap_x) + node_w / 2, 30 + row * gap_y)
+    parts = [f'<svg class="hasse" role="img" aria-label="subset lattice" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg">']
+    for (M, N), v in verdict.items():
+        if M in pos and N in pos:
+            (x1, y1), (x2, y2) = pos[M], pos[N]
+            added = sorted(set(M.split("+")) - set(N.split("+")))
+            parts.append(f'<line class="edge" x1="{x1:.1f}" y1="{y1 + 12:.1f}" x2="{x2:.1f}" y2="{y2 - 12:.1f}" '
+                         f'stroke="{VERDICT_COLOURS.get(v, "#999")}" stroke-width="{3 if v in ("helps", "hurts") else 1.5}">'
+                         f'<title>add {_esc(", ".join(added))} to {_esc(N)}: {_esc(v)}</title></line>')
+    for s, (x, y) in pos.items():
+        c = cells[s]
+        val = c.get(f"test_{m}_mean")
+        t = 0.5 if val is None or hi == lo else (val - lo) / (hi - lo)
+        t = t if higher else 1 - t
+        fg = "#fff" if t > 0.55 else "#111"
+        txt = s if len(s) <= 14 else s[:13] + "…"
+        parts.append(f'<g class="node"><rect x="{x - node_w / 2:.1f}" y="{y - 12:.1f}" width="{node_w}" height="24" '
+                     f'rx="5" fill="{_colour(t)}" stroke="#555" stroke-width="0.5"/>'
+                     f'<text x="{x:.1f}" y="{y + 4:.1f}" text-anchor="middle" font-size="11" fill="{fg}">{_esc(txt)}</text>'
+                     f'<title>{_esc(s)}: test {label} {"—" if val is None else f"{val:.2f}"}</title></g>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _axis_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
+    if hi <= lo:
+        return [lo]
+    step = 10 ** math.floor(math.log10((hi - lo) / n))
+    for mult in (1, 2, 5, 10):
+        if (hi - lo) / (step * mult) <= n:
+            step *= mult
+            break
+    start = math.ceil(lo / step) * step
+    return [start + i * step for i in range(int((hi - start) / step) + 1)]
+
+
+def curves_svg(summary: dict, highlight: list[str], variant: dict | None = None) -> str:
+    """Learning curves: test metric against training rows (log scale), one line per subset;
+    single modalities and the full set in colour, the others thin grey (hover for names)."""
+    m, label, _ = _metric(summary)
+    cells = [c for c in summary["cells"] if not c.get("control") and c.get(f"test_{m}_mean") is not None
+             and _in(c, variant)]
+    if not cells or len({c["n_train"] for c in cells}) < 2:
+        return ""
+    W, H, L, R, T, B = 640, 360, 60, 150, 20, 45
+    xs = [c["n_train"] for c in cells]
+    ys = [c[f"test_{m}_mean"] for c in cells]
+    x0, x1 = math.log10(max(1, min(xs))), math.log10(max(xs))
+    y0, y1 = min(ys), max(ys)
+    pad = (y1 - y0) * 0.05 or 1.0
+    y0, y1 = y0 - pad, y1 + pad
+    X = lambda n: L + (math.log10(max(n, 1)) - x0) / ((x1 - x0) or 1) * (W - L - R)  # noqa: E731
+    Y = lambda v: T + (1 - (v - y0) / (y1 - y0)) * (H - T - B)  # noqa: E731
+    parts = [f'<svg class="curves" role="img" aria-label="learning curves" width="{W}" height="{H}" '
+             f'viewBox="0 0 {W} {H}" xmlns="http://www.w3.org/2000/svg">',
+             f'<rect x="{L}" y="{T}" width="{W - L - R}" height="{H - T - B}" fill="#fafafa" stroke="#ccc"/>']
+    for v in _axis_ticks(y0, y1):
+        parts.append(f'<line x1="{L}" x2="{W - R}" y1="{Y(v):.1f}" y2="{Y(v):.1f}" stroke="#e5e5e5"/>'
+                     f'<text x="{L - 6}" y="{Y(v) + 4:.1f}" text-anchor="end" font-size="10">{v:g}</text>')
+    for e in range(math.floor(x0), math.ceil(x1) + 1):
+        if x0 - 1e-9 <= e <= x1 + 1e-9:
+            parts.append(f'<line x1="{X(10 ** e):.1f}" x2="{X(10 ** e):.1f}" y1="{T}" y2="{H - B}" stroke="#e5e5e5"/>'
+                         f'<text x="{X(10 ** e):.1f}" y="{H - B + 14}" text-anchor="middle" font-size="10">{10 ** e:g}</text>')
+    parts.append(f'<text x="{(L + W - R) / 2}" y="{H - 8}" text-anchor="middle" font-size="11">training rows '
+                 f'(log scale)</text><text x="14" y="{(T + H - B) / 2}" font-size="11" text-anchor="middle" '
+                 f'transform="rotate(-90 14 {(T + H - B) / 2})">test {label}</text>')
+    subsets = list(dict.fromkeys(c["subset"] for c in cells))
+    colours = {s: SERIES[i % len(SERIES)] for i, s in enumerate(s for s in subsets if s in highlight)}
+    for s in sorted(subsets, key=lambda s: s in colours):           # highlighted lines on top
+        pts = sorted((c["n_train"], c[f"test_{m}_mean"]) for c in cells if c["subset"] == s)
+        path = " ".join(f"{X(n):.1f},{Y(v):.1f}" for n, v in pts)
+        col, wid = colours.get(s, "#bbb"), 2.2 if s in colours else 0.8
+        parts.append(f'<polyline class="curve" fill="none" stroke="{col}" stroke-width="{wid}" points="{path}">'
+                     f'<title>{_esc(s)}</title></polyline>')
+        for n, v in pts:
+            if s in colours:
+                parts.append(f'<circle cx="{X(n):.1f}" cy="{Y(v):.1f}" r="2.5" fill="{col}"><title>{_esc(s)}: '
+                             f'n={n}, {v:.2f}</title></circle>')
+    for i, (s, col) in enumerate(colours.items()):
+        parts.append(f'<line x1="{W - R + 10}" x2="{W - R + 28}" y1="{T + 10 + i * 16}" y2="{T + 10 + i * 16}" '
+                     f'stroke="{col}" stroke-width="2.2"/><text x="{W - R + 32}" y="{T + 14 + i * 16}" '
+                     f'font-size="10">{_esc(s if len(s) < 20 else s[:19] + "…")}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def bars_svg(names: list[str], values: list[float], cis: list[list[float | None]] | None, label: str) -> str:
+    """Horizontal bars with CI whiskers (Shapley values)."""
+    W, row, L = 520, 26, 120
+    H = row * len(names) + 30
+    vals = [v for v in values if v is not None]
+    ext = [x for pair in (cis or []) for x in pair if x is not None] + vals + [0.0]
+    lo, hi = min(ext), max(ext)
+    span = (hi - lo) or 1.0
+    X = lambda v: L + (v - lo) / span * (W - L - 20)  # noqa: E731
+    parts = [f'<svg class="bars" role="img" aria-label="{_esc(label)}" width="{W}" height="{H}" '
+             f'viewBox="0 0 {W} {H}" xmlns="http://www.w3.org/2000/svg">',
+             f'<line x1="{X(0):.1f}" x2="{X(0):.1f}" y1="4" y2="{H - 20}" stroke="#666"/>']
+    for i, (n, v) in enumerate(zip(names, values)):
+        if v is None:
+            continue
+        y = 8 + i * row
+        x_a, x_b = sorted((X(0), X(v)))
+        parts.append(f'<text x="{L - 8}" y="{y + 13}" text-anchor="end" font-size="11">{_esc(n)}</text>'
+                     f'<rect x="{x_a:.1f}" y="{y + 2}" width="{max(1.0, x_b - x_a):.1f}" height="16" '
+                     f'fill="{"#4575b4" if v >= 0 else "#d73027"}"><title>{_esc(n)}: {v:+.3f}</title></rect>')
+        if cis and cis[i][0] is not None:
+            parts.append(f'<line x1="{X(cis[i][0]):.1f}" x2="{X(cis[i][1]):.1f}" y1="{y + 10}" y2="{y + 10}" '
+                         f'stroke="#111" stroke-width="1.2"/>')
+    parts.append(f'<text x="{(L + W) / 2}" y="{H - 4}" text-anchor="middle" font-size="10">{_esc(label)}</text></svg>')
+    return "".join(parts)
+
+
+def _fmt(x, digits: int = 2, sign: bool = True) -> str:
+    if x is None or (isinstance(x, float) and x != x):
+        return "—"
+    return f"{x:+.{digits}f}" if sign else f"{x:.{digits}f}"
+
+
+def _ci(ci, digits: int = 2) -> str:
+    if not ci or ci[0] is None:
+        return "—"
+    return f"[{ci[0]:+.{digits}f}, {ci[1]:+.{digits}f}]"
+
+
+def _cards(summary: dict, names: list[str]) -> list[dict]:
+    """One card per modality: the answer first."""
+    m, label, _ = _metric(summary)
+    top = _top_ratio(summary)
+    verdicts = summary.get("verdicts", [])
+    lines = {line.split(" — ", 1)[0]: line for line in summary.get("modalities", [])}
+    shap = [s for s in summary.get("shapley", []) if s["ratio"] == top]
+    gaps = [g for g in summary.get("ensemble_gap", []) if g["ratio"] == top and g["ensemble_better"]]
+    missing = [x for x in summary.get("missing_modality", []) if x["ratio"] == top]
+    cards = []
+    for k in names:
+        mine = [v for v in verdicts if v["modality"] == k]
+        at_top = [v for v in mine if v["ratio"] == top]
+        counts: dict[str, int] = {}
+        for v in at_top:
+            counts[v["verdict"]] = counts.get(v["verdict"], 0) + 1
+        ratios = sorted({v["ratio"] for v in mine})
+        grid = {}
+        for v in mine:
+            grid.setdefault(v["N"], {})[v["ratio"]] = v
+        widest = max(at_top, key=lambda v: len(v["N"].split("+")), default=None)
+        card = {"name": k, "counts": counts, "ratios": ratios, "grid": grid,
+                "n_train": {v["ratio"]: v["n_train"] for v in mine}, "line": lines.get(k, ""),
+                "headline": None, "shapley": None, "warnings": [], "missing": None}
+        if widest is not None:
+            card["headline"] = {"N": widest["N"], "verdict": widest["verdict"],
+                                "diff": _fmt(widest[f"{m}_diff_mean"]), "ci": _ci(widest[f"{m}_diff_ci"]),
+                                "latent": widest["latent"], "gamma": _fmt(widest["gamma"], 4),
+                                "gamma_ci": _ci(widest["gamma_ci"], 4), "why": widest["why"],
+                                "n_train": widest["n_train"]}
+        for s in shap:
+            i = s["modalities"].index(k)
+            card["shapley"] = {"phi": _fmt(s["phi"][i]), "ci": _ci([s["phi_ci"][0][i], s["phi_ci"][1][i]]),
+                               "masked": _fmt(s["masked_phi"][i]) if s.get("masked_phi") else "—"}
+        for g in gaps:
+            if k in g["M"].split("+"):
+                card["warnings"].append(f"On {g['M']} the average of the single-modality models beats the joint "
+                                        f"model by {g['gap']:+.2f} {label} {_ci(g['gap_ci'])}: where adding {k} "
+                                        "does not help there, suspect joint training (modality competition), "
+                                        "not the data.")
+        full = [x for x in missing if x["missing"] == k and len(x["M"].split("+")) == len(names)]
+        if full:
+            x = full[0]
+            card["missing"] = (f"If {k} is missing at test time for the full model: {x['value'][0]:.2f} with it, "
+                               f"{x['value'][-1]:.2f} without it; "
+                               + (f"the model without {k} ({x['N']}, {x['N_value']:.2f}) is better from p ≈ "
+                                  f"{x['p_star']:.2f} missing on." if x["p_star"] is not None
+                                  else f"the full model stays ahead of {x['N']} even when {k} is always missing."))
+        cards.append(card)
+    return cards
+
+
+def _table(t: Table) -> dict:
+    return {"title": t.title or "", "header": t.header, "rows": t.rows}
+
+
+def _folder_result(folder: Path) -> SimpleNamespace:
+    from ..experiments.spec import ExperimentSpec
+    try:
+        summary = json.loads((folder / "summary.json").read_text())
+        run = json.loads((folder / "run.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise OutputError(f"{folder}: not a finished run folder (summary.json and run.json are needed: {exc})") \
+            from None
+    return SimpleNamespace(summary=summary, meta=run, spec=ExperimentSpec.from_dict(run["spec"]))
+
+
+def build_report(folder: str | Path) -> Path:
+    """Write ``report.html`` into a run folder from its files alone; returns its path."""
+    import jinja2
+
+    folder = Path(folder)
+    res = _folder_result(folder)
+    summary, run = res.summary, res.meta
+    m, label, _ = _metric(summary)
+    names = list((run.get("data") or {}).get("modalities") or []) or \
+        sorted({k for c in summary["cells"] for k in c["subset"].split("+")})
+    layout = LAYOUTS.get(res.spec.layout)
+    blocks = layout.blocks(res)
+    tables = [_table(b) for b in blocks if isinstance(b, Table)]
+    notes = [b for b in blocks if isinstance(b, str)]
+    K = len(names)
+    full_levels = list(range(1, K + 1))
+    variants = [dict(v) for v in res.spec.variants]
+    first = variants[0]
+    lattice = hasse_svg(summary, names, None if K <= FULL_LATTICE_K else full_levels[-3:], first)
+    lattice_all = hasse_svg(summary, names, None, first) if K > FULL_LATTICE_K else ""
+    vkeys = res.spec.variant_keys
+    vlabel = lambda row: ", ".join(f"{k}={row.get(k)}" for k in vkeys)  # noqa: E731
+    singles_full = [c["subset"] for c in summary["cells"] if c["n_modalities"] in (1, K)]
+    curves = [(", ".join(f"{k}={v}" for k, v in variant.items()), curves_svg(summary, singles_full, variant))
+              for variant in variants]
+    top = _top_ratio(summary)
+    shap = [s for s in summary.get("shapley", []) if s["ratio"] == top]
+    shapley = None
+    if shap:
+        s = shap[0]
+        shapley = {"ratio": top, "n_train": s["n_train"], "svg": bars_svg(
+            s["modalities"], s["phi"], [[a, b] for a, b in zip(*s["phi_ci"])],
+            f"Shapley value φ_k (retrained lattice, {'points' if m == 'acc' else '−MSE'})"),
+            "rows": [[k, _fmt(s["phi"][i]), _ci([s["phi_ci"][0][i], s["phi_ci"][1][i]]),
+                      _fmt(s["masked_phi"][i]) if s.get("masked_phi") else "—",
+                      _ci([s["masked_phi_ci"][0][i], s["masked_phi_ci"][1][i]]) if s.get("masked_phi") else "—"]
+                     for i, k in enumerate(s["modalities"])],
+            "total": f"Σφ = v(full) − v(∅) = {s['v_full']:.2f} − {s['v_empty']:.2f}"}
+    inter = [x for x in summary.get("interactions", []) if x["ratio"] == top]
+    interactions = [[p["i"], p["j"], _fmt(p["value"]), _ci(p["ci"]),
+                     "redundant" if p["ci"][1] is not None and p["ci"][1] < 0 else
+                     "synergistic" if p["ci"][0] is not None and p["ci"][0] > 0 else "—"]
+                    for x in inter[:1] for p in x["pairs"]]
+    ens = [([vlabel(g)] if vkeys else []) + [g["M"], f"{g['joint']:.2f}", f"{g['ensemble']:.2f}", _fmt(g["gap"]), _ci(g["gap_ci"]),
+            "ensemble better" if g["ensemble_better"] else ""]
+           for g in summary.get("ensemble_gap", []) if g["ratio"] == top]
+    miss = [([vlabel(x)] if vkeys else []) + [x["M"], x["missing"], *[f"{v:.2f}" for v in x["value"]], x["N"], f"{x['N_value']:.2f}",
+             "—" if x["p_star"] is None else f"{x['p_star']:.2f}"]
+            for x in summary.get("missing_modality", []) if x["ratio"] == top]
+    files = [f for f in run.get("files", []) if (folder / f).exists()]
+    env = jinja2.Environment(loader=jinja2.PackageLoader("mmgain.report", "templates"),
+                             autoescape=jinja2.select_autoescape(["html", "j2"]), undefined=jinja2.StrictUndefined)
+    page = env.get_template("report.html.j2").render(
+        title=f"mmgain — {summary.get('experiment', '')} on {Path(str((run.get('data') or {}).get('source', ''))).name}",
+        summary=summary, run=run, names=names, cards=_cards(summary, names), label=label, metric=m,
+        verdict_colours=VERDICT_COLOURS, lattice=jinja2.utils.markupsafe.Markup(lattice),
+        lattice_all=jinja2.utils.markupsafe.Markup(lattice_all), full_lattice_k=FULL_LATTICE_K,
+        curves=[(t, jinja2.utils.markupsafe.Markup(svg)) for t, svg in curves if svg], top=top,
+        shapley=shapley and {**shapley, "svg": jinja2.utils.markupsafe.Markup(shapley["svg"])},
+        shapley_note=summary.get("shapley_note"), interactions=interactions, ensemble=ens, missing=miss,
+        missing_p=[f"p={p:g}" for p in (summary.get("missing_modality") or [{"p": []}])[0]["p"]],
+        tables=tables, notes=notes, vkeys=vkeys, lattice_variant=vlabel(first) if vkeys else "", files=files, partial=summary.get("partial"),
+        spec_json=json.dumps(run.get("spec", {}), indent=1, default=str))
+    path = folder / "report.html"
+    from .outputs import atomic_write
+    atomic_write(path, lambda f: f.write(page.encode()))
+    return path

@@ -1,0 +1,145 @@
+"""Modality attribution and joint-training diagnostics against brute force and constructed cases."""
+from itertools import permutations
+
+import numpy as np
+import pytest
+import torch
+
+from mmgain.experiments.attribution import (MISSING_P, attribution, interactions_exact, permutation_shapley,
+                                            shapley_exact)
+from mmgain.experiments.diagnostics import joint_diagnostics
+from mmgain.experiments.runner import run_experiment
+from mmgain.experiments.spec import ExperimentSpec
+from mmgain.models.late_fusion import BatchedLateFusion
+from mmgain.tasks import get_task
+from mmgain.training.batched import DeviceData, Streams
+
+
+def _brute_shapley(v, K):
+    """The definition: the mean marginal contribution over all K! orderings."""
+    phi = np.zeros(K)
+    orders = list(permutations(range(K)))
+    for order in orders:
+        m = 0
+        for k in order:
+            phi[k] += v[m | 1 << k] - v[m]
+            m |= 1 << k
+    return phi / len(orders)
+
+
+def _game(K, seed):
+    return np.random.default_rng(seed).normal(size=2 ** K)
+
+
+@pytest.mark.parametrize("K", [1, 2, 3, 4, 5])
+def test_exact_shapley_equals_brute_force_and_is_efficient(K):
+    v = _game(K, K)
+    phi = shapley_exact(v)
+    np.testing.assert_allclose(phi, _brute_shapley(v, K), atol=1e-12)
+    assert phi.sum() == pytest.approx(v[-1] - v[0])                  # efficiency
+
+
+def test_known_games():
+    # additive: v(S) = Σ w_k → φ = w, no interaction
+    w = np.array([3.0, -1.0, 0.5])
+    v = np.array([sum(w[i] for i in range(3) if m >> i & 1) for m in range(8)])
+    np.testing.assert_allclose(shapley_exact(v), w)
+    np.testing.assert_allclose(interactions_exact(v), 0, atol=1e-12)
+    # pure synergy of 0 and 1: v = c when both are present → φ_0 = φ_1 = c/2, I_01 = c
+    v = np.array([5.0 * (m & 3 == 3) for m in range(8)])
+    np.testing.assert_allclose(shapley_exact(v), [2.5, 2.5, 0])
+    assert interactions_exact(v)[0, 1] == pytest.approx(5.0) and interactions_exact(v)[0, 2] == pytest.approx(0)
+    # full redundancy: either 0 or 1 gives c → I_01 = −c
+    v = np.array([5.0 * (m & 3 != 0) for m in range(8)])
+    assert interactions_exact(v)[0, 1] == pytest.approx(-5.0)
+
+
+def test_sampled_shapley_is_within_its_standard_error():
+    K = 8
+    v = _game(K, 0) + np.array([bin(m).count("1") for m in range(2 ** K)])
+    exact = shapley_exact(v)
+    est, se = permutation_shapley(lambda m: v[m], K, n_permutations=400, seed=1)
+    z = np.abs(est - exact) / se
+    assert (z < 4).all() and (z < 2).mean() >= 0.75, z
+    _, se_big = permutation_shapley(lambda m: v[m], K, n_permutations=1600, seed=2)
+    assert np.all(se_big < se)                                        # the error shrinks with draws
+
+
+def _model(dims, subsets, seeds=(0, 1), O=3):
+    return BatchedLateFusion(dims, subsets, list(seeds), O, hidden=5)
+
+
+def test_dropped_terms_and_the_ensemble_equal_the_standalone_models():
+    dims = {"a": 3, "b": 2}
+    subsets = [("a",), ("b",), ("a", "b")]
+    model = _model(dims, subsets)
+    rng = np.random.default_rng(0)
+    n = 50
+    xs = {k: rng.normal(size=(1, n, d)).astype(np.float32) for k, d in dims.items()}
+    y = rng.integers(0, 3, (1, n))
+    data = DeviceData({k: torch.from_numpy(v) for k, v in xs.items()}, torch.from_numpy(y))
+    streams = Streams(np.zeros(2, dtype=int), np.array([0, 1]), [np.arange(20), np.arange(30)])
+    task = get_task("classification")
+    d = joint_diagnostics(model, data, data, streams, task, row_chunk=16)
+    x = {k: torch.from_numpy(v[0]) for k, v in xs.items()}
+    for s in range(2):
+        full = model.to_module(s, 2)
+        with torch.no_grad():
+            z = full.encode(x)                          # [a-block | b-block]
+            for k, blk in (("a", slice(0, 5)), ("b", slice(5, 10))):
+                zk = z.clone()
+                zk[:, blk] = 0                          # modality k missing: its block (term) dropped
+                acc = 100 * (full.head(zk).argmax(1).numpy() == y[0]).mean()
+                assert d["metrics"][f"drop_{k}_acc"][s, 2] == pytest.approx(acc)
+            ens = (model.to_module(s, 0)(x) + model.to_module(s, 1)(x)) / 2
+            assert d["metrics"]["ensemble_acc"][s, 2] == pytest.approx(100 * (ens.argmax(1).numpy() == y[0]).mean())
+            masked_b = full.head(torch.cat([torch.zeros(n, 5), z[:, 5:]], 1))   # only b kept: bitmask 0b10
+            assert d["extras"]["masked_acc"][s, 2] == pytest.approx(100 * (masked_b.argmax(1).numpy() == y[0]).mean())
+            assert d["extras"]["masked_acc"][s, 3] == pytest.approx(100 * (full(x).argmax(1).numpy() == y[0]).mean())
+        majority = np.bincount(y[0][streams.train_rows[s]], minlength=3).argmax()
+        assert d["extras"]["baseline_acc"][s] == pytest.approx(100 * (y[0] == majority).mean())
+    assert np.isnan(d["metrics"]["ensemble_acc"][:, :2]).all()
+    assert np.isnan(d["metrics"]["drop_b_acc"][:, 0]).all()
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    n = 240
+    y = rng.integers(0, 2, n)
+    path = tmp_path_factory.mktemp("d") / "d.npz"
+    np.savez(path, a=rng.normal(size=(n, 3)) + y[:, None], b=rng.normal(size=(n, 2)), y=y)
+    spec = ExperimentSpec(name="t", data=str(path), subsets="all", seeds=3, ratios=(1.0,),
+                          protocol_overrides={"epochs": 2, "hidden": 4, "probe_epochs": 1})
+    return run_experiment(spec, device="cpu", progress=False)
+
+
+def test_attribution_on_constructed_numbers(small_run):
+    r = small_run
+    names = ["a", "b"]
+    idx = {s: i for i, s in enumerate(r.subsets)}
+    S = len(r.streams)
+    # Constructed: v(∅)=50, v(a)=80, v(b)=55, v(ab)=90 in every seed; masked values of the joint model.
+    for s, val in ((("a",), 80.0), (("b",), 55.0), (("a", "b"), 90.0)):
+        r.metrics["test_acc"][:, idx[s]] = val
+    r.extras["baseline_acc"][:] = 50.0
+    r.extras["masked_acc"][:] = [50.0, 70.0, 52.0, 90.0]
+    r.metrics["ensemble_acc"][:, idx[("a", "b")]] = [92.0, 93.0, 94.0][:S]
+    r.metrics["drop_b_acc"][:, idx[("a", "b")]] = 70.0
+    r.metrics["drop_a_acc"][:, idx[("a", "b")]] = 52.0
+    out = attribution(r)
+    sh = out["shapley"][0]
+    # φ_a = ½[(80−50) + (90−55)] = 32.5, φ_b = ½[(55−50) + (90−80)] = 7.5
+    assert sh["modalities"] == names and sh["phi"] == [32.5, 7.5] and sum(sh["phi"]) == 90 - 50
+    assert sh["masked_phi"] == [29.0, 11.0]           # ½[(70−50)+(90−52)], ½[(52−50)+(90−70)]
+    assert out["interactions"][0]["pairs"][0]["value"] == pytest.approx(90 - 80 - 55 + 50)
+    gap = out["ensemble_gap"][0]
+    assert gap["M"] == "a+b" and gap["gap"] == pytest.approx(3.0) and gap["ensemble_better"]
+    miss = {(x["M"], x["missing"]): x for x in out["missing_modality"]}
+    x = miss[("a+b", "b")]                              # N = a (80): 90 → 70 as b goes missing
+    assert x["p"] == list(MISSING_P) and x["value"] == [90.0, 88.0, 84.0, 80.0, 70.0]
+    assert x["N"] == "a" and x["N_value"] == 80.0 and x["p_star"] == pytest.approx(0.5)
+    y = miss[("a+b", "a")]                              # N = b (55), dropped a gives 52 < 55
+    assert y["p_star"] == pytest.approx((90 - 55) / (90 - 52), abs=1e-4)
+    z = miss[("a", "a")]                                # N = ∅: the constant baseline
+    assert z["N"] == "∅" and z["N_value"] == 50.0
