@@ -127,7 +127,11 @@ def test_attribution_on_constructed_numbers(small_run):
     r.metrics["ensemble_acc"][:, idx[("a", "b")]] = [92.0, 93.0, 94.0][:S]
     r.metrics["drop_b_acc"][:, idx[("a", "b")]] = 70.0
     r.metrics["drop_a_acc"][:, idx[("a", "b")]] = 52.0
+    r.metrics["probe_block_a_acc"][:, idx[("a", "b")]] = 70.0       # a's block inside a+b
+    r.metrics["probe_block_a_acc"][:, idx[("a",)]] = 75.0            # the a-only encoder
     out = attribution(r)
+    (d,) = [x for x in out["deficit"] if x["modality"] == "a"]
+    assert d["M"] == "a+b" and d["deficit"] == pytest.approx(-5.0) and d["alone"] == 75.0
     sh = out["shapley"][0]
     # φ_a = ½[(80−50) + (90−55)] = 32.5, φ_b = ½[(55−50) + (90−80)] = 7.5
     assert sh["modalities"] == names and sh["phi"] == [32.5, 7.5] and sum(sh["phi"]) == 90 - 50
@@ -143,3 +147,20 @@ def test_attribution_on_constructed_numbers(small_run):
     assert y["p_star"] == pytest.approx((90 - 55) / (90 - 52), abs=1e-4)
     z = miss[("a", "a")]                                # N = ∅: the constant baseline
     assert z["N"] == "∅" and z["N_value"] == 50.0
+
+
+def test_a_block_probed_alone_equals_a_latent_of_that_block_only():
+    from mmgain.probes.latent import Latent, block_latent, logistic_probe
+    rng = np.random.default_rng(1)
+    n, H = 120, 3
+    y = torch.from_numpy(rng.integers(0, 2, n))
+    blk_a = torch.from_numpy(rng.normal(size=(n, 2, H)).astype(np.float32))
+    blk_b = torch.from_numpy(rng.normal(size=(n, 1, H)).astype(np.float32)) + y[:, None, None]
+    Z = Latent({"a": blk_a, "b": blk_b}, {"a": [0, 1], "b": [1]}, ["a", "b"], 2)   # model 1 = a+b
+    blocks, origin = block_latent(Z)
+    assert origin == [(0, "a"), (1, "a"), (1, "b")]
+    both = logistic_probe(blocks, y, blocks, y, 2)
+    alone = logistic_probe(Latent({"b": blk_b}, {"b": [0]}, ["b"], 1), y, Latent({"b": blk_b}, {"b": [0]}, ["b"], 1), y, 2)
+    np.testing.assert_allclose(both["test"]["loss"][2], alone["test"]["loss"][0], atol=1e-4)
+    only = block_latent(Z, {1})[1]
+    assert only == [(1, "a"), (1, "b")]

@@ -36,6 +36,18 @@ def test_reproduce_synthetic_end_to_end(tmp_path, capsys):
     assert run["status"] == "complete" and run["n_models"] == 40 and "torch" in run["versions"]
     assert run["spec"]["resolved_protocol"]["epochs"] == 2
     assert (out / "fig_eta_vs_modalities.png").stat().st_size > 1000
+    page = (out / "report.html").read_text()                      # the synthetic study writes a report too
+    assert page.count('class="card"') == 4 and "no verdict" in page and 'class="hasse"' in page
+
+
+def test_every_registered_experiment_can_be_reproduced_by_name():
+    from mmgain.cli import build_parser
+    from mmgain.experiments import EXPERIMENTS
+    parser = build_parser()
+    for name in EXPERIMENTS.names():
+        extra = ["--data", "x.pkl"] if name == "iemocap" else []
+        args = parser.parse_args(["reproduce", name, *extra, "--seeds", "1"])
+        assert args.build(args).name == name
 
 
 def test_refuses_to_overwrite_an_earlier_run(tmp_path, capsys):

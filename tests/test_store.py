@@ -135,6 +135,8 @@ def test_resume_refuses_another_spec_or_other_data_and_says_which(tmp_path, caps
     assert "run on other data" in capsys.readouterr().err
     assert main(["resume", str(tmp_path)]) == 2
     assert "no mmgain run store here" in capsys.readouterr().err
+    run = json.loads((out / "run.json").read_text())       # the refusals left the folder as it was
+    assert run["status"] == "complete" and run["spec"]["seeds"] == 2 and "resumed" not in run
 
 
 def test_a_finished_run_resumes_to_the_same_outputs_without_training(uninterrupted, tmp_path):

@@ -11,6 +11,7 @@ import signal
 import shutil
 import sys
 import time
+import traceback
 import warnings
 from pathlib import Path
 
@@ -226,7 +227,12 @@ def _write_outputs(out: Path, result, status: dict, notes: list[str], figures: b
         files += [f.name for f in LAYOUTS.get(result.spec.layout).figures(result, out)]
     write_json(out / "run.json", {**status, **result.meta, "warnings": notes,
                                   "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "files": files})
-    files.append(build_report(out).name)          # from the files just written, as `mmgain report` does
+    try:                                          # from the files just written, as `mmgain report` does
+        files.append(build_report(out).name)
+    except Exception:                             # a bug in the report must not cost the run: say so, go on
+        traceback.print_exc()
+        print(f"mmgain: warning: report.html could not be written (a bug; the results above are complete). "
+              f"Rebuild it with: mmgain report {out}", file=sys.stderr)
     return files
 
 
@@ -278,6 +284,8 @@ def _execute(spec, args, out: Path, created: bool, previous: dict, threads: int,
         except UserError:
             if created:              # nothing was trained: leave nothing behind
                 shutil.rmtree(out, ignore_errors=True)
+            elif previous:           # a refused resume leaves the folder as it was
+                write_json(out / "run.json", previous)
             else:
                 write_json(out / "run.json", {**status, "status": "failed"})
             raise

@@ -127,7 +127,7 @@ def attribution(result) -> dict:
     complete = len(index) == 2 ** K - 1
     test = result.metrics[f"test_{m}"]
     diverged = result.metrics["diverged"] > 0
-    out = {"shapley": [], "interactions": [], "ensemble_gap": [], "missing_modality": []}
+    out = {"shapley": [], "interactions": [], "ensemble_gap": [], "missing_modality": [], "deficit": []}
     variants = [dict(v) for v in result.spec.variants]
     for variant in variants:
         gids = result.group_ids(variant)
@@ -168,6 +168,19 @@ def attribution(result) -> dict:
                                                 "ensemble": _round(ens[js, a].mean()), "gap": _round(mean),
                                                 "gap_ci": [_round(lo), _round(hi)],
                                                 "ensemble_better": bool(lo is not None and lo > 0)})
+            for s in subsets:                         # the per-modality deficit (probed at the top ratio)
+                a = index[frozenset(s)]
+                for k in s:
+                    block = result.metrics.get(f"probe_block_{k}_{m}")
+                    single = index.get(frozenset([k]))
+                    if len(s) < 2 or block is None or single is None or np.isnan(block[js, a]).any() \
+                            or np.isnan(block[js, single]).any():
+                        continue
+                    mean, lo, hi = _t_ci(sign * (block[js, a] - block[js, single]))
+                    out["deficit"].append({**where, "M": subset_name(s), "modality": k,
+                                           "joint_block": _round(block[js, a].mean()),
+                                           "alone": _round(block[js, single].mean()), "deficit": _round(mean),
+                                           "deficit_ci": [_round(lo), _round(hi)]})
             for a, s in enumerate(subsets):
                 a = index[frozenset(s)]
                 for k in s:
@@ -203,6 +216,9 @@ def attribution(result) -> dict:
         "ensemble_gap": "v(average of the single-modality models' outputs) − v(joint model on M); > 0: the joint "
                         "model under-uses its modalities (a training failure, not a property of the data); "
                         "t interval over seeds",
+        "deficit": "v of the best head on block k of the joint model M − v of the best head on the {k} model's "
+                   "encoder (cross-fitted probe on the test rows, largest sample size); < 0: k's encoder learned less "
+                   "inside the joint model (modality laziness); t interval over seeds",
         "missing_modality": "expected v of M when k is missing (its term dropped) on a fraction p of the test "
                             "rows; p_star: the fraction from which the smaller model N = M∖k is better",
     }

@@ -23,7 +23,7 @@ from ..data.sources import is_per_seed, load_source
 from ..data.splits import nested_sample, sample_size
 from ..data.subsets import proper_pairs, select_subsets, subset_name
 from ..errors import DataWarning
-from ..probes.latent import Latent, latent_gap_probe, probe_folds
+from ..probes.latent import Latent, block_latent, cross_fitted_probe, latent_gap_probe, probe_folds
 from ..tasks import Task, as_numpy_rows, get_task
 from ..training.batched import BatchedTrainer, DeviceData, Streams, chunk_streams, resolve_device
 from ..training.protocol import TrainingProtocol
@@ -147,6 +147,7 @@ class ChunkJob:
     task: str
     pairs: list[tuple[int, int]]
     memory_budget: float
+    block_probes: list[bool] = field(default_factory=list)   # per stream: probe each modality's block alone
 
 
 @dataclass
@@ -174,8 +175,10 @@ class RunPlan:
 
     def job(self, ci: int) -> ChunkJob:
         ref = self.groups[0].dataset
+        top = self.table.ratio.max()          # the per-modality deficit is probed at the largest sample size
         return ChunkJob(ci, self.streams.subset(self.chunks[ci]), self.protocol, ref.dims, self.subsets,
-                        ref.n_outputs, self.task.name, self.pairs, self.memory_budget)
+                        ref.n_outputs, self.task.name, self.pairs, self.memory_budget,
+                        [bool(self.table.ratio[i] == top) for i in self.chunks[ci]])
 
     def n_steps(self, chunks) -> int:
         return sum(BatchedTrainer.n_steps(self.protocol, self.streams.subset(self.chunks[ci])) for ci in chunks)
@@ -276,7 +279,7 @@ def run_chunk(job: ChunkJob, train: DeviceData, test: DeviceData, device: torch.
     part: dict[str, dict[str, np.ndarray]] = {"metrics": {**scores, **extra["metrics"]}, "test": dict(test_rows),
                                               "extras": extra["extras"]}
     probe = _probe_chunk(trainer, cs.groups, train, test, task, job.n_outputs, job.protocol, job.memory_budget,
-                         on_probe, job.pairs)
+                         on_probe, job.pairs, job.block_probes)
     for where, values in probe.items():
         if where == "diagnostics":
             part["metrics"].update({f"probe_{k}": v for k, v in values.items()})
@@ -392,7 +395,7 @@ def assemble(plan: RunPlan, parts: dict[int, dict], wall_time: float = 0.0) -> R
 
 def _probe_chunk(trainer: BatchedTrainer, groups: np.ndarray, train: DeviceData, test: DeviceData, task: Task,
                  n_out: int, protocol: TrainingProtocol, memory_budget: float, report,
-                 pairs: list[tuple[int, int]] = ()) -> dict[str, dict]:
+                 pairs: list[tuple[int, int]] = (), block_streams=None) -> dict[str, dict]:
     """The latent probes of every model of a trained chunk.
 
     Two probes per model: the paper's (fitted on the full training set of its group, scored
@@ -400,7 +403,10 @@ def _probe_chunk(trainer: BatchedTrainer, groups: np.ndarray, train: DeviceData,
     cross-fitted probe on the test rows that no encoder has seen (``heldout_fit``,
     ``heldout_eval``, per test row), fitted also to one width-matched control per pair
     (``matched_fit``, ``matched_eval``, (S, Q, n) for the Q ``pairs`` (a, b) of subset
-    indices, M = subsets[a]), which gives the corrected γ̂.  Arrays are (S, A, ...).
+    indices, M = subsets[a]), which gives the corrected γ̂.  For the streams flagged in
+    ``block_streams``, the cross-fitted probe also fits each modality's block of each model
+    alone (``diagnostics`` ``block_<k>_<metric>``, NaN where k ∉ M): the per-modality deficit.
+    Arrays are (S, A, ...).
 
     The probes of as many streams as fit the memory budget are fitted together (one batched
     L-BFGS, or one batched solve); least-squares probes, whose Gram matrices are large, one
@@ -414,6 +420,8 @@ def _probe_chunk(trainer: BatchedTrainer, groups: np.ndarray, train: DeviceData,
     fit = lambda Z, y, Zt, yt: task.probe(Z, y, Zt, yt, n_out, protocol)   # noqa: E731
     fit_heldout = lambda Z, y, Zt, yt: task.probe(Z, y, Zt, yt, n_out, protocol, heldout=True)   # noqa: E731
     out: dict[str, dict[str, list[np.ndarray]]] = {}
+    metric_names = list(task.metrics(as_numpy_rows(task.row_outcomes(torch.zeros(1, n_out, device=test.y.device),
+                                                                      test.y[0, :1]))))
 
     def keep(where: str, values: dict, js: list[int], width: int = A) -> None:
         if where.endswith("_fit"):        # in-fold averages: fractions, not 0/1
@@ -446,6 +454,17 @@ def _probe_chunk(trainer: BatchedTrainer, groups: np.ndarray, train: DeviceData,
             keep(f"heldout_{where}", held["models"][where], js)
             if pairs:
                 keep(f"matched_{where}", held["controls"][where], js, width=len(pairs))
+        # Each modality's block of each model alone (flagged streams; the others NaN, same keys).
+        cols = {f"block_{k}_{name}": np.full(len(js) * A, np.nan) for k in model.names for name in metric_names}
+        flagged = [s for s in range(len(js)) if block_streams is not None and block_streams[js[s]]]
+        if flagged:
+            blocks, origin = block_latent(Zt, {s * A + a for s in flagged for a in range(A)})
+            res = cross_fitted_probe(fit_heldout, blocks, yt[:, [m for m, _ in origin]] if yt.dim() == 2 else yt,
+                                     folds)
+            for name, v in task.metrics(as_numpy_rows(res["eval"])).items():     # (n_blocks,)
+                for i, (mi, k) in enumerate(origin):
+                    cols[f"block_{k}_{name}"][mi] = v[i]
+        keep("diagnostics", cols, js)
         if report:
             report(js[-1] + 1)
     return {w: {k: np.concatenate(v) for k, v in d.items()} for w, d in out.items()}

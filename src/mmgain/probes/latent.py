@@ -209,6 +209,21 @@ def cross_fitted_probe(probe: Callable[..., dict], Z: Latent, y: Tensor, folds: 
     return {"fit": {name: v / (k - 1) for name, v in fit_sum.items()}, "eval": evals}
 
 
+def block_latent(Z: Latent, models: set[int] | None = None) -> tuple[Latent, list[tuple[int, str]]]:
+    """One model per (model, modality) block of ``Z`` (of ``models`` only, if given): each block
+    alone, to probe what one modality's encoder carries inside a joint model.  Returns the
+    Latent and, per new model, its origin (model index in ``Z``, modality)."""
+    blocks, members, origin = {}, {}, []
+    for k, blk in Z.blocks.items():
+        cols = [i for i, m in enumerate(Z.members[k]) if models is None or m in models]
+        if not cols:
+            continue
+        blocks[k] = blk if len(cols) == blk.shape[1] else blk[:, cols]
+        members[k] = list(range(len(origin), len(origin) + len(cols)))
+        origin += [(Z.members[k][i], k) for i in cols]
+    return Latent(blocks, members, list(blocks), len(origin)), origin
+
+
 def with_matched_controls(Z: Latent, matches: Sequence[tuple[int, int, str]],
                           perms: Sequence[Tensor]) -> Latent:
     """``Z`` plus one model per match ``(n_model, m_model, k)``: the latent of model ``n_model``

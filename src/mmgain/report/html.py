@@ -234,6 +234,13 @@ def _cards(summary: dict, names: list[str]) -> list[dict]:
                                         f"model by {g['gap']:+.2f} {label} {_ci(g['gap_ci'])}: where adding {k} "
                                         "does not help there, suspect joint training (modality competition), "
                                         "not the data.")
+        lazy = [d for d in summary.get("deficit", []) if d["ratio"] == top and d["modality"] == k
+                and d["deficit_ci"][1] is not None and d["deficit_ci"][1] < 0]
+        if lazy:
+            worst = min(lazy, key=lambda d: d["deficit"])
+            card["warnings"].append(f"{k}'s encoder learns less inside joint models ({len(lazy)} subset(s); worst "
+                                    f"{worst['M']}: {worst['deficit']:+.2f} {label} {_ci(worst['deficit_ci'])} "
+                                    f"against the {k}-only model): modality laziness.")
         full = [x for x in missing if x["missing"] == k and len(x["M"].split("+")) == len(names)]
         if full:
             x = full[0]
@@ -307,6 +314,11 @@ def build_report(folder: str | Path) -> Path:
     ens = [([vlabel(g)] if vkeys else []) + [g["M"], f"{g['joint']:.2f}", f"{g['ensemble']:.2f}", _fmt(g["gap"]), _ci(g["gap_ci"]),
             "ensemble better" if g["ensemble_better"] else ""]
            for g in summary.get("ensemble_gap", []) if g["ratio"] == top]
+    deficit = [([vlabel(d)] if vkeys else []) + [d["M"], d["modality"], f"{d['joint_block']:.2f}", f"{d['alone']:.2f}",
+                                                _fmt(d["deficit"]), _ci(d["deficit_ci"]),
+                                                "learns less" if d["deficit_ci"][1] is not None and d["deficit_ci"][1] < 0
+                                                else ""]
+               for d in summary.get("deficit", []) if d["ratio"] == top]
     miss = [([vlabel(x)] if vkeys else []) + [x["M"], x["missing"], *[f"{v:.2f}" for v in x["value"]], x["N"], f"{x['N_value']:.2f}",
              "—" if x["p_star"] is None else f"{x['p_star']:.2f}"]
             for x in summary.get("missing_modality", []) if x["ratio"] == top]
@@ -320,7 +332,7 @@ def build_report(folder: str | Path) -> Path:
         lattice_all=jinja2.utils.markupsafe.Markup(lattice_all), full_lattice_k=FULL_LATTICE_K,
         curves=[(t, jinja2.utils.markupsafe.Markup(svg)) for t, svg in curves if svg], top=top,
         shapley=shapley and {**shapley, "svg": jinja2.utils.markupsafe.Markup(shapley["svg"])},
-        shapley_note=summary.get("shapley_note"), interactions=interactions, ensemble=ens, missing=miss,
+        shapley_note=summary.get("shapley_note"), interactions=interactions, ensemble=ens, missing=miss, deficit=deficit,
         missing_p=[f"p={p:g}" for p in (summary.get("missing_modality") or [{"p": []}])[0]["p"]],
         tables=tables, notes=notes, vkeys=vkeys, lattice_variant=vlabel(first) if vkeys else "", files=files, partial=summary.get("partial"),
         spec_json=json.dumps(run.get("spec", {}), indent=1, default=str))
