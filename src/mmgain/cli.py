@@ -66,6 +66,9 @@ def _add_engine(p: argparse.ArgumentParser) -> None:
 
 def _add_sweep(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ratios", type=float, nargs="+", help="sample-size ratios in (0, 1] (default 1e-4 1e-3 1e-2 1e-1 1)")
+    p.add_argument("--grid", choices=["paper", "dense"],
+                   help="paper: the ratios above (default); dense: ~12 geometric sample sizes from 5 rows per "
+                        "class to the full training set, for learning curves and the crossover m*")
     p.add_argument("--probe-epochs", type=int, help="epochs after which the encoder is frozen for the probe")
     p.add_argument("--max-load-gb", type=float,
                    help="memory cap for loading a pickled feature file (default 4 GB)")
@@ -170,7 +173,9 @@ def _sweep_overrides(spec: ExperimentSpec, args) -> ExperimentSpec:
             print(f"mmgain: --epochs {args.epochs} is below the preset's probe budget ({preset}); "
                   f"probing after {args.epochs} epochs", file=sys.stderr)
             overrides["probe_epochs"] = args.epochs
-    return spec.with_(ratios=tuple(args.ratios) if args.ratios else None, protocol_overrides=overrides,
+    if args.grid == "dense" and args.ratios:
+        raise SpecError("--grid dense chooses the sample sizes itself; leave out --ratios")
+    return spec.with_(ratios=tuple(args.ratios) if args.ratios else None, protocol_overrides=overrides, grid=args.grid,
                       margin=args.margin, null_control=args.null_control or None)
 
 
@@ -321,7 +326,8 @@ def _execute(spec, args, out: Path, created: bool, previous: dict, threads: int,
         return 3
     print(LAYOUTS.get(spec.layout).text(result))
     print(f"\n{result.meta['n_models']} models, {result.meta['wall_time_s']:.1f} s on {result.meta['device']}; "
-          f"wrote {out}/ ({', '.join(files + ['run.json'])})\nreport: {out / 'report.html'}")
+          f"wrote {out}/ ({', '.join(files + ['run.json'])})"
+          + (f"\nreport: {out / 'report.html'}" if "report.html" in files else ""))
     return 0
 
 

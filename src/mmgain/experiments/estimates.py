@@ -83,7 +83,7 @@ def add_latent_estimates(result) -> None:
                 refs[name], how = float(spec.bayes_risk), "the known Bayes risk"
             else:
                 cells = []
-                for r in spec.ratios:
+                for r in sorted(set(result.streams.ratio.tolist())):
                     js = result.streams.where(gids, r)
                     cells += [m[source][js, a][ok[js, a]].mean() for a in real if ok[js, a].any()]
                 refs[name] = float(min(cells)) if cells else float("nan")
@@ -159,7 +159,7 @@ class PairAnalysis:
         pairs, controls = [], []
         for variant in res.spec.variants:
             gids = res.group_ids(variant)
-            for ratio in res.spec.ratios:
+            for ratio in sorted(set(res.streams.ratio.tolist())):
                 streams = res.streams.where(gids, float(ratio))
                 if len(streams) == 0:
                     continue
@@ -255,9 +255,11 @@ def verdict_records(pairs: list[dict], metric: str, variant_keys) -> list[dict]:
     return [{**{v: p[v] for v in variant_keys}, **{k: p[k] for k in keys}} for p in pairs]
 
 
-def modality_lines(pairs: list[dict], task, variant_keys=(), limit: int = 3) -> list[str]:
+def modality_lines(pairs: list[dict], task, variant_keys=(), crossovers=(), limit: int = 3) -> list[str]:
     """One plain-language line per modality (and data variant): its verdicts against each
-    partner set at the largest sample size, from which size on it helps, by how much, and why."""
+    partner set at the largest sample size, from which size on it helps (and, with learning
+    curves, from about m* rows on), by how much, and why."""
+    curves = {(c["M"], c["N"]) + tuple(c.get(v) for v in variant_keys): c for c in crossovers}
     m = task.metric
     unit = " pts" if m == "acc" else ""
     lines = []
@@ -281,9 +283,22 @@ def modality_lines(pairs: list[dict], task, variant_keys=(), limit: int = 3) -> 
             ci = p[f"{m}_diff_ci"]
             details.append(f"    with {p['N']}: {p['verdict']} {p[f'{m}_diff_mean']:+.2f}{unit} "
                            f"[{ci[0]:+.2f}, {ci[1]:+.2f}]" + (f", helps from n={since} on" if since else "")
+                           + _curve_phrase(curves.get((p["M"], p["N"]) + tuple(p.get(v) for v in variant_keys)))
                            + f"; {p['why']}")
         lines.append(head + "\n" + "\n".join(details))
     return lines
+
+
+def _curve_phrase(c: dict | None) -> str:
+    """What the fitted learning curves say about where M starts to beat N."""
+    if c is None:
+        return ""
+    if c["status"] == "crossover" and c["m_star"] is not None:
+        lo, hi = c["m_star_ci"]
+        ci = f" [{lo:.0f}, {hi:.0f}]" if lo is not None else ""
+        return f"; curves: better from about m*≈{c['m_star']:.0f} rows on{ci}"
+    return {"M always better": "; curves: better at every size fitted",
+            "N always better": "; curves: worse at every size fitted"}.get(c["status"], "")
 
 
 def _helps_from(ps: list[dict], partner: str) -> int | None:

@@ -22,12 +22,13 @@ from ..data.dataset import DataError, MultimodalDataset
 from ..data.sources import is_per_seed, load_source
 from ..data.splits import nested_sample, sample_size
 from ..data.subsets import proper_pairs, select_subsets, subset_name
-from ..errors import DataWarning
+from ..errors import DataWarning, OutputError
 from ..probes.latent import Latent, block_latent, cross_fitted_probe, latent_gap_probe, probe_folds
 from ..tasks import Task, as_numpy_rows, get_task
 from ..training.batched import BatchedTrainer, DeviceData, Streams, chunk_streams, resolve_device
 from ..training.protocol import TrainingProtocol
 from .budget import check, estimate
+from .curves import dense_ratios
 from .diagnostics import joint_diagnostics
 from .estimates import add_latent_estimates
 from .references import REFERENCES
@@ -230,12 +231,13 @@ def plan_run(spec: ExperimentSpec, device: str = "auto", progress: bool = True,
         moments = train.moments()
         train, test = train.standardized(moments), test.standardized(moments)
 
+    ratios = dense_ratios(train.n, ref.n_classes) if spec.grid == "dense" else spec.ratios
     # One stream per (data group, seed, ratio): what its subsets share.
     keys = [(gi, seed, float(ratio)) for gi, g in enumerate(groups)
-            for seed in ([g.seed] if g.seed is not None else seeds) for ratio in spec.ratios]
+            for seed in ([g.seed] if g.seed is not None else seeds) for ratio in ratios]
     sample = [nested_sample(train.n, ratio, seed) for _, seed, ratio in keys]
     sizes = {}
-    for ratio in spec.ratios:
+    for ratio in ratios:
         sizes.setdefault(sample_size(float(ratio), train.n), []).append(float(ratio))
     for n_rows, rs in sizes.items():
         if len(rs) > 1:
@@ -347,6 +349,12 @@ def assemble(plan: RunPlan, parts: dict[int, dict], wall_time: float = 0.0) -> R
     rows: dict[str, dict[str, np.ndarray]] = {}
     extras: dict[str, np.ndarray] = {}
     first = parts[done[0]]                      # every chunk has the same keys, in the same order
+    keys = {w: list(d) for w, d in first.items()}
+    for ci in done:
+        if {w: list(d) for w, d in parts[ci].items()} != keys:
+            raise OutputError(f"chunk {ci} of this run holds other results than chunk {done[0]}: the store was "
+                              "written by another version of mmgain. Start the run afresh (--overwrite), or "
+                              "finish it with the version that began it")
     for where in first:
         stacked = {k: np.concatenate([parts[ci][where][k] for ci in done])[order] for k in first[where]}
         if where == "metrics":

@@ -33,6 +33,7 @@ class ExperimentSpec:
     null_control: bool = False                  # add N + perm(k) for every pair (N+k, N)
     margin: float | None = None                 # equivalence margin (accuracy points / MSE); None: the task's default
     alpha: float = 0.05                         # level of every test and verdict
+    grid: str | None = None                     # "dense": ~12 geometric sample sizes instead of ``ratios``
 
     def __post_init__(self) -> None:
         if self.seeds < 1:
@@ -48,6 +49,8 @@ class ExperimentSpec:
             raise SpecError(f"the equivalence margin must be > 0, got {self.margin}")
         if not 0.0 < self.alpha < 0.5:
             raise SpecError(f"alpha must lie in (0, 0.5), got {self.alpha}")
+        if self.grid not in (None, "paper", "dense"):
+            raise SpecError(f"grid must be 'paper' or 'dense', got {self.grid!r}")
         if not self.variants:
             raise SpecError("a spec needs at least one data variant ({} for none)")
 

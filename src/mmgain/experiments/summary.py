@@ -7,6 +7,7 @@ import numpy as np
 
 from ..data.subsets import subset_name
 from .attribution import attribution
+from .curves import curve_summary, degenerate_size
 from .estimates import SIGNS, PairAnalysis, modality_lines, verdict_records
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -23,7 +24,7 @@ def summarize(result) -> dict[str, Any]:
     for a, sub in enumerate(res.subsets):
         for variant in spec.variants:
             gids = res.group_ids(variant)
-            for ratio in spec.ratios:
+            for ratio in sorted(set(res.streams.ratio.tolist())):
                 js = res.streams.where(gids, float(ratio))
                 if len(js) == 0:
                     continue
@@ -36,6 +37,7 @@ def summarize(result) -> dict[str, Any]:
                     if name != "diverged":
                         cell[f"{name}_mean"], cell[f"{name}_std"] = mean_std(v[ok, a]) if len(ok) else (None, None)
                 cell["n_seeds"], cell["n_diverged"] = len(ok), len(js) - len(ok)
+                cell["degenerate"] = degenerate_size(cell["n_train"], res.groups[0].dataset.n_classes)
                 cells.append(cell)
     summary: dict[str, Any] = {"experiment": spec.name, "task": res.task.name, "metric": res.task.metric,
                                "eta_reference": res.eta_reference, "cells": cells}
@@ -60,7 +62,8 @@ def summarize(result) -> dict[str, Any]:
         summary["verdicts"] = verdict_records(pairs, m, spec.variant_keys)
         if controls:
             summary["null_control"] = controls
-        summary["modalities"] = modality_lines(pairs, res.task, spec.variant_keys)
+        summary.update(curve_summary(res, pairs))
+        summary["modalities"] = modality_lines(pairs, res.task, spec.variant_keys, summary["crossovers"])
     if res.extras:
         summary.update(attribution(res))
     return summary

@@ -147,6 +147,20 @@ def curves_svg(summary: dict, highlight: list[str], variant: dict | None = None)
             if s in colours:
                 parts.append(f'<circle cx="{X(n):.1f}" cy="{Y(v):.1f}" r="2.5" fill="{col}"><title>{_esc(s)}: '
                              f'n={n}, {v:.2f}</title></circle>')
+    fits = {c["subset"]: c for c in summary.get("curves", []) if _in(c, variant)}
+    grid = [10 ** (x0 + (x1 - x0) * i / 60) for i in range(61)]
+    for s, col in colours.items():                                   # the fitted a + b·m^(−c), dashed
+        f = fits.get(s)
+        if f is None:
+            continue
+        lo_n = min(f["points"]["n_train"])
+        vals = [(n, f["a"] + f["b"] * n ** -f["c"]) for n in grid if n >= lo_n]
+        vals = [(n, 100.0 - e if m == "acc" else e) for n, e in vals]
+        vals = [(n, v) for n, v in vals if y0 <= v <= y1]
+        if len(vals) > 1:
+            parts.append(f'<polyline class="fit" fill="none" stroke="{col}" stroke-width="1.2" stroke-dasharray="4 3" '
+                         f'points="{" ".join(f"{X(n):.1f},{Y(v):.1f}" for n, v in vals)}"><title>{_esc(s)}: fit '
+                         f'a + b·m^(−c), a={f["a"]:.3g}, b={f["b"]:.3g}, c={f["c"]:.2f}</title></polyline>')
     for i, (s, col) in enumerate(colours.items()):
         parts.append(f'<line x1="{W - R + 10}" x2="{W - R + 28}" y1="{T + 10 + i * 16}" y2="{T + 10 + i * 16}" '
                      f'stroke="{col}" stroke-width="2.2"/><text x="{W - R + 32}" y="{T + 14 + i * 16}" '
@@ -217,8 +231,16 @@ def _cards(summary: dict, names: list[str]) -> list[dict]:
         widest = max(at_top, key=lambda v: len(v["N"].split("+")), default=None)
         card = {"name": k, "counts": counts, "ratios": ratios, "grid": grid,
                 "n_train": {v["ratio"]: v["n_train"] for v in mine}, "line": lines.get(k, ""),
-                "headline": None, "shapley": None, "warnings": [], "missing": None}
+                "headline": None, "shapley": None, "warnings": [], "missing": None, "crossover": None}
+        cross = {(c["M"], c["N"]): c for c in summary.get("crossovers", [])}
         if widest is not None:
+            cx = cross.get((widest["M"], widest["N"]))
+            card["crossover"] = None if cx is None else (
+                f"Learning curves: {cx['status']}" + (f", from about m* ≈ {cx['m_star']:.0f} rows"
+                                                       + (f" [{cx['m_star_ci'][0]:.0f}, {cx['m_star_ci'][1]:.0f}]"
+                                                          if cx["m_star_ci"][0] is not None else "")
+                                                       if cx["m_star"] is not None and cx["status"] == "crossover"
+                                                       else "") + ".")
             card["headline"] = {"N": widest["N"], "verdict": widest["verdict"],
                                 "diff": _fmt(widest[f"{m}_diff_mean"]), "ci": _ci(widest[f"{m}_diff_ci"]),
                                 "latent": widest["latent"], "gamma": _fmt(widest["gamma"], 4),
@@ -228,12 +250,13 @@ def _cards(summary: dict, names: list[str]) -> list[dict]:
             i = s["modalities"].index(k)
             card["shapley"] = {"phi": _fmt(s["phi"][i]), "ci": _ci([s["phi_ci"][0][i], s["phi_ci"][1][i]]),
                                "masked": _fmt(s["masked_phi"][i]) if s.get("masked_phi") else "—"}
-        for g in gaps:
-            if k in g["M"].split("+"):
-                card["warnings"].append(f"On {g['M']} the average of the single-modality models beats the joint "
-                                        f"model by {g['gap']:+.2f} {label} {_ci(g['gap_ci'])}: where adding {k} "
-                                        "does not help there, suspect joint training (modality competition), "
-                                        "not the data.")
+        mine_gaps = [g for g in gaps if k in g["M"].split("+")]
+        if mine_gaps:
+            g = max(mine_gaps, key=lambda g: g["gap"])
+            card["warnings"].append(f"On {len(mine_gaps)} subset(s) with {k}, the average of the single-modality "
+                                    f"models beats the joint model (largest: {g['M']}, {g['gap']:+.2f} {label} "
+                                    f"{_ci(g['gap_ci'])}). Where adding {k} does not help there, suspect joint "
+                                    "training (modality competition), not the data.")
         lazy = [d for d in summary.get("deficit", []) if d["ratio"] == top and d["modality"] == k
                 and d["deficit_ci"][1] is not None and d["deficit_ci"][1] < 0]
         if lazy:
@@ -246,7 +269,9 @@ def _cards(summary: dict, names: list[str]) -> list[dict]:
             x = full[0]
             card["missing"] = (f"If {k} is missing at test time for the full model: {x['value'][0]:.2f} with it, "
                                f"{x['value'][-1]:.2f} without it; "
-                               + (f"the model without {k} ({x['N']}, {x['N_value']:.2f}) is better from p ≈ "
+                               + (f"the model trained without {k} ({x['N']}, {x['N_value']:.2f}) is better even "
+                                  f"with {k} present." if x["p_star"] == 0 else
+                                  f"the model without {k} ({x['N']}, {x['N_value']:.2f}) is better from p ≈ "
                                   f"{x['p_star']:.2f} missing on." if x["p_star"] is not None
                                   else f"the full model stays ahead of {x['N']} even when {k} is always missing."))
         cards.append(card)
@@ -322,6 +347,11 @@ def build_report(folder: str | Path) -> Path:
     miss = [([vlabel(x)] if vkeys else []) + [x["M"], x["missing"], *[f"{v:.2f}" for v in x["value"]], x["N"], f"{x['N_value']:.2f}",
              "—" if x["p_star"] is None else f"{x['p_star']:.2f}"]
             for x in summary.get("missing_modality", []) if x["ratio"] == top]
+    crossings = [([vlabel(c)] if vkeys else []) + [
+        c["M"], c["N"], c["status"], "—" if c["m_star"] is None else f"{c['m_star']:.0f}",
+        "—" if c["m_star_ci"][0] is None else f"[{c['m_star_ci'][0]:.0f}, {c['m_star_ci'][1]:.0f}]",
+        "—" if c["m_plus"] is None else f"{c['m_plus']:.0f}", _fmt(c["asymptotic_gain"]), _ci(c["asymptotic_gain_ci"])]
+        for c in summary.get("crossovers", [])]
     files = [f for f in run.get("files", []) if (folder / f).exists()]
     env = jinja2.Environment(loader=jinja2.PackageLoader("mmgain.report", "templates"),
                              autoescape=jinja2.select_autoescape(["html", "j2"]), undefined=jinja2.StrictUndefined)
@@ -332,7 +362,8 @@ def build_report(folder: str | Path) -> Path:
         lattice_all=jinja2.utils.markupsafe.Markup(lattice_all), full_lattice_k=FULL_LATTICE_K,
         curves=[(t, jinja2.utils.markupsafe.Markup(svg)) for t, svg in curves if svg], top=top,
         shapley=shapley and {**shapley, "svg": jinja2.utils.markupsafe.Markup(shapley["svg"])},
-        shapley_note=summary.get("shapley_note"), interactions=interactions, ensemble=ens, missing=miss, deficit=deficit,
+        shapley_note=summary.get("shapley_note"), interactions=interactions, ensemble=ens, missing=miss, deficit=deficit, crossings=crossings,
+        curve_note=summary.get("note"), err_label="100 − accuracy %" if m == "acc" else "MSE",
         missing_p=[f"p={p:g}" for p in (summary.get("missing_modality") or [{"p": []}])[0]["p"]],
         tables=tables, notes=notes, vkeys=vkeys, lattice_variant=vlabel(first) if vkeys else "", files=files, partial=summary.get("partial"),
         spec_json=json.dumps(run.get("spec", {}), indent=1, default=str))

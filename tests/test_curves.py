@@ -1,0 +1,123 @@
+"""Learning curves and the crossover m* against closed forms."""
+import numpy as np
+import pytest
+
+from mmgain.experiments.curves import (crossover, curve_fit_ci, dense_ratios, fit_power_law, predict,
+                                       degenerate_size)
+from mmgain.data.splits import sample_size
+
+
+def test_the_profile_fit_recovers_a_power_law():
+    m = np.geomspace(50, 50_000, 12)
+    err = 3.0 + 400.0 * m ** -0.7
+    fit = fit_power_law(m, err)
+    assert fit["a"][0] == pytest.approx(3.0, abs=0.05) and fit["c"][0] == pytest.approx(0.7, abs=0.05)
+    np.testing.assert_allclose(predict(fit, m)[0], err, rtol=5e-3)
+
+
+def _ols_mse(rho, sigma2, sizes, seeds, d=100, seed=0):
+    """Exact expected test MSE of OLS (with intercept) on m1 and on m1+m2, y = Σx1 + Σx2 + ε,
+    x2 = ρ·x1 + (1−ρ)·z: per seed and size, (β̂ − β*)ᵀΣ(β̂ − β*) + the Bayes residual — no test
+    sampling noise, only the training sample's."""
+    rng = np.random.default_rng(seed)
+    out = {"m1": np.zeros((seeds, len(sizes))), "m1+m2": np.zeros((seeds, len(sizes)))}
+    resid1 = sigma2 + d * (1 - rho) ** 2                           # what x1 cannot explain
+    for s in range(seeds):
+        n = max(sizes)
+        x1 = rng.normal(size=(n, d))
+        x2 = rho * x1 + (1 - rho) * rng.normal(size=(n, d))
+        y = x1.sum(1) + x2.sum(1) + rng.normal(scale=np.sqrt(sigma2), size=n)
+        cov12 = np.block([[np.eye(d), rho * np.eye(d)], [rho * np.eye(d), (rho ** 2 + (1 - rho) ** 2) * np.eye(d)]])
+        for name, X, beta, cov, base in (("m1", x1, np.full(d, 1 + rho), np.eye(d), resid1),
+                                         ("m1+m2", np.hstack([x1, x2]), np.ones(2 * d), cov12, sigma2)):
+            A = np.hstack([np.ones((n, 1)), X])
+            gram, rhs, start = np.zeros((A.shape[1],) * 2), np.zeros(A.shape[1]), 0
+            for g, m in enumerate(sizes):   # nested samples within a seed, as the runner draws them
+                gram += A[start:m].T @ A[start:m]
+                rhs += A[start:m].T @ y[start:m]
+                start = m
+                coef = np.linalg.solve(gram, rhs)
+                e = coef[1:] - beta
+                out[name][s, g] = base + e @ cov @ e + coef[0] ** 2
+    return out
+
+
+def _closed_form_m_star(rho, sigma2, d=100):
+    from scipy.optimize import brentq
+    s1, s12, p1, p12 = sigma2 + d * (1 - rho) ** 2, sigma2, d + 1, 2 * d + 1
+    return brentq(lambda m: s1 * (1 + p1 / (m - p1 - 1)) - s12 * (1 + p12 / (m - p12 - 1)), p12 + 2, 1e7)
+
+
+def _study(rho, sigma2, seed=0):
+    m_star = _closed_form_m_star(rho, sigma2)
+    sizes = np.unique(np.round(np.geomspace(max(1.5 * 201, m_star / 4), 8 * m_star, 10)).astype(int))
+    mse = _ols_mse(rho, sigma2, list(sizes), seeds=8, seed=seed)
+    return m_star, crossover(sizes, mse["m1+m2"], mse["m1"])
+
+
+@pytest.mark.parametrize("rho, sigma2, expected", [(0.9, 50.0, 5202), (0.8, 60.0, 1702)])
+def test_the_m_star_interval_contains_the_closed_form(rho, sigma2, expected):
+    m_star, c = _study(rho, sigma2)
+    assert m_star == pytest.approx(expected, abs=1)
+    assert c["status"] == "crossover", c
+    lo, hi = c["m_star_ci"]
+    assert lo <= m_star <= hi, (lo, m_star, hi)
+    assert hi / lo < 4                                       # an interval that says something
+    assert c["asymptotic_gain"] == pytest.approx(100 * (1 - rho) ** 2, rel=0.5)
+
+
+def test_near_the_pole_the_power_law_is_biased():
+    """ρ = 0.5, σ² = 100: m* = 602 lies within 3× the 201 parameters of M, where the OLS error
+    s²(1 + p/(m − p − 1)) is far from a + b·m^(−c).  The point estimate stays within 10 %, but the
+    seed bootstrap misses the misfit: its interval [624, 663] excludes 602 (README, Known limitations)."""
+    m_star, c = _study(0.5, 100.0)
+    assert m_star == pytest.approx(602, abs=1)
+    assert c["status"] == "crossover" and abs(c["m_star"] / m_star - 1) < 0.1
+    assert c["m_star_ci"][0] > m_star                       # the documented undercoverage, pinned
+
+
+def test_no_crossover_when_one_side_dominates():
+    m = np.geomspace(100, 10_000, 8)
+    rng = np.random.default_rng(0)
+    good = 5 + 300 * m ** -0.5 + rng.normal(scale=0.05, size=(6, 8))
+    bad = 8 + 300 * m ** -0.5 + rng.normal(scale=0.05, size=(6, 8))
+    assert crossover(m, good, bad)["status"] == "M always better"
+    assert crossover(m, bad, good)["status"] == "N always better"
+    assert crossover(m, good, bad)["m_plus"] == 100.0
+    assert crossover(m, bad, good)["m_plus"] is None
+
+
+def test_fit_ci_is_a_bootstrap_over_seeds():
+    m = np.geomspace(100, 10_000, 8)
+    rng = np.random.default_rng(1)
+    err = 5 + 300 * m ** -0.5 + rng.normal(scale=0.3, size=(10, 8))
+    fit = curve_fit_ci(m, err)
+    assert fit["a_ci"][0] <= fit["a"] <= fit["a_ci"][1] and fit["a_ci"][0] < 5.5 and fit["a_ci"][1] > 4.5
+
+
+def test_the_dense_grid_maps_back_to_its_sizes():
+    ratios = dense_ratios(1600, 10)
+    sizes = [sample_size(r, 1600) for r in ratios]
+    assert sizes[0] == 50 and sizes[-1] == 1600 and ratios[-1] == 1.0
+    assert 10 <= len(sizes) <= 14 and sizes == sorted(set(sizes))
+    assert degenerate_size(16, 10) and not degenerate_size(160, 10)
+
+
+def test_a_dense_run_has_curves_and_crossovers(tmp_path):
+    from mmgain.experiments.runner import run_experiment
+    from mmgain.experiments.spec import ExperimentSpec
+    rng = np.random.default_rng(0)
+    n = 500
+    y = rng.integers(0, 2, n)
+    np.savez(tmp_path / "d.npz", a=rng.normal(size=(n, 3)) + y[:, None], b=rng.normal(size=(n, 2)), y=y)
+    spec = ExperimentSpec(name="t", data=str(tmp_path / "d.npz"), seeds=3, grid="dense",
+                          protocol_overrides={"epochs": 2, "hidden": 4, "probe_epochs": 1})
+    r = run_experiment(spec, device="cpu", progress=False)
+    sizes = sorted(set(r.streams.n_train.tolist()))
+    assert sizes[0] == 20 and sizes[-1] == 400 and len(sizes) >= 10
+    curves = {c["subset"]: c for c in r.summary["curves"]}
+    assert set(curves) == {"a", "b", "a+b"} and curves["a"]["points"]["n_train"] == sizes
+    (c,) = [x for x in r.summary["crossovers"] if x["M"] == "a+b" and x["N"] == "b"]
+    assert c["status"] in ("crossover", "M always better", "N always better", "undetermined")
+    assert {"m_star", "m_star_ci", "m_plus", "asymptotic_gain", "asymptotic_gain_ci"} <= set(c)
+    assert all(not cell["degenerate"] for cell in r.summary["cells"])
