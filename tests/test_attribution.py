@@ -164,3 +164,29 @@ def test_a_block_probed_alone_equals_a_latent_of_that_block_only():
     np.testing.assert_allclose(both["test"]["loss"][2], alone["test"]["loss"][0], atol=1e-4)
     only = block_latent(Z, {1})[1]
     assert only == [(1, "a"), (1, "b")]
+
+
+def test_sampled_orderings_give_the_prefixes_and_an_unbiased_shapley(tmp_path):
+    from mmgain.data.subsets import sampled_orderings, select_subsets
+    names = ["a", "b", "c", "d"]
+    subsets = select_subsets("sampled:3", names)
+    orders = sampled_orderings(names, 3)
+    want = {frozenset(o[:i]) for o in orders for i in range(1, 5)}
+    assert {frozenset(s) for s in subsets} == want and len(subsets) < 15
+    with pytest.raises(Exception, match="sampled:N needs a whole number"):
+        select_subsets("sampled:x", names)
+    # A run on the sampled lattice: with additive constructed values the estimator is exact.
+    rng = np.random.default_rng(0)
+    n = 200
+    y = rng.integers(0, 2, n)
+    np.savez(tmp_path / "d.npz", **{k: rng.normal(size=(n, 2)) + (k == "a") * y[:, None] for k in names}, y=y)
+    spec = ExperimentSpec(name="t", data=str(tmp_path / "d.npz"), subsets="sampled:3", seeds=2, ratios=(1.0,),
+                          protocol_overrides={"epochs": 1, "hidden": 4, "probe_epochs": 1})
+    r = run_experiment(spec, device="cpu", progress=False)
+    w = {"a": 20.0, "b": 5.0, "c": 1.0, "d": 0.0}
+    for i, s in enumerate(r.subsets):
+        r.metrics["test_acc"][:, i] = 50.0 + sum(w[k] for k in s)
+    r.extras["baseline_acc"][:] = 50.0
+    sh = attribution(r)["shapley"][0]
+    assert sh["phi"] == [20.0, 5.0, 1.0, 0.0] and sh["phi_se"] == [0.0] * 4 and "permutation" in sh["estimator"]
+    assert "shapley_note" not in attribution(r)

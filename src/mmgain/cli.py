@@ -233,7 +233,8 @@ def _write_outputs(out: Path, result, status: dict, notes: list[str], figures: b
     write_json(out / "run.json", {**status, **result.meta, "warnings": notes,
                                   "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "files": files})
     try:                                          # from the files just written, as `mmgain report` does
-        files.append(build_report(out).name)
+        if figures or "partial" in result.meta:   # not when every model diverged: nothing to show
+            files.append(build_report(out).name)
     except Exception:                             # a bug in the report must not cost the run: say so, go on
         traceback.print_exc()
         print(f"mmgain: warning: report.html could not be written (a bug; the results above are complete). "

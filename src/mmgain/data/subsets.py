@@ -36,14 +36,39 @@ def parse_subset(text: str, names: Sequence[str]) -> Subset:
     return tuple(n for n in names if n in parts)
 
 
+SAMPLED_SEED = 0      # the orderings of ``sampled:N`` (also what the Shapley estimator replays)
+
+
+def sampled_orderings(names: Sequence[str], n: int, seed: int = SAMPLED_SEED) -> list[tuple[str, ...]]:
+    """``n`` random orderings of the modalities: the draws of
+    :func:`mmgain.experiments.attribution.permutation_shapley` with the same seed."""
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    return [tuple(names[i] for i in rng.permutation(len(names))) for _ in range(n)]
+
+
+def sampled_subsets(names: Sequence[str], n: int) -> list[Subset]:
+    """``sampled:N``: every prefix of N random orderings, so that the permutation estimator of the
+    Shapley values is computable from the trained subsets alone (and unbiased)."""
+    want = {frozenset(order[:i]) for order in sampled_orderings(names, n) for i in range(1, len(names) + 1)}
+    return sorted((tuple(k for k in names if k in s) for s in want), key=lambda s: (len(s), [names.index(k) for k in s]))
+
+
 def select_subsets(selection: str | Sequence[str] | None, names: Sequence[str]) -> list[Subset]:
-    """``None``/``"all"`` → every subset; otherwise a comma-separated string or a list of names."""
+    """``None``/``"all"`` → every subset; ``"sampled:N"`` → the prefixes of N random orderings;
+    otherwise a comma-separated string or a list of names."""
     if selection is None or selection == "all" or list(selection) == ["all"]:
         if len(names) > MAX_ALL:
             raise DataError(f"{len(names)} modalities give {2 ** len(names) - 1:,} subsets; 'all' is refused above "
-                            f"{MAX_ALL} modalities ({2 ** MAX_ALL - 1:,} subsets). Name the subsets to compare with "
+                            f"{MAX_ALL} modalities ({2 ** MAX_ALL - 1:,} subsets). Use --subsets sampled:N (the "
+                            "prefixes of N random orderings, enough for Shapley values) or name the subsets with "
                             "--subsets 'a,a+b,...' (e.g. the single modalities, the pairs and the full set)")
         return enumerate_subsets(names)
+    if isinstance(selection, str) and selection.startswith("sampled:"):
+        count = selection.split(":", 1)[1]
+        if not count.isdigit() or int(count) < 1:
+            raise DataError(f"--subsets {selection!r}: sampled:N needs a whole number N ≥ 1 of orderings")
+        return sampled_subsets(names, int(count))
     items = selection.split(",") if isinstance(selection, str) else list(selection)
     out: list[Subset] = []
     for item in items:

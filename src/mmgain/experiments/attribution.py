@@ -24,7 +24,7 @@ from typing import Callable
 import numpy as np
 from scipy import stats
 
-from ..data.subsets import subset_name
+from ..data.subsets import SAMPLED_SEED, subset_name
 
 MISSING_P = (0.0, 0.1, 0.3, 0.5, 1.0)
 BOOTSTRAP = 2000
@@ -64,7 +64,7 @@ def interactions_exact(v: np.ndarray) -> np.ndarray:
 
 
 def permutation_shapley(value: Callable[[int], float], K: int, n_permutations: int,
-                        seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                        seed: int = SAMPLED_SEED) -> tuple[np.ndarray, np.ndarray]:
     """Monte-Carlo Shapley values: the mean marginal contribution of each modality over random
     orderings (Castro et al. 2009), and its standard error.  ``value(bitmask)`` is called
     once per distinct subset met (cached)."""
@@ -115,6 +115,36 @@ def _round(x, digits: int = 4):
     return None if x != x else round(float(x), digits)
 
 
+def _sampled_count(selection) -> int | None:
+    if isinstance(selection, str) and selection.startswith("sampled:"):
+        return int(selection.split(":", 1)[1])
+    return None
+
+
+def _sampled_shapley(result, js, names, index, sign: float, n: int) -> dict:
+    """The permutation estimator on a ``sampled:N`` lattice: it replays the N orderings whose
+    prefixes were trained.  CI over seeds (bootstrap); ``phi_se``: the error of sampling N
+    orderings (common to all seeds, so not reduced by more seeds)."""
+    K = len(names)
+    test = result.metrics[f"test_{result.task.metric}"]
+    base = sign * result.extras["baseline_" + result.task.metric][js]
+
+    def value(s_idx):
+        def v(mask: int) -> float:
+            if mask == 0:
+                return float(base[s_idx] if s_idx is not None else base.mean())
+            a = index[frozenset(names[i] for i in range(K) if mask >> i & 1)]
+            return float(sign * (test[js[s_idx], a] if s_idx is not None else test[js, a].mean()))
+        return v
+
+    per_seed = np.array([permutation_shapley(value(i), K, n)[0] for i in range(len(js))])
+    phi, se = permutation_shapley(value(None), K, n)
+    _, lo, hi = _mean_ci(per_seed)
+    return {"modalities": names, "phi": _round(phi), "phi_ci": [_round(lo), _round(hi)], "phi_se": _round(se),
+            "estimator": f"permutation sampling over the {n} orderings of --subsets sampled:{n}",
+            "v_full": _round(value(None)(2 ** K - 1)), "v_empty": _round(value(None)(0))}
+
+
 def attribution(result) -> dict:
     """``summary.json``'s ``shapley``, ``interactions``, ``ensemble_gap`` and ``missing_modality``."""
     task = result.task
@@ -138,6 +168,9 @@ def attribution(result) -> dict:
                 continue
             where = {**variant, "ratio": float(ratio), "n_train": int(result.streams.n_train[js[0]]),
                      "n_seeds": int(len(js))}
+            sampled = _sampled_count(result.spec.subsets)
+            if not complete and sampled and "baseline_" + m in result.extras:
+                out["shapley"].append({**where, **_sampled_shapley(result, js, names, index, sign, sampled)})
             if complete and "baseline_" + m in result.extras:
                 v = np.zeros((len(js), 2 ** K))
                 v[:, 0] = sign * result.extras["baseline_" + m][js]
@@ -222,7 +255,7 @@ def attribution(result) -> dict:
         "missing_modality": "expected v of M when k is missing (its term dropped) on a fraction p of the test "
                             "rows; p_star: the fraction from which the smaller model N = M∖k is better",
     }
-    if not complete:
+    if not complete and not _sampled_count(result.spec.subsets):
         out["shapley_note"] = ("Shapley values need a model for every subset (--subsets all); this run trained "
                                f"{len(index)} of {2 ** K - 1}")
     return out

@@ -128,10 +128,13 @@ def curves_svg(summary: dict, highlight: list[str], variant: dict | None = None)
     for v in _axis_ticks(y0, y1):
         parts.append(f'<line x1="{L}" x2="{W - R}" y1="{Y(v):.1f}" y2="{Y(v):.1f}" stroke="#e5e5e5"/>'
                      f'<text x="{L - 6}" y="{Y(v) + 4:.1f}" text-anchor="end" font-size="10">{v:g}</text>')
-    for e in range(math.floor(x0), math.ceil(x1) + 1):
-        if x0 - 1e-9 <= e <= x1 + 1e-9:
-            parts.append(f'<line x1="{X(10 ** e):.1f}" x2="{X(10 ** e):.1f}" y1="{T}" y2="{H - B}" stroke="#e5e5e5"/>'
-                         f'<text x="{X(10 ** e):.1f}" y="{H - B + 14}" text-anchor="middle" font-size="10">{10 ** e:g}</text>')
+    ticks = [f * 10 ** e for e in range(math.floor(x0), math.ceil(x1) + 1) for f in (1, 2, 5)]
+    ticks = [t for t in ticks if x0 - 1e-9 <= math.log10(t) <= x1 + 1e-9]
+    if len(ticks) > 8:
+        ticks = [t for t in ticks if str(int(t))[0] == "1"]
+    for t in ticks:
+        parts.append(f'<line x1="{X(t):.1f}" x2="{X(t):.1f}" y1="{T}" y2="{H - B}" stroke="#e5e5e5"/>'
+                     f'<text x="{X(t):.1f}" y="{H - B + 14}" text-anchor="middle" font-size="10">{t:g}</text>')
     parts.append(f'<text x="{(L + W - R) / 2}" y="{H - 8}" text-anchor="middle" font-size="11">training rows '
                  f'(log scale)</text><text x="14" y="{(T + H - B) / 2}" font-size="11" text-anchor="middle" '
                  f'transform="rotate(-90 14 {(T + H - B) / 2})">test {label}</text>')
@@ -161,6 +164,13 @@ def curves_svg(summary: dict, highlight: list[str], variant: dict | None = None)
             parts.append(f'<polyline class="fit" fill="none" stroke="{col}" stroke-width="1.2" stroke-dasharray="4 3" '
                          f'points="{" ".join(f"{X(n):.1f},{Y(v):.1f}" for n, v in vals)}"><title>{_esc(s)}: fit '
                          f'a + b·m^(−c), a={f["a"]:.3g}, b={f["b"]:.3g}, c={f["c"]:.2f}</title></polyline>')
+    for c in summary.get("crossovers", []):                          # m* of pairs drawn in colour
+        if _in(c, variant) and c["M"] in colours and c["N"] in colours and c["status"] == "crossover" \
+                and c["m_star"] is not None:
+            x = X(c["m_star"])
+            parts.append(f'<line class="mstar" x1="{x:.1f}" x2="{x:.1f}" y1="{T}" y2="{H - B}" stroke="{colours[c["M"]]}" '
+                         f'stroke-dasharray="2 2"><title>m*({_esc(c["M"])}, {_esc(c["N"])}) ≈ {c["m_star"]:.0f} '
+                         f'rows</title></line>')
     for i, (s, col) in enumerate(colours.items()):
         parts.append(f'<line x1="{W - R + 10}" x2="{W - R + 28}" y1="{T + 10 + i * 16}" y2="{T + 10 + i * 16}" '
                      f'stroke="{col}" stroke-width="2.2"/><text x="{W - R + 32}" y="{T + 14 + i * 16}" '
@@ -299,6 +309,8 @@ def build_report(folder: str | Path) -> Path:
 
     folder = Path(folder)
     res = _folder_result(folder)
+    if res.meta.get("status") == "diverged":
+        raise OutputError(f"{folder}: every model of this run diverged; there is nothing to report")
     summary, run = res.summary, res.meta
     m, label, _ = _metric(summary)
     names = list((run.get("data") or {}).get("modalities") or []) or \
@@ -326,7 +338,9 @@ def build_report(folder: str | Path) -> Path:
         shapley = {"ratio": top, "n_train": s["n_train"], "svg": bars_svg(
             s["modalities"], s["phi"], [[a, b] for a, b in zip(*s["phi_ci"])],
             f"Shapley value φ_k (retrained lattice, {'points' if m == 'acc' else '−MSE'})"),
-            "rows": [[k, _fmt(s["phi"][i]), _ci([s["phi_ci"][0][i], s["phi_ci"][1][i]]),
+            "estimator": s.get("estimator"),
+            "rows": [[k, _fmt(s["phi"][i]) + (f" ± {s['phi_se'][i]:.2f}" if s.get("phi_se") else ""),
+                      _ci([s["phi_ci"][0][i], s["phi_ci"][1][i]]),
                       _fmt(s["masked_phi"][i]) if s.get("masked_phi") else "—",
                       _ci([s["masked_phi_ci"][0][i], s["masked_phi_ci"][1][i]]) if s.get("masked_phi") else "—"]
                      for i, k in enumerate(s["modalities"])],
