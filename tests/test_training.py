@@ -114,3 +114,11 @@ def test_probe_snapshot_is_the_encoder_after_probe_epochs():
     for k, v in short.model_.params.items():
         torch.testing.assert_close(long.probe_model_.params[k], v.detach())
         assert not torch.equal(long.model_.params[k], v)
+
+
+def test_small_samples_never_share_a_chunk_with_large_ones():
+    from mmgain.training.batched import chunk_streams
+    sizes = [2048, 581, 2048, 58, 6, 1, 1, 1200]
+    chunks = chunk_streams(sizes, bytes_per_row=1.0, budget_bytes=1e12)
+    assert chunks == [[0, 2, 7], [1], [3], [4], [5, 6]]
+    assert chunk_streams(sizes, bytes_per_row=1.0, budget_bytes=2048 * 2) [0] == [0, 2]   # memory still splits

@@ -138,6 +138,16 @@ def build_parser() -> argparse.ArgumentParser:
     col.add_argument("dir", type=Path, help="the run folder")
     col.set_defaults(build=None)
 
+    ben = sub.add_parser("bench", help="time the batched trainer and probe against the naive per-model loop")
+    ben.add_argument("--quick", action="store_true", help="a reduced workload that runs in seconds (CI smoke test)")
+    ben.add_argument("--device", default="auto", help=f"{DEVICE_FORMS} (default: auto)")
+    ben.add_argument("--naive-epochs", type=int, help="run the naive side for fewer epochs and scale its training "
+                                                      "time linearly (said in the output)")
+    ben.add_argument("--k", type=int, help="a synthetic lattice of K modalities (all 2^K − 1 subsets) instead")
+    ben.add_argument("--seeds", type=int, help="seeds (default 5; --quick 2)")
+    ben.add_argument("--threads", type=int, help="compute threads (default: the CPUs this process may use)")
+    ben.set_defaults(build=None)
+
     lst = sub.add_parser("list", help="list experiments, protocols, data sources, activations")
     lst.set_defaults(build=None)
     return parser
@@ -381,6 +391,11 @@ def main(argv: list[str] | None = None) -> int:
             return _list()
         if args.command == "collect":
             return _collect(args.dir)
+        if args.command == "bench":
+            from .experiments.bench import run_bench
+            set_threads(args.threads)
+            run_bench(args.quick, args.device, args.naive_epochs, args.k, args.seeds)
+            return 0
         if args.command == "report":
             print(f"report: {build_report(args.dir)}")
             return 0

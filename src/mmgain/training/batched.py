@@ -274,13 +274,16 @@ class BatchedTrainer:
 def chunk_streams(sizes: Sequence[int], bytes_per_row: float, budget_bytes: float) -> list[list[int]]:
     """Group streams into chunks that fit the memory budget, similar sample sizes together.
 
-    A chunk pads every stream's minibatch to its largest one, so streams are
-    sorted by batch rows (``sizes``) before they are packed greedily.
+    A chunk pads every stream's minibatch to its largest one, so streams are sorted by
+    batch rows (``sizes``) and packed greedily, and a stream with fewer than half the rows
+    of its chunk's largest starts a new chunk: small samples never pay for large ones
+    (``mmgain bench`` measured a 2048-row padding of every stream as the CPU's main cost).
     """
     order = sorted(range(len(sizes)), key=lambda i: -sizes[i])
     chunks: list[list[int]] = []
     for i in order:
-        if chunks and (len(chunks[-1]) + 1) * sizes[chunks[-1][0]] * bytes_per_row <= budget_bytes:
+        if chunks and 2 * sizes[i] >= sizes[chunks[-1][0]] \
+                and (len(chunks[-1]) + 1) * sizes[chunks[-1][0]] * bytes_per_row <= budget_bytes:
             chunks[-1].append(i)
         else:
             chunks.append([i])

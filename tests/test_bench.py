@@ -1,0 +1,31 @@
+"""`mmgain bench --quick`: the benchmark runs, its models agree with the naive loop's, and its last
+line is the JSON that scripts read (a smoke test: speed targets live in the README, not here)."""
+import json
+
+from mmgain.cli import main
+from mmgain.experiments.bench import _useful_flops, workload
+
+
+def test_bench_quick_runs_and_agrees_with_the_naive_loop(capsys):
+    assert main(["bench", "--quick"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    result = json.loads(out[-1])
+    assert set(result) >= {"device", "batched_s", "naive_s", "speedup", "train_speedup", "probe_speedup",
+                           "useful_gflops", "peak_gflops", "peak_mem_mb"}
+    assert result["max_test_acc_diff"] <= 0.5            # the same models, trained two ways
+    assert abs(result["mean_probe_acc_diff"]) <= 2.0      # two solvers of the same convex probe
+    assert result["batched_s"] > 0 and result["naive_s"] > 0 and result["useful_gflops"] > 0
+
+
+def test_useful_flops_count_only_the_modalities_and_rows_asked_for():
+    w = workload(quick=True)
+    one = _useful_flops(w, [("text",)], [list(range(100))], [0], hidden=8, batch=2048, epochs=2)
+    # 100 real rows × 2 epochs; forward 2·d·H + 2·H·C per row; backward twice that
+    assert one == 3 * (2 * 20 * 8 + 2 * 8 * 6) * 100 * 2
+    both = _useful_flops(w, [("text", "video")], [list(range(100))], [0], hidden=8, batch=2048, epochs=2)
+    assert both == 3 * (2 * (20 + 64) * 8 + 2 * 2 * 8 * 6) * 100 * 2
+
+
+def test_bench_k_is_bounded(capsys):
+    assert main(["bench", "--quick", "--k", "20"]) == 2
+    assert "--k must lie in 2..12" in capsys.readouterr().err
