@@ -128,7 +128,7 @@ def test_attribution_on_constructed_numbers(small_run):
     r.metrics["drop_b_acc"][:, idx[("a", "b")]] = 70.0
     r.metrics["drop_a_acc"][:, idx[("a", "b")]] = 52.0
     r.metrics["probe_block_a_acc"][:, idx[("a", "b")]] = 70.0       # a's block inside a+b
-    r.metrics["probe_block_a_acc"][:, idx[("a",)]] = 75.0            # the a-only encoder
+    r.metrics["heldout_acc"][:, idx[("a",)]] = 75.0                  # the a-only encoder (its own probe)
     out = attribution(r)
     (d,) = [x for x in out["deficit"] if x["modality"] == "a"]
     assert d["M"] == "a+b" and d["deficit"] == pytest.approx(-5.0) and d["alone"] == 75.0

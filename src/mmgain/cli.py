@@ -207,6 +207,11 @@ def _iemocap_spec(args) -> ExperimentSpec:
     return _sweep_overrides(_apply_common(spec, args), args)
 
 
+def _notes(caught) -> list[str]:
+    """The data warnings recorded while a run ran: printed, and kept in run.json."""
+    return [str(w.message) for w in caught if issubclass(w.category, DataWarning)]
+
+
 def _read_run(folder: Path) -> dict:
     """A run folder's run.json, for ``resume`` and ``collect``."""
     if not ResultStore(folder).exists():
@@ -306,7 +311,7 @@ def _execute(spec, args, out: Path, created: bool, previous: dict, threads: int,
                 write_json(out / "run.json", {**status, "status": "failed"})
             raise
         except RunInterrupted as exc:
-            notes = [str(w.message) for w in caught if issubclass(w.category, DataWarning)]
+            notes = _notes(caught)
             how = "SIGTERM" if isinstance(exc.cause, Terminated) else "SIGINT"
             stopped = {**status, "status": "interrupted", "interrupted_by": how,
                        "chunks_done": exc.done, "chunks": exc.total}
@@ -321,7 +326,7 @@ def _execute(spec, args, out: Path, created: bool, previous: dict, threads: int,
             write_json(out / "run.json", {**status, "status": "failed" if not isinstance(exc, KeyboardInterrupt)
                                           else "interrupted", "error": f"{type(exc).__name__}: {exc}"})
             raise
-    notes = [str(w.message) for w in caught if issubclass(w.category, DataWarning)]
+    notes = _notes(caught)
     for w in caught:
         if not issubclass(w.category, DataWarning):
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
@@ -359,7 +364,7 @@ def _collect(folder: Path) -> int:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", DataWarning)
             result = assemble(plan, parts)
-        notes = [str(w.message) for w in caught if issubclass(w.category, DataWarning)]
+        notes = _notes(caught)
         partial = "partial" in result.meta
         state = run.get("status")
         if partial and state in ("running", "failed", None):

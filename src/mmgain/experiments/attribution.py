@@ -22,9 +22,9 @@ from math import factorial
 from typing import Callable
 
 import numpy as np
-from scipy import stats
 
 from ..data.subsets import SAMPLED_SEED, subset_name
+from .stats import two_level
 
 MISSING_P = (0.0, 0.1, 0.3, 0.5, 1.0)
 BOOTSTRAP = 2000
@@ -99,12 +99,10 @@ def _mean_ci(x: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.n
 
 
 def _t_ci(x: np.ndarray) -> tuple[float, float | None, float | None]:
-    x = np.asarray(x, dtype=np.float64)
-    m = float(x.mean())
-    if len(x) < 2:
-        return m, None, None
-    h = float(stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x)))
-    return m, m - h, m + h
+    """Mean over seeds and the 95 % t interval (the seed-only case of :func:`.stats.two_level`)."""
+    r = two_level([(1.0, np.asarray(x, dtype=np.float64)[:, None])], shared_rows=False)
+    lo, hi = r["ci"]
+    return r["mean"], None if lo != lo else float(lo), None if hi != hi else float(hi)
 
 
 def _round(x, digits: int = 4):
@@ -201,18 +199,18 @@ def attribution(result) -> dict:
                                                 "ensemble": _round(ens[js, a].mean()), "gap": _round(mean),
                                                 "gap_ci": [_round(lo), _round(hi)],
                                                 "ensemble_better": bool(lo is not None and lo > 0)})
+            alone = result.metrics[f"heldout_{m}"]     # the k-only model's encoder: its own cross-fitted probe
             for s in subsets:                         # the per-modality deficit (probed at the top ratio)
                 a = index[frozenset(s)]
                 for k in s:
                     block = result.metrics.get(f"probe_block_{k}_{m}")
                     single = index.get(frozenset([k]))
-                    if len(s) < 2 or block is None or single is None or np.isnan(block[js, a]).any() \
-                            or np.isnan(block[js, single]).any():
+                    if len(s) < 2 or block is None or single is None or np.isnan(block[js, a]).any():
                         continue
-                    mean, lo, hi = _t_ci(sign * (block[js, a] - block[js, single]))
+                    mean, lo, hi = _t_ci(sign * (block[js, a] - alone[js, single]))
                     out["deficit"].append({**where, "M": subset_name(s), "modality": k,
                                            "joint_block": _round(block[js, a].mean()),
-                                           "alone": _round(block[js, single].mean()), "deficit": _round(mean),
+                                           "alone": _round(alone[js, single].mean()), "deficit": _round(mean),
                                            "deficit_ci": [_round(lo), _round(hi)]})
             for a, s in enumerate(subsets):
                 a = index[frozenset(s)]

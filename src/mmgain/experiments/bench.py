@@ -22,7 +22,7 @@ from ..data.subsets import enumerate_subsets
 from ..errors import SpecError
 from ..probes.latent import Latent
 from ..tasks import get_task
-from ..training.batched import BatchedTrainer, DeviceData, Streams, chunk_streams, resolve_device
+from ..training.batched import BatchedTrainer, DeviceData, Streams, resolve_device
 from ..training.naive import train_naive
 from ..training.protocol import PROTOCOLS
 from ..training.schedule import BatchSchedule
@@ -123,10 +123,8 @@ def run_bench(quick: bool = False, device: str = "auto", naive_epochs: int | Non
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
     _sync(dev)
-    from .runner import _bytes_per_row, _stacked_latent
-    budget = (0.5 * torch.cuda.mem_get_info(dev)[0]) if dev.type == "cuda" else 2e9    # as the runner chunks
-    chunks = chunk_streams([min(protocol.batch_size, len(r)) for r in samples],
-                           _bytes_per_row(protocol, w.dims, subsets), budget)
+    from .runner import _stacked_latent, default_memory_budget, plan_chunks
+    chunks = plan_chunks(protocol, w.dims, subsets, samples, default_memory_budget(dev))   # as the runner chunks
     t_train = t_probe = 0.0
     probe_acc, test_acc = np.zeros((len(stream_keys), len(subsets))), np.zeros((len(stream_keys), len(subsets)))
     for chunk in chunks:

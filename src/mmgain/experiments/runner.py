@@ -128,6 +128,17 @@ def load_groups(spec: ExperimentSpec, seeds: list[int]) -> list[DataGroup]:
     return groups
 
 
+def default_memory_budget(dev: torch.device) -> float:
+    """Memory for one chunk: half the free GPU memory, or 2 GB on the CPU."""
+    return (0.5 * torch.cuda.mem_get_info(dev)[0]) if dev.type == "cuda" else 2e9
+
+
+def plan_chunks(protocol: TrainingProtocol, dims: dict[str, int], subsets, samples, memory_budget: float):
+    """The streams (training samples ``samples``) grouped into chunks trained together."""
+    return chunk_streams([min(protocol.batch_size, len(r)) for r in samples],
+                         _bytes_per_row(protocol, dims, subsets), memory_budget)
+
+
 def _bytes_per_row(protocol: TrainingProtocol, dims: dict[str, int], subsets) -> float:
     """Rough training working set per minibatch row of one stream (activations and inputs)."""
     pairs = sum(len(s) for s in subsets)           # (subset, modality) encoders
@@ -139,7 +150,6 @@ class ChunkJob:
     """One chunk of streams: the unit a backend trains and the store commits.  Picklable, so
     that a Ray worker can run it; the data travel separately."""
 
-    index: int
     streams: Streams
     protocol: TrainingProtocol
     dims: dict[str, int]
@@ -172,12 +182,11 @@ class RunPlan:
     chunks: list[list[int]]
     memory_budget: float
     seeds: list[int]
-    cost: Any = None
 
     def job(self, ci: int) -> ChunkJob:
         ref = self.groups[0].dataset
         top = self.table.ratio.max()          # the per-modality deficit is probed at the largest sample size
-        return ChunkJob(ci, self.streams.subset(self.chunks[ci]), self.protocol, ref.dims, self.subsets,
+        return ChunkJob(self.streams.subset(self.chunks[ci]), self.protocol, ref.dims, self.subsets,
                         ref.n_outputs, self.task.name, self.pairs, self.memory_budget,
                         [bool(self.table.ratio[i] == top) for i in self.chunks[ci]])
 
@@ -254,14 +263,13 @@ def plan_run(spec: ExperimentSpec, device: str = "auto", progress: bool = True,
     if progress or cost.seconds > 600:
         print(f"mmgain: {cost.line()}", file=sys.stderr)
     if memory_budget is None:
-        memory_budget = (0.5 * torch.cuda.mem_get_info(dev)[0]) if dev.type == "cuda" else 2e9
+        memory_budget = default_memory_budget(dev)
     if chunks is None:
-        chunks = chunk_streams([min(protocol.batch_size, len(r)) for r in sample],
-                               _bytes_per_row(protocol, ref.dims, subsets), memory_budget)
+        chunks = plan_chunks(protocol, ref.dims, subsets, sample, memory_budget)
     elif sorted(i for c in chunks for i in c) != list(range(len(streams))):
         raise DataError(f"the stored chunks do not cover the run's {len(streams)} streams exactly")
     return RunPlan(spec, protocol, dev, groups, task, subsets, controls, train, test, table, streams,
-                   pair_index, [list(map(int, c)) for c in chunks], memory_budget, seeds, cost)
+                   pair_index, [list(map(int, c)) for c in chunks], memory_budget, seeds)
 
 
 def run_chunk(job: ChunkJob, train: DeviceData, test: DeviceData, device: torch.device,
@@ -413,7 +421,8 @@ def _probe_chunk(trainer: BatchedTrainer, groups: np.ndarray, train: DeviceData,
     (``matched_fit``, ``matched_eval``, (S, Q, n) for the Q ``pairs`` (a, b) of subset
     indices, M = subsets[a]), which gives the corrected γ̂.  For the streams flagged in
     ``block_streams``, the cross-fitted probe also fits each modality's block of each model
-    alone (``diagnostics`` ``block_<k>_<metric>``, NaN where k ∉ M): the per-modality deficit.
+    with two or more modalities alone (``diagnostics`` ``block_<k>_<metric>``, NaN elsewhere):
+    the per-modality deficit, against the k-only model's own cross-fitted probe.
     Arrays are (S, A, ...).
 
     The probes of as many streams as fit the memory budget are fitted together (one batched
@@ -465,8 +474,10 @@ def _probe_chunk(trainer: BatchedTrainer, groups: np.ndarray, train: DeviceData,
         # Each modality's block of each model alone (flagged streams; the others NaN, same keys).
         cols = {f"block_{k}_{name}": np.full(len(js) * A, np.nan) for k in model.names for name in metric_names}
         flagged = [s for s in range(len(js)) if block_streams is not None and block_streams[js[s]]]
-        if flagged:
-            blocks, origin = block_latent(Zt, {s * A + a for s in flagged for a in range(A)})
+        if flagged and any(len(sub) > 1 for sub in model.subsets):
+            # single-modality models are left out: their block is their whole latent, probed above
+            blocks, origin = block_latent(Zt, {s * A + a for s in flagged for a in range(A)
+                                               if len(model.subsets[a]) > 1})
             res = cross_fitted_probe(fit_heldout, blocks, yt[:, [m for m, _ in origin]] if yt.dim() == 2 else yt,
                                      folds)
             for name, v in task.metrics(as_numpy_rows(res["eval"])).items():     # (n_blocks,)

@@ -10,7 +10,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from ..errors import OutputError
-from .layouts import LAYOUTS
+from .layouts import LAYOUTS, _ci
+from .outputs import atomic_write
 from .tables import Table
 
 VERDICT_COLOURS = {"helps": "#1a9850", "hurts": "#d73027", "no effect": "#8c8c8c", "inconclusive": "#c8c8c8"}
@@ -212,12 +213,6 @@ def _fmt(x, digits: int = 2, sign: bool = True) -> str:
     return f"{x:+.{digits}f}" if sign else f"{x:.{digits}f}"
 
 
-def _ci(ci, digits: int = 2) -> str:
-    if not ci or ci[0] is None:
-        return "—"
-    return f"[{ci[0]:+.{digits}f}, {ci[1]:+.{digits}f}]"
-
-
 def _cards(summary: dict, names: list[str]) -> list[dict]:
     """One card per modality: the answer first."""
     m, label, _ = _metric(summary)
@@ -288,10 +283,6 @@ def _cards(summary: dict, names: list[str]) -> list[dict]:
     return cards
 
 
-def _table(t: Table) -> dict:
-    return {"title": t.title or "", "header": t.header, "rows": t.rows}
-
-
 def _folder_result(folder: Path) -> SimpleNamespace:
     from ..experiments.spec import ExperimentSpec
     try:
@@ -317,7 +308,7 @@ def build_report(folder: str | Path) -> Path:
         sorted({k for c in summary["cells"] for k in c["subset"].split("+")})
     layout = LAYOUTS.get(res.spec.layout)
     blocks = layout.blocks(res)
-    tables = [_table(b) for b in blocks if isinstance(b, Table)]
+    tables = [b for b in blocks if isinstance(b, Table)]
     notes = [b for b in blocks if isinstance(b, str)]
     K = len(names)
     full_levels = list(range(1, K + 1))
@@ -382,6 +373,5 @@ def build_report(folder: str | Path) -> Path:
         tables=tables, notes=notes, vkeys=vkeys, lattice_variant=vlabel(first) if vkeys else "", files=files, partial=summary.get("partial"),
         spec_json=json.dumps(run.get("spec", {}), indent=1, default=str))
     path = folder / "report.html"
-    from .outputs import atomic_write
     atomic_write(path, lambda f: f.write(page.encode()))
     return path

@@ -8,7 +8,7 @@ from .figures import line_plot
 from .tables import Table, fmt_pm
 
 
-def _ci(ci, digits: int) -> str:
+def _ci(ci, digits: int = 2) -> str:
     lo, hi = ci
     if lo is None or hi is None or lo != lo:
         return "—"
