@@ -36,3 +36,20 @@ def test_proper_pairs():
     assert (("t", "a"), ("t",)) in pairs and (("t", "a", "v"), ("a", "v")) in pairs
     assert all(len(m) == len(n) + 1 and set(n) < set(m) for m, n in pairs)
     assert len(pairs) == 3 * 2 + 3  # each 2-subset has 2 parents-of, the 3-subset has 3
+
+
+def test_subset_policies_grow_polynomially_and_hold_their_pairs():
+    from mmgain.data.subsets import POLICIES, proper_pairs, select_subsets
+    names = [f"m{i}" for i in range(1, 16)]
+    spf = select_subsets("singles+pairs+full", names)
+    assert len(spf) == 15 + 105 + 1 and spf[0] == ("m1",) and spf[-1] == tuple(names)
+    loo = select_subsets("leave-one-out", names)
+    assert len(loo) == 16 and loo[-1] == tuple(names)
+    # every modality has its leave-one-out pair (full, full − k)
+    assert sorted(next(iter(set(m) - set(n))) for m, n in proper_pairs(loo)) == sorted(names)
+    assert select_subsets("leave-one-out", ["a"]) == [("a",)]
+    for policy in POLICIES:                                  # canonical order, no repeats
+        got = select_subsets(policy, names[:4])
+        assert len(set(got)) == len(got) and got == sorted(got, key=lambda s: (len(s), [names.index(k) for k in s]))
+    with pytest.raises(Exception, match="leave-one-out"):    # 'all' refused above the limit names the policies
+        select_subsets("all", names)

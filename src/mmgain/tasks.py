@@ -56,6 +56,19 @@ class Task:
     def default_margin(self, y_train: np.ndarray) -> float:
         raise NotImplementedError
 
+    # The theorems of Huang et al. need a loss bounded by C = 1 and L-Lipschitz in the outputs.
+    def loss_scale(self, y_train: Tensor) -> float:
+        """The scale of the bounded loss, from a group's full training targets (1 if unused)."""
+        return 1.0
+
+    def bounded_loss(self, loss, scale: float = 1.0):
+        """The bounded loss from the training loss per row (tensor or array), in [0, 1]."""
+        raise NotImplementedError
+
+    def bounded_lipschitz(self, scale: float = 1.0) -> float:
+        """L: the bounded loss's Lipschitz constant in the outputs (ℓ₂ norm of the output vector)."""
+        raise NotImplementedError
+
     def better(self, diff: float) -> bool:
         """Whether a difference M − N of the primary metric favours M."""
         return diff > 0 if self.higher_is_better else diff < 0
@@ -93,6 +106,13 @@ class Classification(Task):
     def default_margin(self, y_train):
         return 1.0      # one accuracy point: the paper's Table 3 effects are 0.2–3.6 points
 
+    def bounded_loss(self, loss, scale=1.0):
+        """min(1, CE/ln 2): ≥ the 0-1 loss (a wrong argmax has p_y ≤ ½, CE ≥ ln 2)."""
+        return (loss / np.log(2.0)).clip(max=1.0)
+
+    def bounded_lipschitz(self, scale=1.0):
+        return float(np.sqrt(2.0) / np.log(2.0))    # ‖∂CE/∂logits‖ = ‖softmax − e_y‖ ≤ √2
+
 
 class Regression(Task):
     name, metric, metric_label, higher_is_better = "regression", "mse", "MSE", False
@@ -121,6 +141,18 @@ class Regression(Task):
 
     def default_margin(self, y_train):
         return 0.01 * float(np.var(y_train))   # 1 % of the target's variance
+
+    def loss_scale(self, y_train):
+        """τ = Var(y) of the training set: the squared error is truncated at τ."""
+        v = float(torch.as_tensor(y_train, dtype=torch.float64).var(unbiased=False))
+        return v if v > 0 else 1.0
+
+    def bounded_loss(self, loss, scale=1.0):
+        """min(1, (f − y)²/τ): the squared error in units of the target's variance, truncated."""
+        return (loss / scale).clip(max=1.0)
+
+    def bounded_lipschitz(self, scale=1.0):
+        return float(2.0 / np.sqrt(scale))          # |∂/∂f| = 2|f − y|/τ ≤ 2/√τ where not truncated
 
 
 TASKS: Registry[Task] = Registry("task")

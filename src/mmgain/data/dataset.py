@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -40,6 +41,7 @@ class MultimodalDataset:
     source: str | None = None
     classes: np.ndarray | None = field(default=None)
     notes: dict = field(default_factory=dict)   # provenance, e.g. how the split was made
+    population: Any = None                      # generated data: the known distribution (data.synthetic.Population)
 
     def __post_init__(self) -> None:
         _validate(self)

@@ -15,7 +15,7 @@ from ..registry import Registry
 from .dataset import MultimodalDataset
 from .loaders import load_mfeat, load_path
 from .splits import make_split
-from .synthetic import make_overlap_dataset
+from .synthetic import make_linear_dataset, make_overlap_dataset
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,9 @@ SOURCES: Registry[DataSource] = Registry("data source")
 SOURCES.register("synthetic-overlap", DataSource(
     lambda seed, **kw: make_overlap_dataset(seed=seed, **kw), per_seed=True,
     description="Huang et al. 2021 synthetic study: 4 Gaussian modalities with overlap ρ"))
+SOURCES.register("linear-gaussian", DataSource(
+    lambda seed, **kw: make_linear_dataset(seed=seed, **kw), per_seed=True,
+    description="Gaussian modalities with overlap ρ, label noise and per-modality weights; known population"))
 SOURCES.register("mfeat", DataSource(
     lambda seed, **kw: load_mfeat(), per_seed=False,
     description="UCI Multiple Features, 6 views of 2000 handwritten digits (embedded)"))

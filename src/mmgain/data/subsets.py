@@ -54,16 +54,33 @@ def sampled_subsets(names: Sequence[str], n: int) -> list[Subset]:
     return sorted((tuple(k for k in names if k in s) for s in want), key=lambda s: (len(s), [names.index(k) for k in s]))
 
 
+def _singles_pairs_full(names: Sequence[str]) -> list[Subset]:
+    full = [tuple(names)] if len(names) > 2 else []
+    return enumerate_subsets(names, 2) + full
+
+
+def _leave_one_out(names: Sequence[str]) -> list[Subset]:
+    """The full set and the full set without each modality: every modality's leave-one-out pair."""
+    drops = [tuple(k for k in names if k != left) for left in names] if len(names) > 1 else []
+    return drops + [tuple(names)]
+
+
+# Named subset policies that grow polynomially in K (``all`` grows as 2^K).
+POLICIES = {"singles+pairs+full": _singles_pairs_full, "leave-one-out": _leave_one_out}
+
+
 def select_subsets(selection: str | Sequence[str] | None, names: Sequence[str]) -> list[Subset]:
-    """``None``/``"all"`` → every subset; ``"sampled:N"`` → the prefixes of N random orderings;
-    otherwise a comma-separated string or a list of names."""
+    """``None``/``"all"`` → every subset; a policy of :data:`POLICIES`; ``"sampled:N"`` → the
+    prefixes of N random orderings; otherwise a comma-separated string or a list of names."""
     if selection is None or selection == "all" or list(selection) == ["all"]:
         if len(names) > MAX_ALL:
             raise DataError(f"{len(names)} modalities give {2 ** len(names) - 1:,} subsets; 'all' is refused above "
                             f"{MAX_ALL} modalities ({2 ** MAX_ALL - 1:,} subsets). Use --subsets sampled:N (the "
-                            "prefixes of N random orderings, enough for Shapley values) or name the subsets with "
-                            "--subsets 'a,a+b,...' (e.g. the single modalities, the pairs and the full set)")
+                            "prefixes of N random orderings, enough for Shapley values), --subsets "
+                            f"{' or --subsets '.join(POLICIES)}, or name the subsets with --subsets 'a,a+b,...'")
         return enumerate_subsets(names)
+    if isinstance(selection, str) and selection in POLICIES:
+        return sorted(POLICIES[selection](names), key=lambda s: (len(s), [names.index(k) for k in s]))
     if isinstance(selection, str) and selection.startswith("sampled:"):
         count = selection.split(":", 1)[1]
         if not count.isdigit() or int(count) < 1:

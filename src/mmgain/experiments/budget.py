@@ -38,10 +38,11 @@ class Estimate:
 
 
 def estimate(protocol, dims: dict[str, int], subsets, sample_sizes, n_train: int, n_test: int, n_pairs: int,
-             n_groups: int, device_type: str) -> Estimate:
+             n_groups: int, device_type: str, theory: bool = False) -> Estimate:
     H = protocol.hidden
     per_row = sum(sum(dims[k] + 1 for k in s) * H for s in subsets)         # one row through every model
     train = sum(protocol.epochs * n for n in sample_sizes) * per_row * 3      # forward + backward
+    train *= 2 if theory else 1                                               # --theory: the label-flip fits
     latent_width = sum(len(s) for s in subsets) + n_pairs
     probe = len(sample_sizes) * (n_train + 2 * n_test) * latent_width * H * 60   # L-BFGS: ~60 passes
     seconds = (train / TRAIN_RATE + probe / PROBE_RATE + PROBE_OVERHEAD_S * len(sample_sizes)) \

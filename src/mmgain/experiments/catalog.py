@@ -43,3 +43,35 @@ EXPERIMENTS.register("iemocap", ExperimentSpec(
     layout="sweep",
     reference="huang2021-iemocap",
 ))
+
+# The crossover oracle (issue "From how much data on"): least squares on m1 and m1+m2 with label
+# noise, where m* is known in closed form (theory.closed_form.ols_crossover): 5202 and 1702 rows.
+ORACLE_N = 25_000
+ORACLE_SIZES = (640, 900, 1270, 1800, 2540, 3600, 5080, 7170, 10130, 14300, 20200, ORACLE_N)
+EXPERIMENTS.register("oracle", ExperimentSpec(
+    name="oracle",
+    data="linear-gaussian",
+    data_args={"n_train": ORACLE_N, "n_test": 4000, "n_modalities": 2, "dim": 100},
+    variants=({"overlap": 0.9, "noise": 50.0}, {"overlap": 0.8, "noise": 60.0}),
+    subsets=("m1", "m1+m2"),
+    seeds=8,
+    ratios=tuple(n / ORACLE_N for n in ORACLE_SIZES),
+    protocol="ols",
+    layout="oracle",
+))
+
+# The paper's linear case (γ([K], [K−1]) ≤ 0 at large m), made non-trivial: one-unit linear
+# bottlenecks trained by Adam, label noise, a weak third modality; η exact from the population.
+LINEAR_N = 4000
+EXPERIMENTS.register("linear-case", ExperimentSpec(
+    name="linear-case",
+    data="linear-gaussian",
+    data_args={"n_train": LINEAR_N, "n_test": 500, "n_modalities": 3, "dim": 10, "weights": (1.0, 1.0, 0.3)},
+    variants=({"overlap": 0.5, "noise": 4.0},),
+    subsets=("m1+m2", "m1+m2+m3"),
+    seeds=100,
+    ratios=tuple(n / LINEAR_N for n in (50, 150, 500, 1500, LINEAR_N)),
+    protocol="linear-bottleneck",
+    layout="linear-case",
+    pairs=False,
+))

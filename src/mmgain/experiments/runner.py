@@ -34,6 +34,7 @@ from .estimates import add_latent_estimates
 from .references import REFERENCES
 from .spec import ExperimentSpec
 from .summary import summarize
+from .theory import add_theory_metrics, population_metrics, theory_chunk
 
 DIVERGED_OUTPUT = 1e6   # a trained model whose outputs exceed this on the test rows has diverged
 
@@ -159,6 +160,8 @@ class ChunkJob:
     pairs: list[tuple[int, int]]
     memory_budget: float
     block_probes: list[bool] = field(default_factory=list)   # per stream: probe each modality's block alone
+    theory: bool = False                                      # the theorems' per-model terms (.theory)
+    populations: list | None = None                           # per data group: its known distribution, if any
 
 
 @dataclass
@@ -188,10 +191,13 @@ class RunPlan:
         top = self.table.ratio.max()          # the per-modality deficit is probed at the largest sample size
         return ChunkJob(self.streams.subset(self.chunks[ci]), self.protocol, ref.dims, self.subsets,
                         ref.n_outputs, self.task.name, self.pairs, self.memory_budget,
-                        [bool(self.table.ratio[i] == top) for i in self.chunks[ci]])
+                        [bool(self.table.ratio[i] == top) for i in self.chunks[ci]], self.spec.theory,
+                        [g.dataset.population for g in self.groups] if ref.population is not None else None)
 
     def n_steps(self, chunks) -> int:
-        return sum(BatchedTrainer.n_steps(self.protocol, self.streams.subset(self.chunks[ci])) for ci in chunks)
+        """Training steps of these chunks (twice as many with the theory's label-flip fits)."""
+        return (2 if self.spec.theory else 1) * sum(BatchedTrainer.n_steps(self.protocol, self.streams.subset(
+            self.chunks[ci])) for ci in chunks)
 
     def stream_keys(self) -> list[list]:
         """(data group, seed, ratio) of each stream: what the store's manifest keys chunks by."""
@@ -258,7 +264,7 @@ def plan_run(spec: ExperimentSpec, device: str = "auto", progress: bool = True,
 
     pair_index = [(subsets.index(m), subsets.index(n)) for m, n in proper_pairs(subsets)] if spec.pairs else []
     cost = estimate(protocol, ref.dims, subsets, [len(r) for r in sample], train.n, test.n, len(pair_index),
-                    len(groups), dev.type)
+                    len(groups), dev.type, spec.theory)
     check(cost, allow_large)
     if progress or cost.seconds > 600:
         print(f"mmgain: {cost.line()}", file=sys.stderr)
@@ -288,6 +294,10 @@ def run_chunk(job: ChunkJob, train: DeviceData, test: DeviceData, device: torch.
     extra = joint_diagnostics(trainer.model_, train, test, cs, task)
     part: dict[str, dict[str, np.ndarray]] = {"metrics": {**scores, **extra["metrics"]}, "test": dict(test_rows),
                                               "extras": extra["extras"]}
+    if job.theory:
+        part["metrics"].update(theory_chunk(trainer, train, cs, task, job.n_outputs, on_step))
+    if job.populations is not None:
+        part["metrics"].update(population_metrics(trainer.model_, job.populations, cs.groups))
     probe = _probe_chunk(trainer, cs.groups, train, test, task, job.n_outputs, job.protocol, job.memory_budget,
                          on_probe, job.pairs, job.block_probes)
     for where, values in probe.items():
@@ -388,6 +398,8 @@ def assemble(plan: RunPlan, parts: dict[int, dict], wall_time: float = 0.0) -> R
     result = RunResult(plan.spec, task, subsets, plan.controls, plan.groups, table, metrics, rows, plan.pairs,
                        extras=extras)
     add_latent_estimates(result)
+    if plan.spec.theory:
+        add_theory_metrics(result)
     result.summary = summarize(result)
     reference = REFERENCES.get(plan.spec.reference) if plan.spec.reference else None
     if reference is not None:

@@ -34,6 +34,7 @@ class ExperimentSpec:
     margin: float | None = None                 # equivalence margin (accuracy points / MSE); None: the task's default
     alpha: float = 0.05                         # level of every test and verdict
     grid: str | None = None                     # "dense": ~12 geometric sample sizes instead of ``ratios``
+    theory: bool = False                        # measure the theorems' terms (experiments.theory)
 
     def __post_init__(self) -> None:
         if self.seeds < 1:

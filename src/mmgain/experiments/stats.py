@@ -120,3 +120,11 @@ def benjamini_yekutieli(p: Sequence[float]) -> np.ndarray:
         q = ps * m * float(np.sum(1.0 / np.arange(1, m + 1))) / np.arange(1, m + 1)
         return np.minimum(1.0, np.minimum.accumulate(q[::-1])[::-1])
     return _adjust(p, step_up)
+
+
+def clopper_pearson(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
+    """Exact (Clopper–Pearson) 1 − α interval for a binomial proportion k/n."""
+    from scipy.stats import beta
+    lo = 0.0 if k == 0 else float(beta.ppf(alpha / 2, k, n - k + 1))
+    hi = 1.0 if k == n else float(beta.ppf(1 - alpha / 2, k + 1, n - k))
+    return lo, hi

@@ -106,6 +106,31 @@ def _axis_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     return [start + i * step for i in range(int((hi - start) / step) + 1)]
 
 
+def _log_ticks(lo: float, hi: float) -> list[float]:
+    """1-2-5 ticks between 10^lo and 10^hi (powers of ten only when there would be more than 8)."""
+    ticks = [f * 10 ** e for e in range(math.floor(lo), math.ceil(hi) + 1) for f in (1, 2, 5)]
+    ticks = [t for t in ticks if lo - 1e-9 <= math.log10(t) <= hi + 1e-9]
+    return [t for t in ticks if f"{t:e}"[0] == "1"] if len(ticks) > 8 else ticks
+
+
+def _frame(css: str, aria: str, box, X, Y, yticks, xticks, xlabel: str, ylabel: str) -> list[str]:
+    """The opening of a plot: the svg element, the plot area, grid lines with tick labels, axis titles."""
+    W, H, L, R, T, B = box
+    parts = [f'<svg class="{css}" role="img" aria-label="{_esc(aria)}" width="{W}" height="{H}" '
+             f'viewBox="0 0 {W} {H}" xmlns="http://www.w3.org/2000/svg">',
+             f'<rect x="{L}" y="{T}" width="{W - L - R}" height="{H - T - B}" fill="#fafafa" stroke="#ccc"/>']
+    for v in yticks:
+        parts.append(f'<line x1="{L}" x2="{W - R}" y1="{Y(v):.1f}" y2="{Y(v):.1f}" stroke="#e5e5e5"/>'
+                     f'<text x="{L - 6}" y="{Y(v) + 4:.1f}" text-anchor="end" font-size="10">{v:g}</text>')
+    for t in xticks:
+        parts.append(f'<line x1="{X(t):.1f}" x2="{X(t):.1f}" y1="{T}" y2="{H - B}" stroke="#e5e5e5"/>'
+                     f'<text x="{X(t):.1f}" y="{H - B + 14}" text-anchor="middle" font-size="10">{t:g}</text>')
+    parts.append(f'<text x="{(L + W - R) / 2}" y="{H - 8}" text-anchor="middle" font-size="11">{_esc(xlabel)}</text>'
+                 f'<text x="14" y="{(T + H - B) / 2}" font-size="11" text-anchor="middle" '
+                 f'transform="rotate(-90 14 {(T + H - B) / 2})">{_esc(ylabel)}</text>')
+    return parts
+
+
 def curves_svg(summary: dict, highlight: list[str], variant: dict | None = None) -> str:
     """Learning curves: test metric against training rows (log scale), one line per subset;
     single modalities and the full set in colour, the others thin grey (hover for names)."""
@@ -123,22 +148,8 @@ def curves_svg(summary: dict, highlight: list[str], variant: dict | None = None)
     y0, y1 = y0 - pad, y1 + pad
     X = lambda n: L + (math.log10(max(n, 1)) - x0) / ((x1 - x0) or 1) * (W - L - R)  # noqa: E731
     Y = lambda v: T + (1 - (v - y0) / (y1 - y0)) * (H - T - B)  # noqa: E731
-    parts = [f'<svg class="curves" role="img" aria-label="learning curves" width="{W}" height="{H}" '
-             f'viewBox="0 0 {W} {H}" xmlns="http://www.w3.org/2000/svg">',
-             f'<rect x="{L}" y="{T}" width="{W - L - R}" height="{H - T - B}" fill="#fafafa" stroke="#ccc"/>']
-    for v in _axis_ticks(y0, y1):
-        parts.append(f'<line x1="{L}" x2="{W - R}" y1="{Y(v):.1f}" y2="{Y(v):.1f}" stroke="#e5e5e5"/>'
-                     f'<text x="{L - 6}" y="{Y(v) + 4:.1f}" text-anchor="end" font-size="10">{v:g}</text>')
-    ticks = [f * 10 ** e for e in range(math.floor(x0), math.ceil(x1) + 1) for f in (1, 2, 5)]
-    ticks = [t for t in ticks if x0 - 1e-9 <= math.log10(t) <= x1 + 1e-9]
-    if len(ticks) > 8:
-        ticks = [t for t in ticks if str(int(t))[0] == "1"]
-    for t in ticks:
-        parts.append(f'<line x1="{X(t):.1f}" x2="{X(t):.1f}" y1="{T}" y2="{H - B}" stroke="#e5e5e5"/>'
-                     f'<text x="{X(t):.1f}" y="{H - B + 14}" text-anchor="middle" font-size="10">{t:g}</text>')
-    parts.append(f'<text x="{(L + W - R) / 2}" y="{H - 8}" text-anchor="middle" font-size="11">training rows '
-                 f'(log scale)</text><text x="14" y="{(T + H - B) / 2}" font-size="11" text-anchor="middle" '
-                 f'transform="rotate(-90 14 {(T + H - B) / 2})">test {label}</text>')
+    parts = _frame("curves", "learning curves", (W, H, L, R, T, B), X, Y, _axis_ticks(y0, y1), _log_ticks(x0, x1),
+                   "training rows (log scale)", f"test {label}")
     subsets = list(dict.fromkeys(c["subset"] for c in cells))
     colours = {s: SERIES[i % len(SERIES)] for i, s in enumerate(s for s in subsets if s in highlight)}
     for s in sorted(subsets, key=lambda s: s in colours):           # highlighted lines on top
@@ -176,6 +187,52 @@ def curves_svg(summary: dict, highlight: list[str], variant: dict | None = None)
         parts.append(f'<line x1="{W - R + 10}" x2="{W - R + 28}" y1="{T + 10 + i * 16}" y2="{T + 10 + i * 16}" '
                      f'stroke="{col}" stroke-width="2.2"/><text x="{W - R + 32}" y="{T + 14 + i * 16}" '
                      f'font-size="10">{_esc(s if len(s) < 20 else s[:19] + "…")}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def theory_svg(records: list[dict], theorem: str = "theorem1") -> str:
+    """Bound against observed gap as m grows (log–log): per pair, the bound's bracket (upper
+    dashed, lower dotted), the algorithm-effective version (solid) and |observed| (filled: M
+    worse, hollow: M better), with the vacuous level C = 1."""
+    if len({r["m"] for r in records}) < 2:
+        return ""
+    vals = [v for r in records for v in (r[theorem]["bound"], r[theorem]["bound_lower"], r[theorem]["bound_alg"],
+                                         abs(r[theorem]["observed"]))
+            if v and v == v and v > 0]
+    if not vals:
+        return ""
+    W, H, L, R, T, B = 640, 360, 60, 170, 20, 45
+    x0, x1 = math.log10(min(r["m"] for r in records)), math.log10(max(r["m"] for r in records))
+    y0, y1 = math.log10(max(min(vals), 1e-4)) - 0.1, math.log10(max(max(vals), 1.0)) + 0.1
+    X = lambda n: L + (math.log10(n) - x0) / ((x1 - x0) or 1) * (W - L - R)          # noqa: E731
+    Y = lambda v: T + (1 - (math.log10(min(max(v, 10 ** y0), 10 ** y1)) - y0) / (y1 - y0)) * (H - T - B)  # noqa: E731
+    parts = _frame("theory", "bound against observed gap", (W, H, L, R, T, B), X, Y, _log_ticks(y0, y1),
+                   _log_ticks(x0, x1), "training rows m (log scale)", "bounded loss (log scale)")
+    parts.append(f'<line x1="{L}" x2="{W - R}" y1="{Y(1.0):.1f}" y2="{Y(1.0):.1f}" stroke="#d73027" '
+                 f'stroke-width="1.2"><title>C = 1: a bound above this line says nothing</title></line>'
+                 f'<text x="{W - R - 4}" y="{Y(1.0) - 4:.1f}" text-anchor="end" font-size="10" fill="#d73027">'
+                 f'vacuous above</text>')
+    pairs = list(dict.fromkeys((r["M"], r["N"]) for r in records))
+    for i, pair in enumerate(pairs):
+        col = SERIES[i % len(SERIES)]
+        pts = sorted((r["m"], r[theorem]) for r in records if (r["M"], r["N"]) == pair)
+        name = f"{pair[0]} vs {pair[1]}"
+        for key, dash in (("bound", "5 3"), ("bound_lower", "1 3"), ("bound_alg", "")):
+            line = " ".join(f"{X(n):.1f},{Y(t[key]):.1f}" for n, t in pts if t[key] == t[key])
+            parts.append(f'<polyline class="bound" fill="none" stroke="{col}" stroke-width="1.4" '
+                         f'stroke-dasharray="{dash}" points="{line}"><title>{_esc(name)}: '
+                         f'{ {"bound": "path-norm (upper)", "bound_lower": "units (lower)", "bound_alg": "algorithm-effective"}[key]} '
+                         f'bound</title></polyline>')
+        for n, t in pts:
+            o = t["observed"]
+            if o == o and o != 0:
+                parts.append(f'<circle class="observed" cx="{X(n):.1f}" cy="{Y(abs(o)):.1f}" r="3.2" '
+                             f'fill="{col if o > 0 else "#fff"}" stroke="{col}" stroke-width="1.4"><title>'
+                             f'{_esc(name)}, m={n}: observed {o:+.4f}, bound {t["bound"]:.3g}</title></circle>')
+        parts.append(f'<line x1="{W - R + 10}" x2="{W - R + 28}" y1="{T + 10 + i * 16}" y2="{T + 10 + i * 16}" '
+                     f'stroke="{col}" stroke-width="2" stroke-dasharray="5 3"/><text x="{W - R + 32}" '
+                     f'y="{T + 14 + i * 16}" font-size="10">{_esc(name if len(name) < 24 else name[:23] + "…")}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -283,6 +340,27 @@ def _cards(summary: dict, names: list[str]) -> list[dict]:
     return cards
 
 
+def _theory_figures(summary: dict, variants: list[dict], vlabel) -> list[tuple[str, object]]:
+    """Bound-vs-observed figures for both theorems, per data variant; with many pairs, those
+    with M = every modality (the others are in the table and theory.csv)."""
+    import jinja2
+    records = summary.get("theory") or []
+    out = []
+    for variant in variants:
+        mine = [r for r in records if _in(r, variant)]
+        if not mine:
+            continue
+        widest = max(len(r["M"].split("+")) for r in mine)
+        if len({(r["M"], r["N"]) for r in mine}) > len(SERIES):
+            mine = [r for r in mine if len(r["M"].split("+")) == widest]
+        for theorem, what in (("theorem1", "Theorem 1: r(M) − r(N)"), ("theorem2", "Theorem 2: η(ĝ_M)")):
+            svg = theory_svg(mine, theorem)
+            if svg:
+                title = what + (f" ({vlabel(variant)})" if vlabel else "")
+                out.append((title, jinja2.utils.markupsafe.Markup(svg)))
+    return out
+
+
 def _folder_result(folder: Path) -> SimpleNamespace:
     from ..experiments.spec import ExperimentSpec
     try:
@@ -357,6 +435,13 @@ def build_report(folder: str | Path) -> Path:
         "—" if c["m_star_ci"][0] is None else f"[{c['m_star_ci'][0]:.0f}, {c['m_star_ci'][1]:.0f}]",
         "—" if c["m_plus"] is None else f"{c['m_plus']:.0f}", _fmt(c["asymptotic_gain"]), _ci(c["asymptotic_gain_ci"])]
         for c in summary.get("crossovers", [])]
+    theory = _theory_figures(summary, variants, vlabel if vkeys else None)
+    g3 = lambda x: "—" if x is None or x != x else f"{x:.3g}"                 # noqa: E731
+    theory_rows = [([vlabel(r)] if vkeys else []) + [
+        r["M"], r["N"], r["m"], *[g3(r[t][k]) for t in ("theorem1", "theorem2")
+                                  for k in ("observed", "bound_alg", "bound_lower", "bound")],
+        "holds" if r["condition_holds"] else "fails", "yes" if r["M_beat_N"] else "no", g3(r["m_star_pred"]),
+        f"{r['kappa_M']:.2f}"] for r in summary.get("theory") or []]
     files = [f for f in run.get("files", []) if (folder / f).exists()]
     env = jinja2.Environment(loader=jinja2.PackageLoader("mmgain.report", "templates"),
                              autoescape=jinja2.select_autoescape(["html", "j2"]), undefined=jinja2.StrictUndefined)
@@ -370,7 +455,7 @@ def build_report(folder: str | Path) -> Path:
         shapley_note=summary.get("shapley_note"), interactions=interactions, ensemble=ens, missing=miss, deficit=deficit, crossings=crossings,
         curve_note=summary.get("note"), err_label="100 − accuracy %" if m == "acc" else "MSE",
         missing_p=[f"p={p:g}" for p in (summary.get("missing_modality") or [{"p": []}])[0]["p"]],
-        tables=tables, notes=notes, vkeys=vkeys, lattice_variant=vlabel(first) if vkeys else "", files=files, partial=summary.get("partial"),
+        tables=tables, notes=notes, theory=theory, theory_notes=summary.get("theory_notes"), theory_rows=theory_rows, vkeys=vkeys, lattice_variant=vlabel(first) if vkeys else "", files=files, partial=summary.get("partial"),
         spec_json=json.dumps(run.get("spec", {}), indent=1, default=str))
     path = folder / "report.html"
     atomic_write(path, lambda f: f.write(page.encode()))

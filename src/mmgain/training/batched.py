@@ -67,10 +67,14 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 @dataclass
 class DeviceData:
-    """G same-shaped datasets resident on the device: ``xs[k]`` (G, n, d_k), ``y`` (G, n)."""
+    """G same-shaped datasets resident on the device: ``xs[k]`` (G, n, d_k), ``y`` (G, n).
+
+    ``x_index`` (G,) lets several label sets share features without copying them: data group g
+    reads the features of group ``x_index[g]`` (see :meth:`relabelled`)."""
 
     xs: dict[str, Tensor]
     y: Tensor
+    x_index: Tensor | None = None
 
     @classmethod
     def stack(cls, parts: Sequence[tuple[Mapping[str, np.ndarray], np.ndarray]], device) -> "DeviceData":
@@ -107,7 +111,14 @@ class DeviceData:
     def gather(self, groups: Tensor, rows: Tensor) -> tuple[dict[str, Tensor], Tensor]:
         """Rows ``rows`` (S, B) of group ``groups[s]`` for each stream: xs (S, B, d_k), y (S, B)."""
         g = groups[:, None]
-        return {k: x[g, rows] for k, x in self.xs.items()}, self.y[g, rows]
+        gx = g if self.x_index is None else self.x_index[groups][:, None]
+        return {k: x[gx, rows] for k, x in self.xs.items()}, self.y[g, rows]
+
+    def relabelled(self, y: Tensor, x_groups) -> "DeviceData":
+        """Other labels ``y`` (G', n) on these features: new group i reads group ``x_groups[i]``."""
+        if self.x_index is not None:
+            raise ValueError("relabelled data cannot be relabelled again")
+        return DeviceData(self.xs, y, torch.as_tensor(np.asarray(x_groups), device=y.device))
 
 
 @dataclass
@@ -199,6 +210,8 @@ class BatchedTrainer:
         S = len(streams)
         self.model_ = model = BatchedLateFusion(self.dims, self.subsets, streams.seeds, self.n_outputs,
                                                 p.hidden, p.activation, self.device)
+        if p.solver == "lstsq":
+            return self._fit_least_squares(train, streams, on_step)
         opt = BatchedAdam(list(model.params.values()), S, p.lr, p.betas, p.eps)
         schedules = [BatchSchedule(s, len(r), p.batch_size, p.epochs)
                      for s, r in zip(streams.seeds, streams.train_rows)]
@@ -236,6 +249,41 @@ class BatchedTrainer:
         self.probe_model_ = model if snap_at is None else model.with_params(snapshot)
         return self
 
+    @torch.no_grad()
+    def _fit_least_squares(self, train: DeviceData, streams: Streams, on_step=None) -> "BatchedTrainer":
+        """``solver="lstsq"``: every model set to its exact least-squares fit.  A linear late-fusion
+        model with hidden ≥ d_k holds any linear function: W_k = [I, 0], V_k = [β_k, 0], c = the
+        intercept.  The steps are counted as Adam's would be, for the progress bar."""
+        if self.task.name != "regression" or self.n_outputs != 1:
+            raise SpecError("protocol.solver 'lstsq' fits squared loss: it needs a regression task")
+        if self.protocol.hidden < max(self.dims.values()):
+            raise SpecError(f"protocol.solver 'lstsq' needs hidden ≥ the widest modality ({max(self.dims.values())}), "
+                            f"got {self.protocol.hidden}")
+        model = self.model_
+        prm = {k: torch.zeros_like(v) for k, v in model.params.items()}
+        for s, (g, rows) in enumerate(zip(streams.groups, streams.train_rows)):
+            r = torch.as_tensor(np.asarray(rows), device=self.device)
+            xb, yb = train.gather(torch.as_tensor([int(g)], device=self.device), r[None])
+            xs, y = {k: v[0].double() for k, v in xb.items()}, yb[0].double()
+            for a, sub in enumerate(self.subsets):
+                used = [k for k in model.names if k in sub]
+                X = torch.cat([torch.ones(len(r), 1, dtype=torch.float64, device=self.device)] + [xs[k] for k in used], 1)
+                coef = (torch.linalg.pinv(X) @ y).float()                # minimum-norm least squares
+                prm["c"][s, a, 0] = coef[0]
+                start = 1
+                for k in used:
+                    d, pos = self.dims[k], model.members[k].index(a)
+                    prm[f"W.{k}"][s, :, pos, :d] = torch.eye(d, device=self.device)
+                    prm[f"V.{k}"][s, pos, :d, 0] = coef[start:start + d]
+                    start += d
+        for k, v in model.params.items():
+            v.copy_(prm[k])
+        self.probe_model_ = model
+        if on_step is not None:
+            for _ in range(self.n_steps(self.protocol, streams)):
+                on_step()
+        return self
+
     # --------------------------------------------------------------- scoring
     @torch.no_grad()
     def _outcomes(self, data: DeviceData, groups: Tensor, rows: Tensor, chunk: int = 2048) -> dict[str, Tensor]:
@@ -257,16 +305,21 @@ class BatchedTrainer:
         rows = torch.arange(data.n, device=self.device)[None].expand(len(g), -1)
         return as_numpy_rows(self._outcomes(data, g, rows))
 
-    def train_metrics(self, train: DeviceData, streams: Streams) -> dict[str, np.ndarray]:
-        """Each model's metrics on its own full training sample (S, A): the empirical risk L̂."""
+    def train_rows(self, train: DeviceData, streams: Streams) -> tuple[dict[str, Tensor], Tensor]:
+        """Per-row outcomes of every model on its own training sample, ``{name: (S, A, n)}``
+        padded to the largest sample, and the mask (S, n) of real rows."""
         n = max(len(r) for r in streams.train_rows)
         rows = np.zeros((len(streams), n), dtype=np.int64)
         mask = np.zeros((len(streams), n), dtype=bool)
         for s, r in enumerate(streams.train_rows):
             rows[s, :len(r)], mask[s, :len(r)] = r, True
         g = torch.as_tensor(streams.groups, device=self.device)
-        out = self._outcomes(train, g, torch.from_numpy(rows).to(self.device))
-        m = torch.from_numpy(mask).to(self.device)[:, None, :].double()
+        return self._outcomes(train, g, torch.from_numpy(rows).to(self.device)), torch.from_numpy(mask).to(self.device)
+
+    def train_metrics(self, train: DeviceData, streams: Streams) -> dict[str, np.ndarray]:
+        """Each model's metrics on its own full training sample (S, A): the empirical risk L̂."""
+        out, mask = self.train_rows(train, streams)
+        m = mask[:, None, :].double()
         means = {k: ((v.double() * m).sum(2) / m.sum(2)).cpu().numpy()[..., None] for k, v in out.items()}
         return self.task.metrics(means, "train_")
 

@@ -28,6 +28,10 @@ class TrainingProtocol:
     ``heldout_tol``/``heldout_max_iter`` its stopping rule (looser than the paper
     probe's: it fits many more heads, and γ̂ compares heads fitted to the same
     tolerance; measured: 1e-4/200 moves γ̂ by < 0.002 nats on mfeat).
+    ``solver`` is ``"adam"`` (minibatch Adam for ``epochs``), or ``"lstsq"``: exact empirical risk
+    minimisation for linear encoders and squared loss (each model set to the least-squares fit,
+    minimum norm, with an intercept; needs ``activation="none"`` and ``hidden`` ≥ every modality's
+    width) — the ERM of the theory, for oracle studies whose closed forms assume least squares.
     """
 
     hidden: int = 128
@@ -46,6 +50,7 @@ class TrainingProtocol:
     probe_folds: int = 3
     heldout_tol: float = 1e-4
     heldout_max_iter: int = 200
+    solver: str = "adam"
 
     def __post_init__(self) -> None:
         ACTIVATIONS.get(self.activation)  # raises a clear KeyError for an unknown name
@@ -56,6 +61,10 @@ class TrainingProtocol:
             raise SpecError(f"protocol.probe_epochs must lie in 1..epochs ({self.epochs}), got {self.probe_epochs}")
         if int(self.probe_folds) < 2:
             raise SpecError(f"protocol.probe_folds must be ≥ 2, got {self.probe_folds}")
+        if self.solver not in ("adam", "lstsq"):
+            raise SpecError(f"protocol.solver must be 'adam' or 'lstsq', got {self.solver!r}")
+        if self.solver == "lstsq" and self.activation != "none":
+            raise SpecError("protocol.solver 'lstsq' fits linear models: it needs activation 'none'")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise SpecError(f"protocol.lr must be a finite number > 0, got {self.lr}")
 
@@ -78,3 +87,12 @@ PROTOCOLS.register("huang2021", TrainingProtocol(hidden=128, activation="relu", 
 # (the data are linear-Gaussian); see README for the choice and its effect.
 PROTOCOLS.register("synthetic", TrainingProtocol(hidden=128, activation="none", lr=0.01,
                                                  batch_size=512, epochs=30, standardize=False))
+
+# Oracle studies: exact least squares (the ERM whose expected risk has a closed form).
+PROTOCOLS.register("ols", TrainingProtocol(hidden=128, activation="none", solver="lstsq", epochs=1,
+                                           standardize=False))
+
+# The paper's linear case made non-trivial: a one-unit linear bottleneck per modality, trained
+# by Adam for a fixed budget (long enough to fit noise on small samples; not least squares).
+PROTOCOLS.register("linear-bottleneck", TrainingProtocol(hidden=1, activation="none", lr=0.05, batch_size=256,
+                                                         epochs=100, standardize=False))

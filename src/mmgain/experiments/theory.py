@@ -1,0 +1,334 @@
+"""The theorems' terms measured on a run (``--theory``): why M beats N, or why the theory is silent.
+
+Per trained model (:func:`theory_chunk`, inside each chunk, so it is stored and resumed with it):
+
+- ``theory_train_bloss`` — L̂(ĥ_M∘ĝ_M, S) in the bounded loss, on the model's training sample;
+- ``theory_rad_upper`` / ``theory_rad_lower`` — a bracket on Σ_c R̂(F_c) of the late-fusion class
+  whose path norm (and head bias) is at most the trained model's, rounded up to a grid: the
+  path-norm bound and the supremum over the model's own units (:mod:`mmgain.theory.rademacher`);
+  ``theory_grid_log`` the union bound's cost of that data-dependent norm;
+- ``theory_rad_head`` — the norm-bounded linear heads on the frozen latent ĝ_M (closed-form sup,
+  Monte Carlo over σ);
+- ``theory_rad_alg`` — the algorithm-effective complexity of the bounded loss class: the same
+  protocol trained on labels flipped where σ_i = +1 (Bartlett, Boucheron & Lugosi 2002), the
+  flipped models batched as streams of one more trainer;
+- ``theory_kappa`` — the memorisation flag from that training: how well it fits the flipped
+  (random) labels, 0 = chance, 1 = all of them (classification: accuracy on the flipped rows,
+  (acc − 1/C)/(1 − 1/C); regression: R² on the flipped targets, whose regression on x is 0).
+
+At assembly (:func:`add_theory_metrics`) the bounded test risk and the bounded corrected latent
+risk (the cross-fitted probe's rows) join them, and :func:`theory_summary` computes both
+theorems per pair (M, N) and sample size (:mod:`mmgain.theory.bounds`).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..data.subsets import proper_pairs, subset_name
+from ..tasks import Task
+from ..theory import bounds
+from ..theory.closed_form import linear_eta, linear_risk
+from .stats import clopper_pearson
+from ..theory.rademacher import finite_class, from_fit, grid_up, linear_class, path_norm_upper, signs
+from ..training.batched import BatchedTrainer, DeviceData, Streams
+
+N_DRAWS = 100                # Monte-Carlo sign draws per model (the bracket's SE is < 1 % of it)
+VACUOUS = bounds.C_LOSS      # a bound ≥ C says nothing: both sides are at most C
+TIE = 1e-6                   # bounded-risk differences this small are ties (M did not beat N)
+
+
+def _sign_seed(seed: int, m: int, role: int) -> list[int]:
+    return [int(seed), int(m), 90210, role]
+
+
+def _scales(task: Task, data: DeviceData, streams: Streams) -> np.ndarray:
+    """The bounded loss's scale per stream, from its group's full training targets."""
+    per_group = {int(g): task.loss_scale(data.y[int(g)]) for g in set(streams.groups.tolist())}
+    return np.array([per_group[int(g)] for g in streams.groups])
+
+
+def _masked_mean(v: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
+    m = mask[:, None, :].double()
+    return ((v.double() * m).sum(2) / m.sum(2)).cpu().numpy()
+
+
+@torch.no_grad()
+def complexity_terms(model, train: DeviceData, streams: Streams) -> dict[str, np.ndarray]:
+    """The Rademacher bracket, the head class and the grid cost of every model, (S, A) each."""
+    S, A, O = model.n_streams, len(model.subsets), model.n_outputs
+    dev = train.y.device
+    relu = model.activation == "relu"
+    keys = ("theory_rad_upper", "theory_rad_lower", "theory_rad_head", "theory_grid_log", "theory_path_norm")
+    out = {k: np.full((S, A), np.nan) for k in keys}
+    for s in range(S):
+        rows = torch.as_tensor(np.asarray(streams.train_rows[s]), device=dev)
+        m = len(rows)
+        sigma = torch.from_numpy(signs(m, N_DRAWS, _sign_seed(model.seeds[s], m, 0))).float().to(dev)
+        one = model.select([s])
+        xs, _ = train.gather(torch.as_tensor(streams.groups[s:s + 1], device=dev), rows[None])
+        sum_sq = torch.zeros(A, dtype=torch.float64, device=dev)          # Σ_i ‖x̃_i‖² over M's modalities
+        path = torch.zeros(A, O, dtype=torch.float64, device=dev)         # Σ_j |v_jc|·‖ũ_j‖
+        head_sq = torch.zeros(A, O, dtype=torch.float64, device=dev)      # ‖v_c‖² (+ c_c² below)
+        proj_sq = torch.zeros(N_DRAWS, A, dtype=torch.float64, device=dev)  # ‖Σ σ_i z_i‖² per draw
+        unit_max = torch.zeros(N_DRAWS, A, dtype=torch.float64, device=dev)
+        for k, latent in one.latent_blocks(xs).items():                    # (1, m, A_k, H)
+            idx = one._members_t[k]
+            W, b, V = (one.params[f"{p}.{k}"][0] for p in ("W", "b", "V"))   # (d, A_k, H), (A_k, H), (A_k, H, O)
+            unit_norm = (W.double().pow(2).sum(0) + b.double().pow(2)).sqrt()   # ‖ũ_j‖, (A_k, H)
+            path.index_add_(0, idx, (V.double().abs() * unit_norm[..., None]).sum(1))
+            head_sq.index_add_(0, idx, V.double().pow(2).sum(1))
+            sum_sq.index_add_(0, idx, torch.full((len(idx),), float(xs[k].double().pow(2).sum() + m),
+                                                 dtype=torch.float64, device=dev))
+            proj = torch.einsum("dm,mah->dah", sigma, latent[0]).double()      # (D, A_k, H)
+            proj_sq.index_add_(1, idx, proj.pow(2).sum(-1))
+            per_unit = (proj / unit_norm.clamp_min(1e-12)).abs().amax(-1)     # (D, A_k)
+            unit_max[:, idx] = torch.maximum(unit_max[:, idx], per_unit)
+        c = one.params["c"][0].double()                                       # (A, O)
+        bias_sum = sigma.double().sum(1).abs()                                # |Σ σ_i| per draw
+        p_grid, p_cost = grid_up(path.amax(1).cpu().numpy())
+        c_grid, c_cost = grid_up(c.abs().amax(1).cpu().numpy())
+        b_grid, _ = grid_up((head_sq + c.pow(2)).sqrt().amax(1).cpu().numpy())
+        sx = sum_sq.cpu().numpy()
+        out["theory_path_norm"][s] = path.amax(1).cpu().numpy()
+        out["theory_grid_log"][s] = p_cost + c_cost
+        out["theory_rad_upper"][s] = O * (path_norm_upper(p_grid, sx, m, relu) + c_grid / math.sqrt(m))
+        out["theory_rad_lower"][s] = O * (p_grid * unit_max.mean(0).cpu().numpy() / m
+                                          + c_grid * float(bias_sum.mean()) / m)
+        # the head class on the frozen latent: (B/m)·E‖Σ σ_i [z_i, 1]‖, B the fitted head's norm
+        out["theory_rad_head"][s] = O * b_grid * (proj_sq + bias_sum[:, None].pow(2)).sqrt().mean(0).cpu().numpy() / m
+    return out
+
+
+def flipped_labels(train: DeviceData, streams: Streams, task: Task, n_outputs: int) -> tuple[DeviceData, list]:
+    """Each stream's labels flipped where its sign draw σ_i = +1 (a uniformly drawn other class;
+    for regression the target reflected about the training mean), as a relabelled copy of
+    ``train`` with one label set per stream; and the sign vectors (on the sample's rows)."""
+    y = train.y[torch.as_tensor(streams.groups, device=train.y.device)].clone()    # (S, n)
+    sigmas = []
+    for s, (seed, rows) in enumerate(zip(streams.seeds, streams.train_rows)):
+        rows = np.asarray(rows)
+        sigma = signs(len(rows), 1, _sign_seed(seed, len(rows), 1))[0]
+        flip = torch.as_tensor(rows[sigma > 0], device=y.device)
+        if task.higher_is_better:                      # classification
+            shift = np.random.default_rng(_sign_seed(seed, len(rows), 2)).integers(1, n_outputs, len(flip))
+            y[s, flip] = (y[s, flip] + torch.as_tensor(shift, device=y.device)) % n_outputs
+        else:
+            y[s, flip] = 2 * train.y[int(streams.groups[s])].mean() - y[s, flip]
+        sigmas.append(sigma)
+    return train.relabelled(y, streams.groups), sigmas
+
+
+def theory_chunk(trainer: BatchedTrainer, train: DeviceData, streams: Streams, task: Task,
+                 n_outputs: int, on_step=None) -> dict[str, np.ndarray]:
+    """Every per-model theory quantity of a trained chunk (see the module docstring), (S, A)."""
+    scales = _scales(task, train, streams)
+    rows, mask = trainer.train_rows(train, streams)
+    bl = task.bounded_loss(rows["loss"].double(), torch.as_tensor(scales, device=mask.device)[:, None, None])
+    out = {"theory_scale": np.repeat(scales[:, None], len(trainer.subsets), 1),
+           "theory_train_bloss": _masked_mean(bl, mask)}
+    out.update(complexity_terms(trainer.model_, train, streams))
+
+    flip_data, sigmas = flipped_labels(train, streams, task, n_outputs)
+    flip_streams = Streams(np.arange(len(streams)), streams.seeds, streams.train_rows)
+    flipped = BatchedTrainer(trainer.protocol, trainer.dims, trainer.subsets, n_outputs, task, trainer.device)
+    flipped.fit(flip_data, flip_streams, on_step=on_step)
+    on_true, _ = flipped.train_rows(train, streams)                   # the flipped fit, scored on y
+    on_flip, _ = flipped.train_rows(flip_data, flip_streams)          # … and on the flipped labels
+    S, A = len(streams), len(trainer.subsets)
+    rad_alg, kappa = np.full((S, A), np.nan), np.full((S, A), np.nan)
+    for s, sigma in enumerate(sigmas):
+        m = len(sigma)
+        sig = torch.as_tensor(sigma, device=mask.device)
+        loss = task.bounded_loss(on_true["loss"][s, :, :m].double(), float(scales[s]))     # (A, m)
+        rad_alg[s] = from_fit(sig, loss).cpu().numpy()
+        flipped_rows = sig > 0
+        if task.higher_is_better:
+            acc = on_flip["correct"][s, :, :m][:, flipped_rows].double().mean(1).cpu().numpy()
+            kappa[s] = (acc - 1.0 / n_outputs) / (1.0 - 1.0 / n_outputs)
+        else:
+            yf = flip_data.y[s, torch.as_tensor(np.asarray(streams.train_rows[s]), device=mask.device)].double()
+            kappa[s] = (1.0 - on_flip["loss"][s, :, :m].double().sum(1) / (yf - yf.mean()).pow(2).sum()).cpu().numpy()
+    out["theory_rad_alg"], out["theory_kappa"] = rad_alg, kappa
+    return out
+
+
+@torch.no_grad()
+def population_metrics(model, populations, groups) -> dict[str, np.ndarray]:
+    """For data with a known population and linear encoders: ``eta_exact`` (η of the final
+    encoder, exactly — no probe) and ``risk_exact`` (the model's population risk), (S, A)."""
+    S, A = model.n_streams, len(model.subsets)
+    eta, risk = np.full((S, A), np.nan), np.full((S, A), np.nan)
+    if model.activation != "none" or model.n_outputs != 1:
+        return {}
+    for s in range(S):
+        pop = populations[int(groups[s])]
+        for a, sub in enumerate(model.subsets):
+            used = [k for k in model.names if k in sub]
+            pos = {k: model.members[k].index(a) for k in used}
+            Ws = [model.params[f"W.{k}"][s, :, pos[k]].double().cpu().numpy() for k in used]     # (d_k, H)
+            W = np.zeros((sum(w.shape[0] for w in Ws), sum(w.shape[1] for w in Ws)))
+            r = c = 0
+            for w in Ws:                                                                          # block-diagonal
+                W[r:r + w.shape[0], c:c + w.shape[1]] = w
+                r, c = r + w.shape[0], c + w.shape[1]
+            V = np.concatenate([model.params[f"V.{k}"][s, pos[k], :, 0].double().cpu().numpy() for k in used])
+            b = np.concatenate([model.params[f"b.{k}"][s, pos[k]].double().cpu().numpy() for k in used])
+            eta[s, a] = linear_eta(pop, sub, W)
+            risk[s, a] = linear_risk(pop, sub, W @ V, float(b @ V + model.params["c"][s, a, 0]))
+    return {"eta_exact": eta, "risk_exact": risk}
+
+
+# ------------------------------------------------------------------ assembly and summary
+
+
+def add_theory_metrics(result) -> None:
+    """The bounded test risk (``theory_test_bloss``) and the bounded corrected latent risk
+    (``theory_latent_bloss``, ½ in-fold + ½ out-of-fold of the cross-fitted probe, as for η̂) of
+    every model, from the stored per-row outcomes."""
+    task, m, rows = result.task, result.metrics, result.rows
+    scale = m["theory_scale"][:, :, None]
+    m["theory_test_bloss"] = task.bounded_loss(rows["test"]["loss"].astype(np.float64), scale).mean(-1)
+    # in-fold rows hold the average over the folds that fit on them: min(1, ·) of an average is
+    # ≥ the average of min(1, ·) (concavity), so this errs towards a larger latent risk
+    fit = task.bounded_loss(rows["heldout_fit"]["loss"].astype(np.float64), scale).mean(-1)
+    held = task.bounded_loss(rows["heldout_eval"]["loss"].astype(np.float64), scale).mean(-1)
+    m["theory_latent_bloss"] = 0.5 * (fit + held)
+
+
+def _mean(v: np.ndarray) -> float:
+    v = np.asarray(v, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if len(v) else float("nan")
+
+
+def theory_summary(result, crossovers=()) -> dict[str, Any]:
+    """``{"theory": [one record per variant, pair (M, N) and sample size], "theory_notes": …}``;
+    ``crossovers`` (summary["crossovers"]) puts the measured m* beside the predicted one."""
+    task, m, spec = result.task, result.metrics, result.spec
+    real = [a for a, c in enumerate(result.controls) if not c]
+    subsets = [result.subsets[a] for a in real]
+    names = sorted({k for s in subsets for k in s})
+    index = {frozenset(result.subsets[a]): a for a in real}
+    full = index.get(frozenset(names))
+    n_out = result.groups[0].dataset.n_outputs
+    ok = m["diverged"] == 0
+    records = []
+    crossings = {(c["M"], c["N"], *(c.get(k) for k in spec.variant_keys)): c for c in crossovers}
+    for variant in spec.variants:
+        gids = result.group_ids(variant)
+        real_cells = [_mean(m["theory_latent_bloss"][js, a][ok[js, a]])
+                      for r in sorted(set(result.streams.ratio.tolist()))
+                      for js in [result.streams.where(gids, r)] for a in real if ok[js, a].any()]
+        ref = 0.0 if spec.bayes_risk == 0 else float(np.nanmin(real_cells))
+        for ratio in sorted(set(result.streams.ratio.tolist())):
+            js = result.streams.where(gids, ratio)
+            if len(js) == 0:
+                continue
+            n = int(result.streams.n_train[js[0]])
+            lip = np.array([task.bounded_lipschitz(float(x)) for x in m["theory_scale"][js, 0]])
+            for M, N in proper_pairs(subsets):
+                a, b = index[frozenset(M)], index[frozenset(N)]
+                use = ok[js, a] & ok[js, b] & (ok[js, full] if full is not None else True)
+                if not use.any():
+                    continue
+                j = js[use]
+                get = lambda name, col: m[name][j, col]                                      # noqa: E731
+                lr_up = bounds.lr_term(lip[use], get("theory_rad_upper", a), n_out)
+                lr_lo = bounds.lr_term(lip[use], get("theory_rad_lower", a), n_out)
+                gamma = get("theory_latent_bloss", a) - get("theory_latent_bloss", b)
+                lr_alg = np.maximum(get("theory_rad_alg", a), 0.0)   # R̂(ℓ∘F) ≥ this; L·R(F) ≥ R̂(ℓ∘F)
+                t1 = bounds.theorem1(gamma, lr_up, n, get("theory_grid_log", a))
+                t1_lo = bounds.theorem1(gamma, lr_lo, n, get("theory_grid_log", a))
+                t1_alg = bounds.theorem1(gamma, lr_alg, n, get("theory_grid_log", a))
+                obs1 = get("theory_test_bloss", a) - get("theory_test_bloss", b)
+                if full is not None:
+                    t2 = bounds.theorem2(lr_up, bounds.lr_term(lip[use], get("theory_rad_upper", full), n_out),
+                                         get("theory_train_bloss", a) - ref, n,
+                                         get("theory_grid_log", a) + get("theory_grid_log", full))
+                    t2_lo = bounds.theorem2(lr_lo, bounds.lr_term(lip[use], get("theory_rad_lower", full), n_out),
+                                            get("theory_train_bloss", a) - ref, n,
+                                            get("theory_grid_log", a) + get("theory_grid_log", full))
+                    t2_alg = bounds.theorem2(lr_alg, np.maximum(get("theory_rad_alg", full), 0.0),
+                                             get("theory_train_bloss", a) - ref, n,
+                                             get("theory_grid_log", a) + get("theory_grid_log", full))
+                else:
+                    t2 = t2_lo = t2_alg = {k: np.full(len(j), np.nan) for k in ("complexity_M", "complexity_full",
+                                                                                 "confidence", "train", "bound")}
+                obs2 = get("theory_latent_bloss", a) - ref
+                tr_m, tr_n = _mean(get("theory_train_bloss", a)), _mean(get("theory_train_bloss", b))
+                ra_m, ra_n = _mean(get("theory_rad_alg", a)), _mean(get("theory_rad_alg", b))
+
+                def block(terms, lower, alg, observed):
+                    rec = {k: _mean(v) for k, v in terms.items()}
+                    rec["bound_lower"] = _mean(lower["bound"])
+                    rec["bound_alg"] = _mean(alg["bound"])
+                    rec["observed"] = _mean(observed)
+                    rec["ratio"] = rec["observed"] / rec["bound"] if rec["bound"] else float("nan")
+                    rec["holds"] = bool(rec["observed"] <= rec["bound"])
+                    rec["vacuous"] = bool(rec["bound"] >= VACUOUS)
+                    return rec
+
+                rec = {**variant, "M": subset_name(M), "N": subset_name(N), "ratio": float(ratio), "m": n,
+                       "n_seeds": int(use.sum()),
+                       "theorem1": {**block(t1, t1_lo, t1_alg, obs1), "complexity_lower": _mean(t1_lo["complexity"]),
+                                    "complexity_alg": _mean(t1_alg["complexity"])},
+                       "theorem2": block(t2, t2_lo, t2_alg, obs2),
+                       "rad_upper_M": _mean(get("theory_rad_upper", a)), "rad_lower_M": _mean(get("theory_rad_lower", a)),
+                       "rad_head_M": _mean(get("theory_rad_head", a)),
+                       "rad_alg_M": ra_m, "rad_alg_N": ra_n, "train_M": tr_m, "train_N": tr_n,
+                       "condition_holds": bool(bounds.condition(tr_m, tr_n, ra_m, ra_n)),
+                       "M_beat_N": bool(_mean(obs1) < -TIE),
+                       "m_star_pred": float(bounds.crossover_prediction(tr_m, tr_n, ra_m, ra_n, n)),
+                       "kappa_M": _mean(get("theory_kappa", a)), "kappa_N": _mean(get("theory_kappa", b))}
+                cross = crossings.get((rec["M"], rec["N"], *(variant.get(k) for k in spec.variant_keys)))
+                if cross is not None:
+                    rec["m_star"] = cross.get("m_star")
+                records.append(rec)
+    notes = {
+        "loss": f"bounded loss: {type(task).bounded_loss.__doc__.strip()} (C = 1)",
+        "delta": bounds.DELTA,
+        "complexity": "L·R(H∘G_M) with R bracketed: bound uses the path-norm upper bound, bound_lower the "
+                      "supremum over the model's own units (the true right-hand side lies between); bound_alg "
+                      "replaces L·R by the algorithm-effective complexity of the loss class (label-flip fits), "
+                      "which L·R is at least: what the theorem would say if the class were only what training "
+                      "reaches (not a proven bound)",
+        "reference": "L̂(h*∘g*, S) and r(h*∘g*) taken as " + ("0 (the noise-free Bayes risk)" if spec.bayes_risk == 0
+                                                         else "the best observed bounded latent risk"),
+        "condition": "L̂_N − L̂_M ≥ R̂_M − R̂_N with R̂ the algorithm-effective (label-flip) complexity",
+        "vacuous": f"a bound ≥ {VACUOUS:g} says nothing: both left-hand sides are at most C = 1",
+    }
+    return {"theory": records, "theory_notes": notes}
+
+
+def exact_gamma_summary(result) -> list[dict[str, Any]]:
+    """With a known population (``eta_exact``): per variant, pair (M, N) and sample size, the exact
+    γ(M, N) = η(ĝ_M) − η(ĝ_N) of each seed, and the fraction of seeds with γ ≤ 0 (M's latent at
+    least as good) with its Clopper–Pearson 95 % interval."""
+    m = result.metrics
+    if "eta_exact" not in m:
+        return []
+    real = [a for a, c in enumerate(result.controls) if not c]
+    index = {frozenset(result.subsets[a]): a for a in real}
+    ok = m["diverged"] == 0
+    out = []
+    for variant in result.spec.variants:
+        gids = result.group_ids(variant)
+        for ratio in sorted(set(result.streams.ratio.tolist())):
+            js = result.streams.where(gids, ratio)
+            for M, N in proper_pairs([result.subsets[a] for a in real]):
+                a, b = index[frozenset(M)], index[frozenset(N)]
+                j = js[ok[js, a] & ok[js, b]]
+                if len(j) == 0:
+                    continue
+                gamma = m["eta_exact"][j, a] - m["eta_exact"][j, b]
+                k = int((gamma <= 0).sum())
+                out.append({**variant, "M": subset_name(M), "N": subset_name(N), "ratio": float(ratio),
+                            "n_train": int(result.streams.n_train[j[0]]), "n_seeds": len(j), "n_gamma_le_0": k,
+                            "fraction": k / len(j), "fraction_ci": list(clopper_pearson(k, len(j))),
+                            "gamma_mean": float(gamma.mean()), "eta_M_mean": float(m["eta_exact"][j, a].mean()),
+                            "eta_N_mean": float(m["eta_exact"][j, b].mean())})
+    return out
