@@ -29,3 +29,13 @@ def test_useful_flops_count_only_the_modalities_and_rows_asked_for():
 def test_bench_k_is_bounded(capsys):
     assert main(["bench", "--quick", "--k", "20"]) == 2
     assert "--k must lie in 2..12" in capsys.readouterr().err
+
+
+def test_bench_batched_only_times_the_lattice_alone(capsys):
+    assert main(["bench", "--quick", "--k", "3", "--batched-only"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    result = json.loads(out[-1])
+    assert result["k"] == 3 and result["subsets"] == 7 and result["models"] == 14
+    assert result["ms_per_model"] == round(1000 * result["batched_s"] / 14, 2) or \
+        abs(result["ms_per_model"] - 1000 * result["batched_s"] / 14) < 0.1
+    assert "naive" not in " ".join(out)

@@ -151,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                       "time linearly (said in the output)")
     ben.add_argument("--k", type=int, help="a synthetic lattice of K modalities (all 2^K − 1 subsets) instead")
     ben.add_argument("--seeds", type=int, help="seeds (default 5; --quick 2)")
+    ben.add_argument("--batched-only", action="store_true",
+                     help="time mmgain's side only (with --k: the scaling study, time per model against K)")
     ben.add_argument("--threads", type=int, help="compute threads (default: the CPUs this process may use)")
     ben.set_defaults(build=None)
 
@@ -408,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "bench":
             from .experiments.bench import run_bench
             set_threads(args.threads)
-            run_bench(args.quick, args.device, args.naive_epochs, args.k, args.seeds)
+            run_bench(args.quick, args.device, args.naive_epochs, args.k, args.seeds, naive=not args.batched_only)
             return 0
         if args.command == "report":
             print(f"report: {build_report(args.dir)}")

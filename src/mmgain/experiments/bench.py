@@ -92,13 +92,17 @@ def _peak_gflops(device: torch.device) -> float:
     return 2 * n ** 3 * reps / (time.perf_counter() - t0) / 1e9
 
 
+def _device_label(dev: torch.device) -> str:
+    return str(dev) if dev.type != "cuda" else f"cuda ({torch.cuda.get_device_name(dev)})"
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
 def run_bench(quick: bool = False, device: str = "auto", naive_epochs: int | None = None, k: int | None = None,
-              seeds: int | None = None, progress=print) -> dict:
+              seeds: int | None = None, progress=print, naive: bool = True) -> dict:
     try:
         from sklearn.linear_model import LogisticRegression
     except ImportError:
@@ -142,9 +146,18 @@ def run_bench(quick: bool = False, device: str = "auto", naive_epochs: int | Non
         t_probe += time.perf_counter() - t0
         probe_acc[chunk] = 100 * probe["test"]["correct"].float().mean(1).cpu().numpy().reshape(len(chunk), -1)
         test_acc[chunk] = task.metrics(trainer.test_rows(test, cs.groups))["acc"]
-    progress(f"  batched ({len(chunks)} chunk(s)): training {t_train:.1f} s, probes {t_probe:.1f} s; "
-             "now the naive loop, model by model")
+    progress(f"  batched ({len(chunks)} chunk(s)): training {t_train:.1f} s, probes {t_probe:.1f} s"
+             + ("; now the naive loop, model by model" if naive else ""))
     batched_probe_acc, batched_test = probe_acc.ravel(), test_acc.ravel()
+    flops = _useful_flops(w, subsets, samples, [s for s, _ in stream_keys], protocol.hidden, protocol.batch_size,
+                          w.epochs)
+    if not naive:                   # --batched-only: the scaling study (time per model against K)
+        out = {"device": _device_label(dev), "k": len(names), "subsets": len(subsets), "models": n_models,
+               "batched_s": round(t_train + t_probe, 3), "train_s": round(t_train, 3), "probe_s": round(t_probe, 3),
+               "ms_per_model": round(1000 * (t_train + t_probe) / n_models, 2),
+               "useful_gflops": round(flops / t_train / 1e9, 2)}
+        progress(json.dumps(out))
+        return out
 
     # ---- naive: one module and one optimiser per model, scikit-learn probes
     n_ep = naive_epochs or w.epochs
@@ -176,10 +189,8 @@ def run_bench(quick: bool = False, device: str = "auto", naive_epochs: int | Non
     t_ntrain *= scale
     peak_mem = (torch.cuda.max_memory_allocated(dev) / 2 ** 20 if dev.type == "cuda"
                 else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    flops = _useful_flops(w, subsets, samples, [s for s, _ in stream_keys], protocol.hidden, protocol.batch_size,
-                          w.epochs)
     batched_s, naive_s = t_train + t_probe, t_ntrain + t_nprobe
-    out = {"device": str(dev) if dev.type != "cuda" else f"cuda ({torch.cuda.get_device_name(dev)})",
+    out = {"device": _device_label(dev),
            "batched_s": round(batched_s, 3), "naive_s": round(naive_s, 3), "speedup": round(naive_s / batched_s, 2),
            "train_speedup": round(t_ntrain / t_train, 2), "probe_speedup": round(t_nprobe / t_probe, 2),
            "useful_gflops": round(flops / t_train / 1e9, 2), "peak_gflops": round(_peak_gflops(dev), 1),
