@@ -9,9 +9,7 @@ from ..data.subsets import subset_name
 from .attribution import attribution
 from .curves import curve_summary, degenerate_size
 from .estimates import SIGNS, PairAnalysis, modality_lines, verdict_records
-from .theory import exact_gamma_summary, theory_summary
-from ..theory.closed_form import ols_crossover, ols_risk
-
+from .theory import closed_form_annotations, exact_gamma_summary, theory_summary
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (ddof=1; 0 for a single value)."""
@@ -66,7 +64,7 @@ def summarize(result) -> dict[str, Any]:
         if controls:
             summary["null_control"] = controls
         summary.update(curve_summary(res, pairs))
-        _closed_forms(res, summary)
+        closed_form_annotations(res, summary)
         summary["modalities"] = modality_lines(pairs, res.task, spec.variant_keys, summary["crossovers"])
     if res.extras:
         summary.update(attribution(res))
@@ -77,20 +75,3 @@ def summarize(result) -> dict[str, Any]:
         summary["exact_gamma"] = exact
     return summary
 
-
-def _closed_forms(res, summary: dict) -> None:
-    """For least squares on data with a known population: the expected test MSE of each cell
-    (``ols_expected``) and the closed-form m* of each crossover, with whether its CI holds it."""
-    pops = {tuple(sorted(g.variant.items())): g.dataset.population for g in res.groups}
-    if any(p is None for p in pops.values()) or res.spec.resolved_protocol().solver != "lstsq":
-        return
-    keys = res.spec.variant_keys
-    pop_of = lambda row: pops[tuple(sorted((k, row[k]) for k in keys))]   # noqa: E731
-    for c in summary["cells"]:
-        if not c.get("control"):
-            c["ols_expected"] = ols_risk(pop_of(c), c["subset"].split("+"), c["n_train"])
-    for c in summary.get("crossovers", []):
-        m_star = ols_crossover(pop_of(c), c["M"].split("+"), c["N"].split("+"))
-        c["m_star_closed_form"] = None if m_star != m_star else m_star
-        lo, hi = c["m_star_ci"]
-        c["closed_form_in_ci"] = None if lo is None or m_star != m_star else bool(lo <= m_star <= hi)

@@ -31,7 +31,7 @@ import torch
 from ..data.subsets import proper_pairs, subset_name
 from ..tasks import Task
 from ..theory import bounds
-from ..theory.closed_form import linear_eta, linear_risk
+from ..theory.closed_form import linear_eta, linear_risk, ols_crossover, ols_risk
 from .stats import clopper_pearson
 from ..theory.rademacher import finite_class, from_fit, grid_up, linear_class, path_norm_upper, signs
 from ..training.batched import BatchedTrainer, DeviceData, Streams
@@ -332,3 +332,21 @@ def exact_gamma_summary(result) -> list[dict[str, Any]]:
                             "gamma_mean": float(gamma.mean()), "eta_M_mean": float(m["eta_exact"][j, a].mean()),
                             "eta_N_mean": float(m["eta_exact"][j, b].mean())})
     return out
+
+
+def closed_form_annotations(res, summary: dict) -> None:
+    """For least squares on data with a known population: the expected test MSE of each cell
+    (``ols_expected``) and the closed-form m* of each crossover, with whether its CI holds it."""
+    pops = {tuple(sorted(g.variant.items())): g.dataset.population for g in res.groups}
+    if any(p is None for p in pops.values()) or res.spec.resolved_protocol().solver != "lstsq":
+        return
+    keys = res.spec.variant_keys
+    pop_of = lambda row: pops[tuple(sorted((k, row[k]) for k in keys))]   # noqa: E731
+    for c in summary["cells"]:
+        if not c.get("control"):
+            c["ols_expected"] = ols_risk(pop_of(c), c["subset"].split("+"), c["n_train"])
+    for c in summary.get("crossovers", []):
+        m_star = ols_crossover(pop_of(c), c["M"].split("+"), c["N"].split("+"))
+        c["m_star_closed_form"] = None if m_star != m_star else m_star
+        lo, hi = c["m_star_ci"]
+        c["closed_form_in_ci"] = None if lo is None or m_star != m_star else bool(lo <= m_star <= hi)

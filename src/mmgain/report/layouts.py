@@ -128,8 +128,9 @@ class SyntheticLayout(Layout):
             rows.append(["", "η_n finite n"] + [fmt_pm(c.get("finite_sample")) for c in cs])
             rows.append(["", "η̂ corrected"] + [fmt_pm(c["eta_mean"], c["eta_std"]) for c in cs])
             if any(c.get("eta_exact_mean") is not None for c in cs):
-                rows.append(["", "η exact (same encoder)"] + [fmt_pm(c.get("eta_exact_mean"), c.get("eta_exact_std"))
-                                                              for c in cs])
+                rows.append(["", "η exact (same encoder)"] + [  # η ≥ 0: a −1e-12 is rounding, not a sign
+                    fmt_pm(None if c.get("eta_exact_mean") is None else max(c["eta_exact_mean"], 0.0),
+                           c.get("eta_exact_std")) for c in cs])
             rows.append(["", "η* closed form"] + [fmt_pm(c.get("closed_form")) for c in cs])
             rows.append(["", "model test MSE"] + [fmt_pm(c["test_mse_mean"], c["test_mse_std"]) for c in cs])
         n = cells[0]["n_seeds"]
