@@ -287,7 +287,8 @@ def run_chunk(job: ChunkJob, train: DeviceData, test: DeviceData, device: torch.
     trainer = BatchedTrainer(job.protocol, job.dims, job.subsets, job.n_outputs, task, device)
     trainer.fit(train, cs, on_step=on_step)
     test_rows = trainer.test_rows(test, cs.groups)
-    scores = {**task.metrics(test_rows, "test_"), **trainer.train_metrics(train, cs)}
+    train_rows = trainer.train_rows(train, cs)
+    scores = {**task.metrics(test_rows, "test_"), **trainer.train_metrics(train, cs, train_rows)}
     # Diverged: a non-finite loss, or outputs so large (|output| > 1e6) that softmax/MSE are meaningless.
     scores["diverged"] = (~np.isfinite(scores[f"train_{task.risk}"]) | ~np.isfinite(scores[f"test_{task.risk}"])
                           | (trainer.max_abs_output_.cpu().numpy() > DIVERGED_OUTPUT)).astype(np.float64)
@@ -295,7 +296,7 @@ def run_chunk(job: ChunkJob, train: DeviceData, test: DeviceData, device: torch.
     part: dict[str, dict[str, np.ndarray]] = {"metrics": {**scores, **extra["metrics"]}, "test": dict(test_rows),
                                               "extras": extra["extras"]}
     if job.theory:
-        part["metrics"].update(theory_chunk(trainer, train, cs, task, job.n_outputs, on_step))
+        part["metrics"].update(theory_chunk(trainer, train, cs, task, job.n_outputs, on_step, train_rows))
     if job.populations is not None:
         part["metrics"].update(population_metrics(trainer.model_, job.populations, cs.groups))
     probe = _probe_chunk(trainer, cs.groups, train, test, task, job.n_outputs, job.protocol, job.memory_budget,

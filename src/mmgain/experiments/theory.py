@@ -33,7 +33,7 @@ from ..tasks import Task
 from ..theory import bounds
 from ..theory.closed_form import linear_eta, linear_risk, ols_crossover, ols_risk
 from .stats import clopper_pearson
-from ..theory.rademacher import finite_class, from_fit, grid_up, linear_class, path_norm_upper, signs
+from ..theory.rademacher import from_fit, grid_up, path_norm_upper, signs
 from ..training.batched import BatchedTrainer, DeviceData, Streams
 
 N_DRAWS = 100                # Monte-Carlo sign draws per model (the bracket's SE is < 1 % of it)
@@ -123,10 +123,11 @@ def flipped_labels(train: DeviceData, streams: Streams, task: Task, n_outputs: i
 
 
 def theory_chunk(trainer: BatchedTrainer, train: DeviceData, streams: Streams, task: Task,
-                 n_outputs: int, on_step=None) -> dict[str, np.ndarray]:
-    """Every per-model theory quantity of a trained chunk (see the module docstring), (S, A)."""
+                 n_outputs: int, on_step=None, train_rows=None) -> dict[str, np.ndarray]:
+    """Every per-model theory quantity of a trained chunk (see the module docstring), (S, A);
+    ``train_rows``: the trainer's :meth:`~BatchedTrainer.train_rows`, if already computed."""
     scales = _scales(task, train, streams)
-    rows, mask = trainer.train_rows(train, streams)
+    rows, mask = train_rows if train_rows is not None else trainer.train_rows(train, streams)
     bl = task.bounded_loss(rows["loss"].double(), torch.as_tensor(scales, device=mask.device)[:, None, None])
     out = {"theory_scale": np.repeat(scales[:, None], len(trainer.subsets), 1),
            "theory_train_bloss": _masked_mean(bl, mask)}

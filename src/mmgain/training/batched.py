@@ -316,9 +316,10 @@ class BatchedTrainer:
         g = torch.as_tensor(streams.groups, device=self.device)
         return self._outcomes(train, g, torch.from_numpy(rows).to(self.device)), torch.from_numpy(mask).to(self.device)
 
-    def train_metrics(self, train: DeviceData, streams: Streams) -> dict[str, np.ndarray]:
-        """Each model's metrics on its own full training sample (S, A): the empirical risk L̂."""
-        out, mask = self.train_rows(train, streams)
+    def train_metrics(self, train: DeviceData, streams: Streams, rows=None) -> dict[str, np.ndarray]:
+        """Each model's metrics on its own full training sample (S, A): the empirical risk L̂.
+        ``rows``: what :meth:`train_rows` returned for these streams, if already computed."""
+        out, mask = rows if rows is not None else self.train_rows(train, streams)
         m = mask[:, None, :].double()
         means = {k: ((v.double() * m).sum(2) / m.sum(2)).cpu().numpy()[..., None] for k, v in out.items()}
         return self.task.metrics(means, "train_")
