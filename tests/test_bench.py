@@ -4,6 +4,7 @@ import json
 
 from mmgain.cli import main
 from mmgain.experiments.bench import _useful_flops, workload
+from mmgain.training import TrainingProtocol
 
 
 def test_bench_quick_runs_and_agrees_with_the_naive_loop(capsys):
@@ -19,11 +20,14 @@ def test_bench_quick_runs_and_agrees_with_the_naive_loop(capsys):
 
 def test_useful_flops_count_only_the_modalities_and_rows_asked_for():
     w = workload(quick=True)
-    one = _useful_flops(w, [("text",)], [list(range(100))], [0], hidden=8, batch=2048, epochs=2)
+    p = TrainingProtocol(hidden=8, batch_size=2048, epochs=2)
+    one = _useful_flops(w, [("text",)], [list(range(100))], [0], p)
     # 100 real rows × 2 epochs; forward 2·d·H + 2·H·C per row; backward twice that
     assert one == 3 * (2 * 20 * 8 + 2 * 8 * 6) * 100 * 2
-    both = _useful_flops(w, [("text", "video")], [list(range(100))], [0], hidden=8, batch=2048, epochs=2)
+    both = _useful_flops(w, [("text", "video")], [list(range(100))], [0], p)
     assert both == 3 * (2 * (20 + 64) * 8 + 2 * 2 * 8 * 6) * 100 * 2
+    deep = _useful_flops(w, [("text",)], [list(range(100))], [0], p.with_(encoder="mlp2"))
+    assert deep == 3 * (2 * 20 * 8 + 2 * 8 * 8 + 2 * 8 * 6) * 100 * 2          # the second layer counts too
 
 
 def test_bench_k_is_bounded(capsys):

@@ -150,8 +150,8 @@ def test_training_based_estimate_within_ten_percent_below_the_closed_form():
         sigma = signs(m, 1, draw)[0]
         trainer, data, streams = _regression_fit(x, sigma.astype(np.float32), epochs=300)
         mod = trainer.model_.to_module(0, 0).requires_grad_(False)
-        w = (mod.head.weight @ mod.encoders["m1"].weight).numpy()[0]
-        bias = float(mod.head.weight @ mod.encoders["m1"].bias + mod.head.bias)
+        w = (mod.head.weight @ mod.encoders["m1"][0].weight).numpy()[0]
+        bias = float(mod.head.weight @ mod.encoders["m1"][0].bias + mod.head.bias)
         f = x @ w + bias
         est = float(from_fit(torch.tensor(sigma), torch.tensor(f)))
         Z = torch.tensor(np.hstack([x, np.ones((m, 1))]))
@@ -177,7 +177,7 @@ def test_complexity_terms_match_an_independent_computation():
         mod = trainer.model_.to_module(0, a).double()
         x = {k: torch.tensor(xs[k], dtype=torch.float64) for k in sub}
         Z = mod.encode(x)
-        norms = torch.cat([torch.cat([e.weight, e.bias[:, None]], 1).norm(dim=1) for e in mod.encoders.values()])
+        norms = torch.cat([torch.cat([e[0].weight, e[0].bias[:, None]], 1).norm(dim=1) for e in mod.encoders.values()])
         head = torch.cat([mod.head.weight[0], mod.head.bias]).norm().item()
         path = float((mod.head.weight[0].abs() * norms).sum())
         B, _ = grid_up(head)
@@ -323,7 +323,7 @@ def test_least_squares_solver_is_exact_erm():
         mod = trainer.model_.to_module(0, a).requires_grad_(False)
         x = {k: torch.tensor(ds.modalities[k][tr][rows], dtype=torch.float32) for k in sub}
         np.testing.assert_allclose(mod(x)[:, 0].numpy(), X @ coef, atol=1e-3)
-    with pytest.raises(Exception, match="hidden"):
+    with pytest.raises(Exception, match="at least as wide as its modality"):
         BatchedTrainer(TrainingProtocol(hidden=2, activation="none", solver="lstsq"), ds.dims, subsets, 1,
                        "regression").fit(data, streams)
     with pytest.raises(Exception, match="activation"):
@@ -348,7 +348,7 @@ def test_population_metrics_equal_the_closed_forms_on_a_trained_model():
     got = th.population_metrics(trainer.model_, [ds.population], streams.groups)
     for a, sub in enumerate(subsets):
         mod = trainer.model_.to_module(0, a).double().requires_grad_(False)
-        W = torch.block_diag(*[mod.encoders[k].weight.T for k in sub]).numpy()
+        W = torch.block_diag(*[mod.encoders[k][0].weight.T for k in sub]).numpy()
         assert got["eta_exact"][0, a] == pytest.approx(linear_eta(ds.population, sub, W), rel=1e-6)
         bias = float(mod({k: torch.zeros(1, ds.dims[k], dtype=torch.float64) for k in sub})[0, 0])
         w = np.concatenate([(mod({kk: (torch.eye(ds.dims[kk], dtype=torch.float64) if kk == k else

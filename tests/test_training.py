@@ -1,4 +1,6 @@
 """The batched trainer against the per-model reference trainer (tests/reference.py)."""
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -6,7 +8,7 @@ import torch
 from conftest import DEVICES, toy_modalities
 from mmgain.data import enumerate_subsets
 from mmgain.data.splits import nested_sample
-from mmgain.models import ACTIVATIONS
+from mmgain.models import ACTIVATIONS, ENCODERS, FUSIONS
 from mmgain.training import BatchedAdam, BatchedTrainer, DeviceData, Streams, TrainingProtocol
 from mmgain.training.schedule import BatchSchedule
 from reference import train_reference
@@ -25,10 +27,14 @@ def _problem(task, n=50):
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("task", ["regression", "classification"])
 @pytest.mark.parametrize("activation", ACTIVATIONS.names())
-def test_batched_equals_reference(task, activation, device):
+@pytest.mark.parametrize("encoder,fusion", list(itertools.product(ENCODERS.names(), FUSIONS.names())))
+def test_batched_equals_reference(task, activation, encoder, fusion, device):
+    """Every registered part (timm style): the batched program trains the same weights as one
+    ``nn.Module`` and ``torch.optim.Adam`` per model."""
     xs, y = _problem(task)
     n_out = 1 if task == "regression" else 3
-    protocol = TrainingProtocol(hidden=6, activation=activation, lr=0.02, batch_size=16, epochs=4)
+    protocol = TrainingProtocol(hidden=6, activation=activation, lr=0.02, batch_size=16, epochs=4,
+                                encoder=encoder, fusion=fusion)
     # Streams with different seeds and sample sizes, so step counts differ (3, 2 and 1 steps per epoch).
     streams = Streams(np.array([0, 0, 0]), np.array([0, 1, 1]),
                       [nested_sample(50, 1.0, 0), nested_sample(50, 0.5, 1), nested_sample(50, 0.1, 1)])
@@ -38,6 +44,22 @@ def test_batched_equals_reference(task, activation, device):
         for a, sub in enumerate(SUBSETS):
             ref = train_reference(DIMS, sub, int(streams.seeds[s]), xs, y, streams.train_rows[s],
                                   protocol, task, n_out)
+            got = trainer.model_.to_module(s, a).state_dict()
+            assert list(got) == list(ref.state_dict())
+            for name, p in ref.state_dict().items():
+                torch.testing.assert_close(got[name], p, rtol=1e-4, atol=1e-5, msg=f"{sub} stream {s} {name}")
+
+
+def test_batched_equals_reference_with_per_modality_widths():
+    xs, y = _problem("classification")
+    protocol = TrainingProtocol(hidden={"m1": 3, "m2": 7, "m3": 2}, encoder="mlp2", lr=0.02, batch_size=16, epochs=3)
+    streams = Streams(np.array([0, 0]), np.array([2, 3]), [nested_sample(50, 1.0, 2), nested_sample(50, 0.4, 3)])
+    trainer = BatchedTrainer(protocol, DIMS, SUBSETS, 3, "classification").fit(DeviceData.stack([(xs, y)], "cpu"),
+                                                                              streams)
+    for s in range(len(streams)):
+        for a, sub in enumerate(SUBSETS):
+            ref = train_reference(DIMS, sub, int(streams.seeds[s]), xs, y, streams.train_rows[s], protocol,
+                                  "classification", 3)
             got = trainer.model_.to_module(s, a).state_dict()
             for name, p in ref.state_dict().items():
                 torch.testing.assert_close(got[name], p, rtol=1e-4, atol=1e-5, msg=f"{sub} stream {s} {name}")

@@ -21,7 +21,7 @@ from .experiments import EXPERIMENTS, ExperimentSpec, run_experiment
 from .experiments.backends import BACKENDS, get_backend
 from .experiments.runner import RunInterrupted, assemble, plan_run
 from .experiments.store import FolderLock, ResultStore
-from .models.late_fusion import ACTIVATIONS
+from .models import ACTIVATIONS, ENCODERS, FUSIONS, HEADS
 from .report.html import build_report
 from .report.layouts import LAYOUTS, theory_rows
 from .report.outputs import prepare_out_dir, write_csv, write_json, write_outcomes
@@ -42,8 +42,11 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--epochs", type=int)
     g.add_argument("--lr", type=float)
     g.add_argument("--batch-size", type=int)
-    g.add_argument("--hidden", type=int)
+    g.add_argument("--hidden", type=_widths, metavar="H|k=H,…",
+                   help="encoder width: one for all modalities, or per modality, e.g. 'text=64,audio=32,video=128'")
     g.add_argument("--activation", choices=ACTIVATIONS.names())
+    g.add_argument("--encoder", choices=ENCODERS.names(), help="each modality's encoder (default: the protocol's)")
+    g.add_argument("--fusion", choices=FUSIONS.names(), help="how the encoders' latents are joined")
     p.add_argument("--quiet", action="store_true", help="no progress bar, tables only")
     p.add_argument("--threads", type=int,
                    help="compute threads (default: the CPUs this process may use). Running several jobs "
@@ -154,17 +157,33 @@ def build_parser() -> argparse.ArgumentParser:
     ben.add_argument("--batched-only", action="store_true",
                      help="time mmgain's side only (with --k: the scaling study, time per model against K)")
     ben.add_argument("--threads", type=int, help="compute threads (default: the CPUs this process may use)")
+    ben.add_argument("--encoder", choices=ENCODERS.names(), help="encoder of every model (default: linear)")
+    ben.add_argument("--fusion", choices=FUSIONS.names(), help="fusion of every model (default: concat)")
     ben.set_defaults(build=None)
 
-    lst = sub.add_parser("list", help="list experiments, protocols, data sources, activations")
+    lst = sub.add_parser("list", help="list experiments, protocols, data sources and model parts")
     lst.set_defaults(build=None)
     return parser
+
+
+def _widths(text: str):
+    """``--hidden``: ``128`` or ``text=64,audio=32``."""
+    if "=" not in text:
+        return int(text)
+    out = {}
+    for part in text.split(","):
+        k, sep, v = part.partition("=")
+        if not sep or not k.strip() or not v.strip().isdigit():
+            raise argparse.ArgumentTypeError(f"{part!r} is not modality=width (e.g. 'text=64,audio=32')")
+        out[k.strip()] = int(v)
+    return out
 
 
 def _apply_common(spec: ExperimentSpec, args) -> ExperimentSpec:
     overrides = dict(spec.protocol_overrides)
     overrides.update({k: v for k, v in {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
-                                        "hidden": args.hidden, "activation": args.activation}.items()
+                                        "hidden": args.hidden, "activation": args.activation,
+                                        "encoder": args.encoder, "fusion": args.fusion}.items()
                       if v is not None})
     return spec.with_(seeds=args.seeds, subsets=args.subsets, protocol=args.protocol,
                       protocol_overrides=overrides, theory=args.theory or None)
@@ -393,7 +412,8 @@ def _collect(folder: Path) -> int:
 
 def _list() -> int:
     for title, reg in (("experiments", EXPERIMENTS), ("protocols", PROTOCOLS), ("data sources", SOURCES),
-                       ("activations", ACTIVATIONS), ("layouts", LAYOUTS)):
+                       ("activations", ACTIVATIONS), ("encoders", ENCODERS),
+                       ("fusions", FUSIONS), ("heads", HEADS), ("layouts", LAYOUTS)):
         print(f"{title}: {', '.join(reg.names())}")
     return 0
 
@@ -410,7 +430,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "bench":
             from .experiments.bench import run_bench
             set_threads(args.threads)
-            run_bench(args.quick, args.device, args.naive_epochs, args.k, args.seeds, naive=not args.batched_only)
+            run_bench(args.quick, args.device, args.naive_epochs, args.k, args.seeds, naive=not args.batched_only,
+                      encoder=args.encoder, fusion=args.fusion)
             return 0
         if args.command == "report":
             print(f"report: {build_report(args.dir)}")

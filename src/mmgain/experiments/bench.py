@@ -20,7 +20,7 @@ import torch
 from ..data.splits import nested_sample
 from ..data.subsets import enumerate_subsets
 from ..errors import SpecError
-from ..probes.latent import Latent
+from ..models import LateFusion
 from ..tasks import get_task
 from ..training.batched import BatchedTrainer, DeviceData, Streams, resolve_device
 from ..training.naive import train_naive
@@ -65,17 +65,20 @@ def _data(w: Workload, seed: int = 0):
         y[w.n_train:]
 
 
-def _useful_flops(w: Workload, subsets, samples, seeds, hidden: int, batch: int, epochs: int) -> float:
+def _useful_flops(w: Workload, subsets, samples, seeds, protocol) -> float:
     """Forward + backward (3× forward) FLOPs of the models asked for: real rows, only the
-    modalities in each subset; no padding, no masked work."""
+    modalities in each subset (2 per weight of every Linear layer per row); no padding, no
+    masked work."""
+    per_row = {}
+    for s in subsets:
+        model = LateFusion.build({k: w.dims[k] for k in s}, w.n_classes, **protocol.architecture())
+        per_row[s] = 2 * sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
     total = 0.0
     for seed, rows in zip(seeds, samples):
-        sched = BatchSchedule(seed, len(rows), batch, epochs)
-        n_rows = sched.n_steps * min(batch, len(rows))      # rows seen (last batch of an epoch may be short)
-        n_rows = min(n_rows, len(rows) * epochs)
-        for s in subsets:
-            fwd = sum(2 * w.dims[k] * hidden for k in s) + 2 * len(s) * hidden * w.n_classes
-            total += 3 * fwd * n_rows
+        sched = BatchSchedule(seed, len(rows), protocol.batch_size, protocol.epochs)
+        n_rows = sched.n_steps * min(protocol.batch_size, len(rows))   # rows seen (an epoch's last batch may be short)
+        n_rows = min(n_rows, len(rows) * protocol.epochs)
+        total += sum(3 * per_row[s] * n_rows for s in subsets)
     return total
 
 
@@ -102,14 +105,15 @@ def _sync(device: torch.device) -> None:
 
 
 def run_bench(quick: bool = False, device: str = "auto", naive_epochs: int | None = None, k: int | None = None,
-              seeds: int | None = None, progress=print, naive: bool = True) -> dict:
+              seeds: int | None = None, progress=print, naive: bool = True, encoder: str | None = None,
+              fusion: str | None = None) -> dict:
     try:
         from sklearn.linear_model import LogisticRegression
     except ImportError:
         raise SpecError("mmgain bench compares with scikit-learn's probe: pip install 'mmgain[bench]'") from None
     dev = resolve_device(device)
     w = workload(quick, k, seeds)
-    protocol = PROTOCOLS.get("huang2021").with_(epochs=w.epochs, probe_epochs=w.epochs)
+    protocol = PROTOCOLS.get("huang2021").with_(epochs=w.epochs, probe_epochs=w.epochs, encoder=encoder, fusion=fusion)
     task = get_task("classification")
     xtr, ytr, xte, yte = _data(w)
     names = list(w.dims)
@@ -121,7 +125,7 @@ def run_bench(quick: bool = False, device: str = "auto", naive_epochs: int | Non
     streams = Streams(np.zeros(len(stream_keys), dtype=int), np.array([s for s, _ in stream_keys]), samples)
     n_models = len(stream_keys) * len(subsets)
     progress(f"mmgain bench: {n_models} models ({len(subsets)} subsets × {len(w.ratios)} ratios × {w.seeds} seeds), "
-             f"{w.epochs} epochs, on {dev}")
+             f"{w.epochs} epochs, encoder {protocol.encoder!r}, fusion {protocol.fusion!r}, on {dev}")
 
     # ---- batched: one program for every model, then one batched probe
     if dev.type == "cuda":
@@ -149,8 +153,7 @@ def run_bench(quick: bool = False, device: str = "auto", naive_epochs: int | Non
     progress(f"  batched ({len(chunks)} chunk(s)): training {t_train:.1f} s, probes {t_probe:.1f} s"
              + ("; now the naive loop, model by model" if naive else ""))
     batched_probe_acc, batched_test = probe_acc.ravel(), test_acc.ravel()
-    flops = _useful_flops(w, subsets, samples, [s for s, _ in stream_keys], protocol.hidden, protocol.batch_size,
-                          w.epochs)
+    flops = _useful_flops(w, subsets, samples, [s for s, _ in stream_keys], protocol)
     if not naive:                   # --batched-only: the scaling study (time per model against K)
         out = {"device": _device_label(dev), "k": len(names), "subsets": len(subsets), "models": n_models,
                "batched_s": round(t_train + t_probe, 3), "train_s": round(t_train, 3), "probe_s": round(t_probe, 3),

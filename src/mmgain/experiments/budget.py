@@ -39,7 +39,7 @@ class Estimate:
 
 def estimate(protocol, dims: dict[str, int], subsets, sample_sizes, n_train: int, n_test: int, n_pairs: int,
              n_groups: int, device_type: str, theory: bool = False) -> Estimate:
-    H = protocol.hidden
+    H = protocol.max_width()
     per_row = sum(sum(dims[k] + 1 for k in s) * H for s in subsets)         # one row through every model
     train = sum(protocol.epochs * n for n in sample_sizes) * per_row * 3      # forward + backward
     train *= 2 if theory else 1                                               # --theory: the label-flip fits

@@ -22,7 +22,8 @@ from ..data.dataset import DataError, MultimodalDataset
 from ..data.sources import is_per_seed, load_source
 from ..data.splits import nested_sample, sample_size
 from ..data.subsets import proper_pairs, select_subsets, subset_name
-from ..errors import DataWarning, OutputError
+from ..errors import DataWarning, OutputError, SpecError
+from ..models.components import FUSIONS, resolve_widths
 from ..probes.latent import Latent, block_latent, cross_fitted_probe, latent_gap_probe, probe_folds
 from ..tasks import Task, as_numpy_rows, get_task
 from ..training.batched import BatchedTrainer, DeviceData, Streams, chunk_streams, resolve_device
@@ -143,7 +144,7 @@ def plan_chunks(protocol: TrainingProtocol, dims: dict[str, int], subsets, sampl
 def _bytes_per_row(protocol: TrainingProtocol, dims: dict[str, int], subsets) -> float:
     """Rough training working set per minibatch row of one stream (activations and inputs)."""
     pairs = sum(len(s) for s in subsets)           # (subset, modality) encoders
-    return pairs * protocol.hidden * 4 * 8 + sum(dims.values()) * 4 * 2
+    return pairs * protocol.max_width() * 4 * 8 + sum(dims.values()) * 4 * 2
 
 
 @dataclass
@@ -232,6 +233,12 @@ def plan_run(spec: ExperimentSpec, device: str = "auto", progress: bool = True,
     ref = groups[0].dataset
     task = get_task(ref.task)
     subsets = select_subsets(spec.subsets, ref.names)
+    widths = resolve_widths(protocol.hidden, ref.names)  # per-modality widths must name these modalities
+    FUSIONS.get(protocol.fusion)().out_width(list(widths.values()))   # and suit the fusion
+    if spec.theory and (protocol.encoder, protocol.fusion) != ("linear", "concat"):
+        raise SpecError("--theory measures the paper's model class, one Linear layer per modality and "
+                        f"concatenation (encoder 'linear', fusion 'concat'); this protocol has encoder "
+                        f"{protocol.encoder!r}, fusion {protocol.fusion!r}")
     controls = [False] * len(subsets)
     if spec.null_control:
         groups = [DataGroup(g.variant, g.seed, with_permuted_copies(g.dataset, g.seed or 0)) for g in groups]
@@ -444,7 +451,7 @@ def _probe_chunk(trainer: BatchedTrainer, groups: np.ndarray, train: DeviceData,
     """
     model = trainer.probe_model_
     S, A = model.n_streams, len(model.subsets)
-    per_stream = train.n * sum(len(m) for m in model.members.values()) * model.hidden * 4 * 4
+    per_stream = train.n * sum(len(model.members[k]) * model.widths[k] for k in model.used) * 4 * 4
     size = max(1, int(memory_budget // max(per_stream, 1))) if task.stacked_probes else 1
     folds = probe_folds(test.y[0].cpu().numpy(), protocol.probe_folds, stratify=task.stratified)
     fit = lambda Z, y, Zt, yt: task.probe(Z, y, Zt, yt, n_out, protocol)   # noqa: E731
@@ -489,7 +496,8 @@ def _probe_chunk(trainer: BatchedTrainer, groups: np.ndarray, train: DeviceData,
         flagged = [s for s in range(len(js)) if block_streams is not None and block_streams[js[s]]]
         if flagged and any(len(sub) > 1 for sub in model.subsets):
             # single-modality models are left out: their block is their whole latent, probed above
-            blocks, origin = block_latent(Zt, {s * A + a for s in flagged for a in range(A)
+            Zb = Zt if model.latent_members() == model.members else _stacked_latent(part, test, g, "encoders")[0]
+            blocks, origin = block_latent(Zb, {s * A + a for s in flagged for a in range(A)
                                                if len(model.subsets[a]) > 1})
             res = cross_fitted_probe(fit_heldout, blocks, yt[:, [m for m, _ in origin]] if yt.dim() == 2 else yt,
                                      folds)
@@ -502,16 +510,21 @@ def _probe_chunk(trainer: BatchedTrainer, groups: np.ndarray, train: DeviceData,
     return {w: {k: np.concatenate(v) for k, v in d.items()} for w, d in out.items()}
 
 
-def _stacked_latent(model, data: DeviceData, groups: torch.Tensor) -> tuple[Latent, torch.Tensor]:
-    """Latents of S streams × A subsets as one Latent of S·A models (stream-major), and y (n, S·A)."""
+def _stacked_latent(model, data: DeviceData, groups: torch.Tensor, view: str = "latent") -> tuple[Latent, torch.Tensor]:
+    """Latents of S streams × A subsets as one Latent of S·A models (stream-major), and y (n, S·A).
+    ``view``: the latent the head reads (``"latent"``), or each modality's encoder output
+    (``"encoders"``; the same for concat fusion)."""
     S, A = model.n_streams, len(model.subsets)
     with torch.no_grad():
         r = torch.arange(data.n, device=data.y.device)[None].expand(S, -1)
         xs, y = data.gather(groups, r)                                  # (S, n, d_k), (S, n)
-        blocks = {k: v.permute(1, 0, 2, 3).reshape(data.n, -1, v.shape[-1])   # (n, S·A_k, H)
-                  for k, v in model.latent_blocks(xs).items()}
-    members = {k: [s * A + a for s in range(S) for a in model.members[k]] for k in blocks}
-    return Latent(blocks, members, model.names, S * A), y.T[:, :, None].expand(-1, S, A).reshape(data.n, S * A)
+        raw = model.latent_blocks(xs) if view == "latent" else model.encoder_blocks(xs)
+        owners = model.latent_members() if view == "latent" else model.members
+        blocks = {k: v.permute(1, 0, 2, 3).reshape(data.n, -1, v.shape[-1])   # (n, S·A_k, H_k)
+                  for k, v in raw.items()}
+    members = {k: [s * A + a for s in range(S) for a in owners[k]] for k in blocks}
+    names = [k for k in owners if k in blocks]
+    return Latent(blocks, members, names, S * A), y.T[:, :, None].expand(-1, S, A).reshape(data.n, S * A)
 
 
 def _device_name(dev: torch.device) -> str:

@@ -77,8 +77,9 @@ def complexity_terms(model, train: DeviceData, streams: Streams) -> dict[str, np
         unit_max = torch.zeros(N_DRAWS, A, dtype=torch.float64, device=dev)
         for k, latent in one.latent_blocks(xs).items():                    # (1, m, A_k, H)
             idx = one._members_t[k]
-            W, b, V = (one.params[f"{p}.{k}"][0] for p in ("W", "b", "V"))   # (d, A_k, H), (A_k, H), (A_k, H, O)
-            unit_norm = (W.double().pow(2).sum(0) + b.double().pow(2)).sqrt()   # ‖ũ_j‖, (A_k, H)
+            W, b = (p[0] for p in one.linear_encoder(k))                      # (A_k, d, H), (A_k, H)
+            V = one.head_block(k)[0]                                          # (A_k, H, O)
+            unit_norm = (W.double().pow(2).sum(1) + b.double().pow(2)).sqrt()   # ‖ũ_j‖, (A_k, H)
             path.index_add_(0, idx, (V.double().abs() * unit_norm[..., None]).sum(1))
             head_sq.index_add_(0, idx, V.double().pow(2).sum(1))
             sum_sq.index_add_(0, idx, torch.full((len(idx),), float(xs[k].double().pow(2).sum() + m),
@@ -163,21 +164,21 @@ def population_metrics(model, populations, groups) -> dict[str, np.ndarray]:
     encoder, exactly — no probe) and ``risk_exact`` (the model's population risk), (S, A)."""
     S, A = model.n_streams, len(model.subsets)
     eta, risk = np.full((S, A), np.nan), np.full((S, A), np.nan)
-    if model.activation != "none" or model.n_outputs != 1:
+    if (model.activation, model.encoder, model.fusion, model.n_outputs) != ("none", "linear", "concat", 1):
         return {}
     for s in range(S):
         pop = populations[int(groups[s])]
         for a, sub in enumerate(model.subsets):
             used = [k for k in model.names if k in sub]
             pos = {k: model.members[k].index(a) for k in used}
-            Ws = [model.params[f"W.{k}"][s, :, pos[k]].double().cpu().numpy() for k in used]     # (d_k, H)
+            Ws = [model.linear_encoder(k)[0][s, pos[k]].double().cpu().numpy() for k in used]     # (d_k, H)
             W = np.zeros((sum(w.shape[0] for w in Ws), sum(w.shape[1] for w in Ws)))
             r = c = 0
             for w in Ws:                                                                          # block-diagonal
                 W[r:r + w.shape[0], c:c + w.shape[1]] = w
                 r, c = r + w.shape[0], c + w.shape[1]
-            V = np.concatenate([model.params[f"V.{k}"][s, pos[k], :, 0].double().cpu().numpy() for k in used])
-            b = np.concatenate([model.params[f"b.{k}"][s, pos[k]].double().cpu().numpy() for k in used])
+            V = np.concatenate([model.head_block(k)[s, pos[k], :, 0].double().cpu().numpy() for k in used])
+            b = np.concatenate([model.linear_encoder(k)[1][s, pos[k]].double().cpu().numpy() for k in used])
             eta[s, a] = linear_eta(pop, sub, W)
             risk[s, a] = linear_risk(pop, sub, W @ V, float(b @ V + model.params["c"][s, a, 0]))
     return {"eta_exact": eta, "risk_exact": risk}

@@ -1,4 +1,5 @@
-"""Models: late fusion h∘g_M, single and batched."""
-from .late_fusion import ACTIVATIONS, BatchedLateFusion, LateFusion
+"""Models: late fusion h∘g_M, single and batched, from registered parts."""
+from .components import ACTIVATIONS, ENCODERS, FUSIONS, HEADS, Activation
+from .late_fusion import BatchedLateFusion, LateFusion
 
-__all__ = ["ACTIVATIONS", "BatchedLateFusion", "LateFusion"]
+__all__ = ["ACTIVATIONS", "Activation", "BatchedLateFusion", "ENCODERS", "FUSIONS", "HEADS", "LateFusion"]

@@ -1,146 +1,157 @@
-"""Late-fusion models h∘g_M: per-modality encoders φ_k, concatenation, a linear head.
+"""Late-fusion models h∘g_M: per-modality encoders φ_k, a fusion, a linear head.
 
 Two views of the same model:
 
 * :class:`LateFusion` — one ``nn.Module`` for one subset M, with encoders keyed
-  by modality name (TorchMultimodal style).  It is the readable reference and
-  what a user gets back from a batched run (:meth:`BatchedLateFusion.to_module`).
+  by modality name and parts injected (TorchMultimodal style).  It is the readable
+  reference and what a user gets back from a batched run
+  (:meth:`BatchedLateFusion.to_module`).
 * :class:`BatchedLateFusion` — S "streams" (a seed, a training sample) × A
   subsets of such models held as stacked tensors, so that hundreds of small
   models train as one program of batched matmuls.
 
-Modalities outside M are ⊥: the batched forward never computes them for that
-subset (each modality's parameters exist only for the subsets that contain it),
-so a subset model is exactly the model built without those modalities.
-
-Initial weights follow one rule, :func:`initial_weights`, keyed by (seed,
-modality): within a seed every subset starts from the same encoder weights,
-which makes comparisons between subsets paired.
+The parts are registered by name in :mod:`mmgain.models.components`.  Modalities
+outside M are ⊥: the batched forward never computes them for that subset (each
+modality's parameters exist only for the subsets that contain it), so a subset
+model is exactly the model built without those modalities.
 """
 from __future__ import annotations
 
+import copy
+import functools
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.func import functional_call, vmap
 
-from ..registry import Registry
-
-ACTIVATIONS: Registry[Callable[[Tensor], Tensor]] = Registry("activation")
-ACTIVATIONS.register("relu", torch.relu)
-ACTIVATIONS.register("none", lambda x: x)
-
-_HEAD_BIAS = -1  # pseudo modality index for the head bias draw
-
-
-def _uniform(seed: int, modality: int, role: int, shape) -> np.ndarray:
-    return np.random.default_rng([int(seed), modality + 1, role]).uniform(-1.0, 1.0, shape)
-
-
-def initial_weights(seed: int, modality: int, d_in: int, hidden: int, n_outputs: int) -> dict[str, np.ndarray]:
-    """Initial weights of modality ``modality``'s encoder and head block.
-
-    Like ``nn.Linear``'s default: U(±1/√fan_in).  The head block is returned
-    unscaled in U(±1); the model scales it by 1/√(|M|·hidden), its fan-in.
-    """
-    bound = 1.0 / np.sqrt(d_in)
-    return {
-        "W": bound * _uniform(seed, modality, 0, (d_in, hidden)),
-        "b": bound * _uniform(seed, modality, 1, (hidden,)),
-        "V": _uniform(seed, modality, 2, (hidden, n_outputs)),
-    }
-
-
-def initial_head_bias(seed: int, n_outputs: int) -> np.ndarray:
-    return _uniform(seed, _HEAD_BIAS, 3, (n_outputs,))
+from .components import (ENCODERS, Activation, FUSIONS, HEADS, initial_head, initial_head_bias, initial_state,
+                         resolve_widths)
 
 
 def dense_latent(blocks: Mapping[str, Tensor], members: Mapping[str, Sequence[int]], names: Sequence[str],
-                 n_models: int, hidden: int) -> Tensor:
-    """Per-modality latent blocks (..., A_k, H) → one (..., A, K·H) tensor, zeros where k ∉ M."""
-    lead = next(iter(blocks.values())).shape[:-2]
+                 n_models: int) -> Tensor:
+    """Latent blocks (..., A_k, H_k) → one (..., A, Σ_k H_k) tensor in the order of ``names``,
+    zeros where k ∉ M (a name without a block takes no columns)."""
     some = next(iter(blocks.values()))
-    z = torch.zeros(*lead, n_models, len(names) * hidden, dtype=some.dtype, device=some.device)
-    for k, blk in blocks.items():
-        i = list(names).index(k)
-        z[..., list(members[k]), i * hidden:(i + 1) * hidden] = blk
+    lead = some.shape[:-2]
+    widths = [blocks[k].shape[-1] if k in blocks else 0 for k in names]
+    z = torch.zeros(*lead, n_models, sum(widths), dtype=some.dtype, device=some.device)
+    offset = 0
+    for k, w in zip(names, widths):
+        if k in blocks:
+            z[..., list(members[k]), offset:offset + w] = blocks[k]
+        offset += w
     return z
 
 
 class LateFusion(nn.Module):
-    """h∘g_M for one subset: ``encoders[k] = Linear(d_k, hidden)`` + activation, concat, linear head."""
+    """h∘g_M for one subset: ``head(fusion({k: encoders[k](x[k])}))``.
 
-    def __init__(self, dims: Mapping[str, int], n_outputs: int, hidden: int = 128, activation: str = "relu"):
+    Encoders are keyed by modality name and the fusion takes a dict, so any K and any
+    registered (or hand-made) parts can be injected; :meth:`build` makes one from names.
+    """
+
+    def __init__(self, encoders: Mapping[str, nn.Module], fusion: nn.Module, head: nn.Module):
         super().__init__()
-        self.activation = activation
-        self._act = ACTIVATIONS.get(activation)
-        self.encoders = nn.ModuleDict({k: nn.Linear(d, hidden) for k, d in dims.items()})
-        self.head = nn.Linear(hidden * len(dims), n_outputs)
+        self.encoders = nn.ModuleDict(dict(encoders))
+        self.fusion, self.head = fusion, head
 
     def encode(self, x: Mapping[str, Tensor]) -> Tensor:
-        """g_M(x): the latent, concatenated in the order of ``self.encoders``."""
-        return torch.cat([self._act(enc(x[k])) for k, enc in self.encoders.items()], dim=-1)
+        """g_M(x): the fused latent."""
+        return self.fusion({k: enc(x[k]) for k, enc in self.encoders.items()})
 
     def forward(self, x: Mapping[str, Tensor]) -> Tensor:
         return self.head(self.encode(x))
 
     @classmethod
+    def build(cls, dims: Mapping[str, int], n_outputs: int, hidden: int | Mapping[str, int] = 128,
+              activation: str = "relu", encoder: str = "linear", fusion: str = "concat",
+              head: str = "linear") -> "LateFusion":
+        """The model over the modalities of ``dims`` from registered parts, by name."""
+        widths = resolve_widths(hidden, list(dims))
+        make = ENCODERS.get(encoder)
+        fuse = FUSIONS.get(fusion)()
+        return cls({k: make(d, widths[k], activation) for k, d in dims.items()}, fuse,
+                   HEADS.get(head)(fuse.out_width(list(widths.values())), n_outputs))
+
+    @classmethod
     def initialized(cls, dims: Mapping[str, int], subset: Sequence[str], seed: int, n_outputs: int,
-                    hidden: int = 128, activation: str = "relu") -> "LateFusion":
+                    hidden: int | Mapping[str, int] = 128, activation: str = "relu", encoder: str = "linear",
+                    fusion: str = "concat") -> "LateFusion":
         """The model for ``subset`` (of the modalities in ``dims``) with the seed's initial weights."""
         names = list(dims)
-        model = cls({k: dims[k] for k in names if k in subset}, n_outputs, hidden, activation)
-        scale = 1.0 / np.sqrt(len(model.encoders) * hidden)
-        head_w = []
+        widths = resolve_widths(hidden, names)
+        used = [k for k in names if k in subset]
+        model = cls.build({k: dims[k] for k in used}, n_outputs, {k: widths[k] for k in used}, activation,
+                          encoder, fusion)
+        fan_in = model.head.in_features
         with torch.no_grad():
             for k, enc in model.encoders.items():
-                w = initial_weights(seed, names.index(k), dims[k], hidden, n_outputs)
-                enc.weight.copy_(torch.from_numpy(w["W"].T))
-                enc.bias.copy_(torch.from_numpy(w["b"]))
-                head_w.append(torch.from_numpy(w["V"].T * scale))
-            model.head.weight.copy_(torch.cat(head_w, dim=1))
-            model.head.bias.copy_(torch.from_numpy(initial_head_bias(seed, n_outputs) * scale))
+                enc.load_state_dict(initial_state(enc, seed, names.index(k)))
+            if model.fusion.shared_head:
+                V = initial_head(seed, None, fan_in, n_outputs)
+            else:
+                V = np.concatenate([initial_head(seed, names.index(k), widths[k], n_outputs) for k in used])
+            model.head.weight.copy_(torch.from_numpy(V.T * (1.0 / np.sqrt(fan_in))))
+            model.head.bias.copy_(torch.from_numpy(initial_head_bias(seed, n_outputs) * (1.0 / np.sqrt(fan_in))))
         return model
 
 
 class BatchedLateFusion:
     """S streams × A subsets of :class:`LateFusion` models as stacked tensors.
 
-    Parameters per modality k live only for the subsets that contain k:
-    ``W[k]`` (S, d_k, A_k, H), ``b[k]`` (S, A_k, H), ``V[k]`` (S, A_k, H, O);
-    the head bias ``c`` is (S, A, O).  Stream s starts from seed ``seeds[s]``.
+    Parameters per modality k live only for the subsets that contain k: the encoder's,
+    stacked as ``enc.<k>.<name>`` (S, A_k, *shape) (``torch.func.stack_module_state`` layout),
+    and the head's: ``V.<k>`` (S, A_k, H_k, O) per modality (concat), or one ``V`` (S, A, H, O)
+    shared by the modalities (sum).  The head bias ``c`` is (S, A, O).  Stream s starts from
+    seed ``seeds[s]``.
     """
 
     def __init__(self, dims: Mapping[str, int], subsets: Sequence[Sequence[str]], seeds: Sequence[int],
-                 n_outputs: int, hidden: int = 128, activation: str = "relu",
-                 device: torch.device | str = "cpu"):
+                 n_outputs: int, hidden: int | Mapping[str, int] = 128, activation: str = "relu",
+                 device: torch.device | str = "cpu", encoder: str = "linear", fusion: str = "concat"):
         self.dims = dict(dims)
         self.names = list(dims)
         self.subsets = [tuple(s) for s in subsets]
         self.seeds = [int(s) for s in seeds]
-        self.n_outputs, self.hidden, self.activation = n_outputs, hidden, activation
-        self._act = ACTIVATIONS.get(activation)
+        self.n_outputs, self.activation = n_outputs, activation
+        self.encoder, self.fusion = encoder, fusion
+        self.widths = resolve_widths(hidden, self.names)
         self.device = torch.device(device)
         self.members = {k: [a for a, s in enumerate(self.subsets) if k in s] for k in self.names}
         self.used = [k for k in self.names if self.members[k]]
         self._members_t = {k: torch.tensor(self.members[k], device=self.device) for k in self.used}
+        self.templates = {k: ENCODERS.get(encoder)(self.dims[k], self.widths[k], activation) for k in self.used}
+        self._fuse = FUSIONS.get(fusion)()
+        self.latent_width = self._fuse.out_width([self.widths[k] for k in self.used] or [1])
+        self._runners = {k: _encoder_runner(t) for k, t in self.templates.items()}
         self.params = self._init_params()
 
     # ---------------------------------------------------------------- set-up
     def _init_params(self) -> dict[str, Tensor]:
-        H, O = self.hidden, self.n_outputs
-        scale = np.array([1.0 / np.sqrt(len(s) * H) for s in self.subsets])  # head fan-in per subset
-        params: dict[str, np.ndarray] = {}
+        O = self.n_outputs
+        fan_in = np.array([self._fuse.out_width([self.widths[k] for k in s]) if s else 1 for s in self.subsets],
+                          dtype=np.float64)
+        scale = 1.0 / np.sqrt(fan_in)                                       # head fan-in per subset
+        params: dict[str, Tensor] = {}
         for k in self.used:
             ki, a_k = self.names.index(k), self.members[k]
-            draws = [initial_weights(seed, ki, self.dims[k], H, O) for seed in self.seeds]
-            params[f"W.{k}"] = np.stack([np.repeat(w["W"][:, None, :], len(a_k), axis=1) for w in draws])
-            params[f"b.{k}"] = np.stack([np.repeat(w["b"][None, :], len(a_k), axis=0) for w in draws])
-            params[f"V.{k}"] = np.stack([w["V"][None] * scale[a_k, None, None] for w in draws])
-        params["c"] = np.stack([initial_head_bias(seed, O)[None, :] * scale[:, None] for seed in self.seeds])
-        return {name: torch.tensor(p, dtype=torch.float32, device=self.device).requires_grad_()
-                for name, p in params.items()}
+            states = [initial_state(self.templates[k], seed, ki) for seed in self.seeds]
+            for name in states[0]:
+                one = torch.stack([st[name] for st in states])                # (S, *shape)
+                params[f"enc.{k}.{name}"] = one[:, None].expand(-1, len(a_k), *one.shape[1:]).clone()
+            if not self._fuse.shared_head:
+                draws = [initial_head(seed, ki, self.widths[k], O) for seed in self.seeds]
+                params[f"V.{k}"] = torch.tensor(np.stack([w[None] * scale[a_k, None, None] for w in draws]),
+                                                dtype=torch.float32)
+        if self._fuse.shared_head:
+            draws = [initial_head(seed, None, self.latent_width, O) for seed in self.seeds]
+            params["V"] = torch.tensor(np.stack([w[None] * scale[:, None, None] for w in draws]), dtype=torch.float32)
+        params["c"] = torch.tensor(np.stack([initial_head_bias(seed, O)[None, :] * scale[:, None]
+                                             for seed in self.seeds]), dtype=torch.float32)
+        return {name: p.to(self.device).requires_grad_() for name, p in params.items()}
 
     def with_params(self, params: Mapping[str, Tensor], seeds: Sequence[int] | None = None) -> "BatchedLateFusion":
         """The same architecture holding other (detached) parameters, e.g. a snapshot."""
@@ -160,13 +171,26 @@ class BatchedLateFusion:
     def n_streams(self) -> int:
         return len(self.seeds)
 
+    def encoder_params(self, k: str) -> dict[str, Tensor]:
+        """Modality k's stacked encoder parameters and buffers, by the template's names: (S, A_k, *shape)."""
+        prefix = f"enc.{k}."
+        return {name[len(prefix):]: v for name, v in self.params.items() if name.startswith(prefix)}
+
+    def head_block(self, k: str) -> Tensor:
+        """Modality k's head weights, (S, A_k, H_k, O): its own block (concat) or the shared head (sum)."""
+        return self.params["V"][:, self._members_t[k]] if self._fuse.shared_head else self.params[f"V.{k}"]
+
+    def linear_encoder(self, k: str) -> tuple[Tensor, Tensor]:
+        """For one-Linear encoders (``encoder="linear"``): W (S, A_k, d_k, H) and b (S, A_k, H)."""
+        if self.encoder != "linear":
+            raise ValueError(f"encoder {self.encoder!r} is not one Linear layer")
+        p = self.encoder_params(k)
+        return p["0.weight"].transpose(-1, -2), p["0.bias"]
+
     # --------------------------------------------------------------- compute
     def _hidden(self, k: str, x: Tensor) -> Tensor:
-        """act(φ_k(x)) for every subset containing k: x (S, B, d_k) → (S, B, A_k, H)."""
-        W = self.params[f"W.{k}"]
-        S, d, A_k, H = W.shape
-        z = torch.bmm(x, W.reshape(S, d, A_k * H)).reshape(S, -1, A_k, H)
-        return self._act(z + self.params[f"b.{k}"][:, None])
+        """φ_k(x) for every subset containing k: x (S, B, d_k) → (S, B, A_k, H_k)."""
+        return self._runners[k](self.encoder_params(k), x)
 
     def forward(self, xs: Mapping[str, Tensor]) -> Tensor:
         """Outputs of every model: xs[k] (S, B, d_k) → (S, B, A, O)."""
@@ -178,33 +202,91 @@ class BatchedLateFusion:
 
     def contributions(self, xs: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """Each modality's additive term in the outputs: ``{k: (S, B, A_k, O)}`` over the subsets
-        that contain k, so that ``forward = c + Σ_k contributions[k]`` (late fusion is additive in
-        the head).  Dropping a term is the model with modality k missing."""
-        return {k: torch.einsum("sbah,saho->sbao", self._hidden(k, xs[k]), self.params[f"V.{k}"])
+        that contain k, so that ``forward = c + Σ_k contributions[k]`` (both fusions are additive
+        in the head).  Dropping a term is the model with modality k missing (its latent zero)."""
+        return {k: torch.einsum("sbah,saho->sbao", self._hidden(k, xs[k]), self.head_block(k))
                 for k in self.used}
 
-    def latent_blocks(self, xs: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        """ĝ_M(x) per modality: ``{k: (S, B, A_k, H)}`` over the subsets that contain k
-        (``self.members[k]``); modalities outside a subset have no block at all."""
+    def encoder_blocks(self, xs: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Each modality's encoder output, ``{k: (S, B, A_k, H_k)}`` over the subsets that contain k."""
         return {k: self._hidden(k, xs[k]) for k in self.used}
 
+    def latent_blocks(self, xs: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """ĝ_M(x), the latent the head reads, as blocks keyed by :meth:`latent_members`:
+        per modality for concat (a modality outside a subset has no block at all), one
+        ``"fused"`` block (S, B, A, H) for sum."""
+        blocks = self.encoder_blocks(xs)
+        if not self._fuse.shared_head:
+            return blocks
+        some = next(iter(blocks.values()))
+        z = torch.zeros(*some.shape[:2], len(self.subsets), some.shape[-1], dtype=some.dtype, device=some.device)
+        for k, blk in blocks.items():
+            z = z.index_add(2, self._members_t[k], blk)
+        return {"fused": z}
+
+    def latent_members(self) -> dict[str, list[int]]:
+        """Which models each latent block belongs to (see :meth:`latent_blocks`)."""
+        return dict(self.members) if not self._fuse.shared_head else {"fused": list(range(len(self.subsets)))}
+
     def latent(self, xs: Mapping[str, Tensor]) -> Tensor:
-        """ĝ_M(x) of every model, (S, B, A, len(names)·H); blocks of modalities ∉ M are zero."""
-        return dense_latent(self.latent_blocks(xs), self.members, self.names, len(self.subsets), self.hidden)
+        """ĝ_M(x) of every model, (S, B, A, width); blocks of modalities ∉ M are zero (concat)."""
+        members = self.latent_members()
+        return dense_latent(self.latent_blocks(xs), members, list(members), len(self.subsets))
 
     # ---------------------------------------------------------------- export
     def to_module(self, stream: int, subset: int) -> LateFusion:
         """The trained model (stream, subset) as a standalone :class:`LateFusion` on the CPU."""
         sub = self.subsets[subset]
-        model = LateFusion({k: self.dims[k] for k in self.names if k in sub}, self.n_outputs,
-                           self.hidden, self.activation)
+        used = [k for k in self.names if k in sub]
+        model = LateFusion.build({k: self.dims[k] for k in used}, self.n_outputs, {k: self.widths[k] for k in used},
+                                 self.activation, self.encoder, self.fusion)
         with torch.no_grad():
             head = []
             for k, enc in model.encoders.items():
                 pos = self.members[k].index(subset)
-                enc.weight.copy_(self.params[f"W.{k}"][stream, :, pos].T)
-                enc.bias.copy_(self.params[f"b.{k}"][stream, pos])
-                head.append(self.params[f"V.{k}"][stream, pos].T)
-            model.head.weight.copy_(torch.cat(head, dim=1))
+                enc.load_state_dict({n: v[stream, pos].cpu() for n, v in self.encoder_params(k).items()})
+                head.append(self.params[f"V.{k}"][stream, pos].T if not self._fuse.shared_head else None)
+            V = self.params["V"][stream, subset].T if self._fuse.shared_head else torch.cat(head, dim=1)
+            model.head.weight.copy_(V)
             model.head.bias.copy_(self.params["c"][stream, subset])
         return model
+
+
+def _encoder_runner(template: nn.Module) -> Callable[[dict[str, Tensor], Tensor], Tensor]:
+    """How to run a stacked encoder: ``run(params, x)`` with params (S, A_k, *shape) and
+    x (S, B, d) → (S, B, A_k, H).  A stack of Linear layers and activations runs as one matmul
+    per layer (the first over every subset at once: x is shared); any other module through
+    ``vmap`` over streams and subsets of ``functional_call``."""
+    layers = list(template) if isinstance(template, nn.Sequential) else None
+    if layers and all(isinstance(m, (nn.Linear, Activation)) for m in layers) and isinstance(layers[0], nn.Linear):
+        return functools.partial(_run_linear_stack, [(str(i), m) for i, m in enumerate(layers)])
+    return vmapped_encoder(template)
+
+
+def vmapped_encoder(template: nn.Module) -> Callable[[dict[str, Tensor], Tensor], Tensor]:
+    """The generic stacked encoder: ``vmap`` over streams (x batched) of ``vmap`` over subsets
+    (x shared) of ``functional_call(template, params, x)``."""
+    base = copy.deepcopy(template).to("meta")
+
+    def one(p: dict[str, Tensor], x: Tensor) -> Tensor:
+        return functional_call(base, p, (x,))
+
+    return vmap(vmap(one, in_dims=(0, None), out_dims=1), in_dims=(0, 0))
+
+
+def _run_linear_stack(layers, params: dict[str, Tensor], x: Tensor) -> Tensor:
+    S, B = x.shape[:2]
+    z = None
+    for name, m in layers:
+        if isinstance(m, Activation):
+            z = m.fn(z)
+            continue
+        W, b = params[f"{name}.weight"], params.get(f"{name}.bias")          # (S, A_k, H, d), (S, A_k, H)
+        A, H, d = W.shape[1:]
+        if z is None:    # x (S, B, d) is the same for every subset: one matmul over all of them
+            z = torch.bmm(x, W.reshape(S, A * H, d).transpose(1, 2)).reshape(S, B, A, H)
+        else:
+            z = torch.einsum("sbad,sahd->sbah", z, W)
+        if b is not None:
+            z = z + b[:, None]
+    return z

@@ -34,17 +34,13 @@ class Latent:
     names: list[str]
     n_models: int
 
-    @property
-    def hidden(self) -> int:
-        return next(iter(self.blocks.values())).shape[-1]
-
     def take(self, rows: Tensor) -> "Latent":
         """The same models on a subset of the rows."""
         return Latent({k: v[rows] for k, v in self.blocks.items()}, self.members, self.names, self.n_models)
 
     def dense(self) -> Tensor:
-        """(n, A, K·H), zero blocks for absent modalities."""
-        return dense_latent(self.blocks, self.members, self.names, self.n_models, self.hidden)
+        """(n, A, Σ_k H_k), zero blocks for absent modalities."""
+        return dense_latent(self.blocks, self.members, self.names, self.n_models)
 
 
 @torch.no_grad()
@@ -112,11 +108,13 @@ def logistic_probe(Z: Latent, y: Tensor, Z_test: Latent, y_test: Tensor, n_class
     gradient tolerance was reached (``converged``, 1/0), per model (A,).
     """
     X, Xt = _standardize(Z, Z_test)
-    A, C, H, K = Z.n_models, n_classes, Z.hidden, len(Z.names)
+    A, C = Z.n_models, n_classes
     dev = y.device
     members = {k: torch.as_tensor(list(Z.members[k]), device=dev) for k in X}
-    pos = {k: Z.names.index(k) for k in X}
-    n_w = K * H * C
+    offsets, n_w = {}, 0                        # each block's weights: x[:, offset : offset + H_k·C]
+    for k in Z.names:
+        if k in X:
+            offsets[k], n_w = (n_w, X[k].shape[-1]), n_w + X[k].shape[-1] * C
     cache: list[tuple[int, Tensor, Tensor, dict]] = []   # the two latest working sets
 
     def working_set(models: Tensor, blocks: Mapping[str, Tensor]) -> tuple[int, Tensor, dict]:
@@ -144,11 +142,12 @@ def logistic_probe(Z: Latent, y: Tensor, Z_test: Latent, y_test: Tensor, n_class
     def logits(x: Tensor, models: Tensor, blocks: Mapping[str, Tensor]) -> Tensor:
         width, rows, parts = working_set(models, blocks)
         xw = torch.zeros(width, x.shape[1], dtype=x.dtype, device=dev).index_copy(0, rows, x)
-        W, b = xw[:, :n_w].reshape(width, K, H, C), xw[:, n_w:]
+        b = xw[:, n_w:]
         n = next(iter(blocks.values())).shape[1]
         out = b[:, None].expand(width, n, C)
         for k, (blk, loc) in parts.items():
-            out = out.index_add(0, loc, torch.bmm(blk, W[loc, pos[k]]))
+            o, h = offsets[k]
+            out = out.index_add(0, loc, torch.bmm(blk, xw[loc, o:o + h * C].reshape(len(loc), h, C)))
         return out[rows]                                                  # (models, n, C)
 
     Y, Yt = per_model(y, A).T.contiguous(), per_model(y_test, A).T.contiguous()   # (A, n)

@@ -208,8 +208,9 @@ class BatchedTrainer:
     def fit(self, train: DeviceData, streams: Streams, on_step: Callable[[], None] | None = None) -> "BatchedTrainer":
         p = self.protocol
         S = len(streams)
+        arch = p.architecture()
         self.model_ = model = BatchedLateFusion(self.dims, self.subsets, streams.seeds, self.n_outputs,
-                                                p.hidden, p.activation, self.device)
+                                                arch.pop("hidden"), device=self.device, **arch)
         if p.solver == "lstsq":
             return self._fit_least_squares(train, streams, on_step)
         opt = BatchedAdam(list(model.params.values()), S, p.lr, p.betas, p.eps)
@@ -256,10 +257,11 @@ class BatchedTrainer:
         intercept.  The steps are counted as Adam's would be, for the progress bar."""
         if self.task.name != "regression" or self.n_outputs != 1:
             raise SpecError("protocol.solver 'lstsq' fits squared loss: it needs a regression task")
-        if self.protocol.hidden < max(self.dims.values()):
-            raise SpecError(f"protocol.solver 'lstsq' needs hidden ≥ the widest modality ({max(self.dims.values())}), "
-                            f"got {self.protocol.hidden}")
         model = self.model_
+        narrow = [k for k, d in self.dims.items() if model.widths[k] < d]
+        if narrow:
+            raise SpecError(f"protocol.solver 'lstsq' needs each encoder at least as wide as its modality: "
+                            + ", ".join(f"{k} has {self.dims[k]} features, width {model.widths[k]}" for k in narrow))
         prm = {k: torch.zeros_like(v) for k, v in model.params.items()}
         for s, (g, rows) in enumerate(zip(streams.groups, streams.train_rows)):
             r = torch.as_tensor(np.asarray(rows), device=self.device)
@@ -273,7 +275,7 @@ class BatchedTrainer:
                 start = 1
                 for k in used:
                     d, pos = self.dims[k], model.members[k].index(a)
-                    prm[f"W.{k}"][s, :, pos, :d] = torch.eye(d, device=self.device)
+                    prm[f"enc.{k}.0.weight"][s, pos, :d, :] = torch.eye(d, device=self.device)
                     prm[f"V.{k}"][s, pos, :d, 0] = coef[start:start + d]
                     start += d
         for k, v in model.params.items():

@@ -15,7 +15,7 @@ from .schedule import BatchSchedule
 
 
 def train_naive(dims, subset, seed, xs, y, rows, protocol, task, n_outputs, device="cpu") -> LateFusion:
-    model = LateFusion.initialized(dims, subset, seed, n_outputs, protocol.hidden, protocol.activation).to(device)
+    model = LateFusion.initialized(dims, subset, seed, n_outputs, **protocol.architecture()).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=protocol.lr, betas=protocol.betas, eps=protocol.eps)
     X = {k: torch.as_tensor(np.asarray(xs[k], dtype=np.float32), device=device) for k in subset}
     Y = torch.as_tensor(np.asarray(y), device=device)

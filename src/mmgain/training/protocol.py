@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, replace
+from typing import Mapping
 
-from ..models.late_fusion import ACTIVATIONS
+from ..models.components import ACTIVATIONS, ENCODERS, FUSIONS
 from ..errors import SpecError
 from ..registry import Registry
 
@@ -32,10 +33,15 @@ class TrainingProtocol:
     minimisation for linear encoders and squared loss (each model set to the least-squares fit,
     minimum norm, with an intercept; needs ``activation="none"`` and ``hidden`` ≥ every modality's
     width) — the ERM of the theory, for oracle studies whose closed forms assume least squares.
+    The architecture: ``encoder`` and ``fusion`` name registered parts
+    (:mod:`mmgain.models.components`); ``hidden`` is every encoder's width, or a mapping
+    modality → width.
     """
 
-    hidden: int = 128
+    hidden: int | Mapping[str, int] = 128
     activation: str = "relu"
+    encoder: str = "linear"
+    fusion: str = "concat"
     lr: float = 0.01
     batch_size: int = 2048
     epochs: int = 100
@@ -53,8 +59,13 @@ class TrainingProtocol:
     solver: str = "adam"
 
     def __post_init__(self) -> None:
-        ACTIVATIONS.get(self.activation)  # raises a clear KeyError for an unknown name
-        for name in ("hidden", "batch_size", "epochs", "probe_max_iter", "heldout_max_iter"):
+        ACTIVATIONS.get(self.activation)  # a clear error for an unknown name
+        ENCODERS.get(self.encoder)
+        FUSIONS.get(self.fusion)
+        widths = self.hidden.values() if isinstance(self.hidden, Mapping) else [self.hidden]
+        if any(int(w) < 1 for w in widths):
+            raise SpecError(f"protocol.hidden must be ≥ 1, got {self.hidden}")
+        for name in ("batch_size", "epochs", "probe_max_iter", "heldout_max_iter"):
             if int(getattr(self, name)) < 1:
                 raise SpecError(f"protocol.{name} must be ≥ 1, got {getattr(self, name)}")
         if self.probe_epochs is not None and not 1 <= self.probe_epochs <= self.epochs:
@@ -63,8 +74,9 @@ class TrainingProtocol:
             raise SpecError(f"protocol.probe_folds must be ≥ 2, got {self.probe_folds}")
         if self.solver not in ("adam", "lstsq"):
             raise SpecError(f"protocol.solver must be 'adam' or 'lstsq', got {self.solver!r}")
-        if self.solver == "lstsq" and self.activation != "none":
-            raise SpecError("protocol.solver 'lstsq' fits linear models: it needs activation 'none'")
+        if self.solver == "lstsq" and (self.activation, self.encoder, self.fusion) != ("none", "linear", "concat"):
+            raise SpecError("protocol.solver 'lstsq' fits linear models: it needs activation 'none', "
+                            "encoder 'linear' and fusion 'concat'")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise SpecError(f"protocol.lr must be a finite number > 0, got {self.lr}")
 
@@ -72,7 +84,17 @@ class TrainingProtocol:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        d["hidden"] = dict(self.hidden) if isinstance(self.hidden, Mapping) else self.hidden
+        return d
+
+    def architecture(self) -> dict:
+        """The model's build arguments (:meth:`mmgain.models.LateFusion.initialized`)."""
+        return {"hidden": self.hidden, "activation": self.activation, "encoder": self.encoder,
+                "fusion": self.fusion}
+
+    def max_width(self) -> int:
+        return max(self.hidden.values()) if isinstance(self.hidden, Mapping) else int(self.hidden)
 
 
 PROTOCOLS: Registry[TrainingProtocol] = Registry("protocol")

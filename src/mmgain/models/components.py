@@ -1,0 +1,165 @@
+"""The parts of a late-fusion model, registered by name (timm style): encoders φ_k, fusions, heads.
+
+* ``ENCODERS[name](d_in, width, activation) -> nn.Module`` maps (B, d_in) to (B, width).  Any
+  module works in the batched trainer: it is stacked with ``torch.func.stack_module_state``
+  and run with ``functional_call`` + ``vmap`` (the model-ensembling recipe).  Stacks of
+  ``nn.Linear`` and :class:`Activation` (both built-ins) take a faster path with the same
+  arithmetic: one matmul per layer over every subset of a stream.
+* ``FUSIONS[name]()`` joins the per-modality latents ``{k: (..., width_k)}`` into one.  The
+  batched trainer, the probes and the missing-modality study need the head to be additive
+  over modalities (out = c + Σ_k z_k V_k), which both built-ins are: ``concat`` (a head
+  block per modality) and ``sum`` (one head shared by all modalities; equal widths).
+* ``HEADS[name](width, n_outputs)``: the task head on the fused latent.  η is defined with
+  the best *linear* head, so ``linear`` is the one head the batched trainer knows.
+
+Initial weights follow one rule, :func:`initial_state`, keyed by (seed, modality): within a
+seed every subset starts from the same encoder weights, which makes comparisons between subsets
+paired.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..errors import SpecError
+from ..registry import Registry
+
+ACTIVATIONS: Registry[Callable[[Tensor], Tensor]] = Registry("activation")
+ACTIVATIONS.register("relu", torch.relu)
+ACTIVATIONS.register("none", lambda x: x)
+
+
+class Activation(nn.Module):
+    """A registered activation as a module (elementwise; no parameters)."""
+
+    def __init__(self, name: str):
+        super().__init__()
+        self.name, self.fn = name, ACTIVATIONS.get(name)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fn(x)
+
+    def extra_repr(self) -> str:
+        return self.name
+
+
+ENCODERS: Registry[Callable[[int, int, str], nn.Module]] = Registry("encoder")
+
+
+@ENCODERS.register("linear")
+def linear_encoder(d_in: int, width: int, activation: str) -> nn.Module:
+    """The paper's encoder: Linear(d_k, width) + activation."""
+    return nn.Sequential(nn.Linear(d_in, width), Activation(activation))
+
+
+@ENCODERS.register("mlp2")
+def mlp2_encoder(d_in: int, width: int, activation: str) -> nn.Module:
+    """Two layers: Linear(d_k, width) + activation + Linear(width, width) + activation."""
+    return nn.Sequential(nn.Linear(d_in, width), Activation(activation), nn.Linear(width, width),
+                         Activation(activation))
+
+
+class ConcatFusion(nn.Module):
+    """z = [z_k]_k, in the order of the encoders; the head has one block per modality."""
+
+    shared_head = False
+
+    @staticmethod
+    def out_width(widths: Sequence[int]) -> int:
+        return int(sum(widths))
+
+    def forward(self, zs: Mapping[str, Tensor]) -> Tensor:
+        return torch.cat(list(zs.values()), dim=-1)
+
+
+class SumFusion(nn.Module):
+    """z = Σ_k z_k: every modality's latent in one space, one head shared by all."""
+
+    shared_head = True
+
+    @staticmethod
+    def out_width(widths: Sequence[int]) -> int:
+        if len(set(widths)) > 1:
+            raise SpecError(f"fusion 'sum' adds the modalities' latents: every encoder needs the same width, "
+                            f"got {sorted(set(widths))}")
+        return int(widths[0])
+
+    def forward(self, zs: Mapping[str, Tensor]) -> Tensor:
+        return torch.stack(list(zs.values())).sum(0)
+
+
+FUSIONS: Registry[Callable[[], nn.Module]] = Registry("fusion")
+FUSIONS.register("concat", ConcatFusion)
+FUSIONS.register("sum", SumFusion)
+
+HEADS: Registry[Callable[[int, int], nn.Module]] = Registry("head")
+HEADS.register("linear", nn.Linear)
+
+
+def resolve_widths(hidden: int | Mapping[str, int], names: Sequence[str]) -> dict[str, int]:
+    """Each modality's latent width: one ``hidden`` for all, or one per modality (a mapping that
+    names every modality)."""
+    if not isinstance(hidden, Mapping):
+        return {k: int(hidden) for k in names}
+    unknown, missing = sorted(set(hidden) - set(names)), [k for k in names if k not in hidden]
+    if unknown or missing:
+        raise SpecError("hidden widths per modality must name each modality once: "
+                        + "; ".join(([f"no modality {', '.join(unknown)} in the data"] if unknown else [])
+                                    + ([f"no width for {', '.join(missing)}"] if missing else [])))
+    return {k: int(hidden[k]) for k in names}
+
+
+# ------------------------------------------------------------------ initial weights
+
+_HEAD = -1      # pseudo modality index of the head's own draws
+
+
+def _uniform(seed: int, modality: int, role: int, shape) -> np.ndarray:
+    return np.random.default_rng([int(seed), modality + 1, role]).uniform(-1.0, 1.0, shape)
+
+
+def _linear_roles(j: int) -> tuple[int, int]:
+    """Draw roles of the j-th Linear layer of an encoder (2 and 3 belong to the head)."""
+    return (0, 1) if j == 0 else (2 * j + 2, 2 * j + 3)
+
+
+def initial_state(module: nn.Module, seed: int, modality: int) -> dict[str, Tensor]:
+    """The initial parameters and buffers of encoder ``module`` for (seed, modality).
+
+    Every ``nn.Linear`` is drawn like torch's default, U(±1/√fan_in), from a generator keyed by
+    (seed, modality, layer); any other parameter comes from the module's own initialisation
+    under a torch seed keyed the same way.  The result does not depend on the subset.
+    """
+    module = copy.deepcopy(module)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(np.random.default_rng([int(seed), modality + 1, 77]).integers(2 ** 62)))
+        for sub in module.modules():
+            if hasattr(sub, "reset_parameters"):
+                sub.reset_parameters()
+    state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+    linears = [(name, sub) for name, sub in module.named_modules() if isinstance(sub, nn.Linear)]
+    for j, (name, lin) in enumerate(linears):
+        rw, rb = _linear_roles(j)
+        bound = 1.0 / np.sqrt(lin.in_features)
+        prefix = f"{name}." if name else ""
+        state[prefix + "weight"] = torch.from_numpy(bound * _uniform(seed, modality, rw, (lin.in_features,
+                                                                                    lin.out_features)).T.copy())
+        if lin.bias is not None:
+            state[prefix + "bias"] = torch.from_numpy(bound * _uniform(seed, modality, rb, (lin.out_features,)))
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+
+
+def initial_head(seed: int, modality: int | None, width: int, n_outputs: int) -> np.ndarray:
+    """A head weight block, (width, n_outputs), unscaled in U(±1): modality k's block of a
+    per-modality head, or (``modality=None``) the shared head of a sum fusion.  The model scales
+    it by 1/√(fan-in)."""
+    return _uniform(seed, modality, 2, (width, n_outputs)) if modality is not None \
+        else _uniform(seed, _HEAD, 4, (width, n_outputs))
+
+
+def initial_head_bias(seed: int, n_outputs: int) -> np.ndarray:
+    return _uniform(seed, _HEAD, 3, (n_outputs,))
