@@ -36,7 +36,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help=f"{DEVICE_FORMS} (default: auto)")
     p.add_argument("--subsets", help="comma-separated subsets such as 'm1,m1+m2'; or 'all' (2^K − 1), "
                                      "'singles+pairs+full', 'leave-one-out' (the full set and K sets without "
-                                     "one modality), 'sampled:N' (prefixes of N random orderings)")
+                                     "one modality), 'forward' (greedy: add the best modality one at a time, "
+                                     "chosen on held-out training rows), 'sampled:N' (prefixes of N random "
+                                     "orderings)")
     p.add_argument("--protocol", choices=PROTOCOLS.names(), help="training protocol preset")
     g = p.add_argument_group("protocol overrides")
     g.add_argument("--epochs", type=int)

@@ -67,6 +67,29 @@ def _leave_one_out(names: Sequence[str]) -> list[Subset]:
 
 # Named subset policies that grow polynomially in K (``all`` grows as 2^K).
 POLICIES = {"singles+pairs+full": _singles_pairs_full, "leave-one-out": _leave_one_out}
+# Greedy forward selection (K(K+1)/2 subsets): it needs training, so the runner picks the subsets
+# (:mod:`mmgain.experiments.selection`); the pure search is :func:`forward_path`.
+FORWARD = "forward"
+
+
+def forward_path(names: Sequence[str], score, higher_is_better: bool = True) -> tuple[list[Subset], list[tuple[Subset, float]]]:
+    """Greedy forward selection: from the empty set, add at each stage the modality whose
+    addition scores best; ``score(candidates)`` returns one number per candidate subset (NaN is
+    worst; ties go to the modality that comes first).  Returns every subset scored
+    (K + (K−1) + … + 1 of them, canonical order) and the path: the chosen subset and its score
+    at each stage."""
+    chosen: tuple[str, ...] = ()
+    scored: list[Subset] = []
+    path: list[tuple[Subset, float]] = []
+    while len(chosen) < len(names):
+        cands = [tuple(k for k in names if k in chosen or k == new) for new in names if new not in chosen]
+        values = [float(v) for v in score(cands)]
+        keyed = [(-v if higher_is_better else v) if v == v else float("inf") for v in values]
+        best = min(range(len(cands)), key=lambda i: (keyed[i], i))
+        scored += cands
+        chosen = cands[best]
+        path.append((chosen, values[best]))
+    return sorted(scored, key=lambda s: (len(s), [names.index(k) for k in s])), path
 
 
 def select_subsets(selection: str | Sequence[str] | None, names: Sequence[str]) -> list[Subset]:
@@ -77,10 +100,14 @@ def select_subsets(selection: str | Sequence[str] | None, names: Sequence[str]) 
             raise DataError(f"{len(names)} modalities give {2 ** len(names) - 1:,} subsets; 'all' is refused above "
                             f"{MAX_ALL} modalities ({2 ** MAX_ALL - 1:,} subsets). Use --subsets sampled:N (the "
                             "prefixes of N random orderings, enough for Shapley values), --subsets "
-                            f"{' or --subsets '.join(POLICIES)}, or name the subsets with --subsets 'a,a+b,...'")
+                            f"{' or --subsets '.join([*POLICIES, FORWARD])}, or name the subsets with "
+                            "--subsets 'a,a+b,...'")
         return enumerate_subsets(names)
     if isinstance(selection, str) and selection in POLICIES:
         return sorted(POLICIES[selection](names), key=lambda s: (len(s), [names.index(k) for k in s]))
+    if selection == FORWARD:
+        raise DataError("--subsets forward chooses its subsets by training (greedy forward selection): "
+                        "only mmgain run and reproduce can use it")
     if isinstance(selection, str) and selection.startswith("sampled:"):
         count = selection.split(":", 1)[1]
         if not count.isdigit() or int(count) < 1:

@@ -21,7 +21,7 @@ from ..data.controls import control_subsets, with_permuted_copies
 from ..data.dataset import DataError, MultimodalDataset
 from ..data.sources import is_per_seed, load_source
 from ..data.splits import nested_sample, sample_size
-from ..data.subsets import proper_pairs, select_subsets, subset_name
+from ..data.subsets import FORWARD, forward_path, proper_pairs, select_subsets, subset_name
 from ..errors import DataWarning, OutputError, SpecError
 from ..models.components import FUSIONS, resolve_widths
 from ..probes.latent import Latent, block_latent, cross_fitted_probe, latent_gap_probe, probe_folds
@@ -33,6 +33,7 @@ from .curves import dense_ratios
 from .diagnostics import joint_diagnostics
 from .estimates import add_latent_estimates
 from .references import REFERENCES
+from .selection import forward_subsets
 from .spec import ExperimentSpec
 from .summary import summarize
 from .theory import add_theory_metrics, population_metrics, theory_chunk
@@ -186,6 +187,7 @@ class RunPlan:
     chunks: list[list[int]]
     memory_budget: float
     seeds: list[int]
+    selection: list[dict] | None = None       # --subsets forward: the greedy path, stage by stage
 
     def job(self, ci: int) -> ChunkJob:
         ref = self.groups[0].dataset
@@ -232,18 +234,17 @@ def plan_run(spec: ExperimentSpec, device: str = "auto", progress: bool = True,
     groups = load_groups(spec, seeds)
     ref = groups[0].dataset
     task = get_task(ref.task)
-    subsets = select_subsets(spec.subsets, ref.names)
-    widths = resolve_widths(protocol.hidden, ref.names)  # per-modality widths must name these modalities
+    names = ref.names
+    forward = spec.subsets == FORWARD
+    subsets = None if forward else select_subsets(spec.subsets, names)
+    widths = resolve_widths(protocol.hidden, names)  # per-modality widths must name these modalities
     FUSIONS.get(protocol.fusion)().out_width(list(widths.values()))   # and suit the fusion
     if spec.theory and (protocol.encoder, protocol.fusion) != ("linear", "concat"):
         raise SpecError("--theory measures the paper's model class, one Linear layer per modality and "
                         f"concatenation (encoder 'linear', fusion 'concat'); this protocol has encoder "
                         f"{protocol.encoder!r}, fusion {protocol.fusion!r}")
-    controls = [False] * len(subsets)
     if spec.null_control:
         groups = [DataGroup(g.variant, g.seed, with_permuted_copies(g.dataset, g.seed or 0)) for g in groups]
-        extra = control_subsets(subsets)
-        subsets, controls = subsets + extra, controls + [True] * len(extra)
     ref = groups[0].dataset
 
     split = [g.dataset.train_test_indices() for g in groups]
@@ -266,6 +267,19 @@ def plan_run(spec: ExperimentSpec, device: str = "auto", progress: bool = True,
             warnings.warn(f"ratios {', '.join(f'{r:g}' for r in rs)} all give n={n_rows} training rows here "
                           f"({train.n} in all): their models are identical", DataWarning)
     streams = Streams(np.array([k[0] for k in keys]), np.array([k[1] for k in keys]), sample)
+    selection = None
+    if forward:      # refuse a run beyond the limits before selecting (widest modalities first: an upper bound)
+        widest, _ = forward_path(names, lambda cands: [sum(ref.dims[k] for k in c) for c in cands])
+        check(estimate(protocol, ref.dims, widest, [len(r) for r in sample], train.n, test.n,
+                       len(proper_pairs(widest)) if spec.pairs else 0, len(groups), dev.type, spec.theory),
+              allow_large)
+        top = [i for i, k in enumerate(keys) if k[2] == max(ratios)]
+        subsets, selection = forward_subsets(names, protocol, ref.dims, ref.n_outputs, task, train,
+                                             streams.subset(top), dev, progress)
+    controls = [False] * len(subsets)
+    if spec.null_control:
+        extra = control_subsets(subsets)
+        subsets, controls = subsets + extra, controls + [True] * len(extra)
     table = StreamTable(streams.groups, streams.seeds, np.array([k[2] for k in keys]),
                         np.array([len(r) for r in sample]))
 
@@ -282,7 +296,7 @@ def plan_run(spec: ExperimentSpec, device: str = "auto", progress: bool = True,
     elif sorted(i for c in chunks for i in c) != list(range(len(streams))):
         raise DataError(f"the stored chunks do not cover the run's {len(streams)} streams exactly")
     return RunPlan(spec, protocol, dev, groups, task, subsets, controls, train, test, table, streams,
-                   pair_index, [list(map(int, c)) for c in chunks], memory_budget, seeds)
+                   pair_index, [list(map(int, c)) for c in chunks], memory_budget, seeds, selection)
 
 
 def run_chunk(job: ChunkJob, train: DeviceData, test: DeviceData, device: torch.device,
@@ -423,6 +437,9 @@ def assemble(plan: RunPlan, parts: dict[int, dict], wall_time: float = 0.0) -> R
                                            "source": ref.source or ref.name, **ref.notes,
                                            "classes": None if ref.classes is None else [str(c) for c in ref.classes]},
     }
+    if plan.selection is not None:
+        result.meta["forward_selection"] = plan.selection
+        result.summary["forward_selection"] = plan.selection
     if len(done) < len(plan.chunks):
         result.meta["partial"] = {"chunks_done": len(done), "chunks": len(plan.chunks),
                                   "streams_done": S, "streams": len(plan.table)}

@@ -226,6 +226,18 @@ class SweepLayout(Layout):
                     [[s] + [ours(at[s, r]) + paper(at[s, r]) for r in ratios] for s in subsets],
                     title=f"Table 2 — test {label} by sample-size ratio" + (" (paper in brackets)" if has_paper else ""))
         blocks: list[Table | str] = [t1, t2]
+        path = summary.get("forward_selection")
+        if path:
+            prev: set[str] = set()
+            rows = []
+            for step in path:
+                now = step["subset"].split("+")
+                rows.append([step["stage"], step["subset"], "+".join(k for k in now if k not in prev),
+                             f"{step['score']:.4g}"])
+                prev = set(now)
+            blocks.append(Table(["stage", "chosen subset", "added", f"held-out {path[0]['metric']}"], rows,
+                                title="Forward selection (--subsets forward): at each stage the modality whose "
+                                      f"addition scored best on {path[0]['scored_on']}; the test rows play no part"))
         top_pairs = [p for p in pairs if p["ratio"] == top]
         if top_pairs:
             blocks.append(self._pair_table(top_pairs, summary, m, top))
