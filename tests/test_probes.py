@@ -107,6 +107,29 @@ def test_logistic_probe_on_blocks_equals_probe_of_the_smaller_model():
     assert mean_of(out)[1].item() < mean_of(out)[0].item()   # model 1 also sees 'b' and a different 'a' block
 
 
+def test_logistic_probe_with_blocks_of_different_widths_reaches_each_models_optimum():
+    """Per-model parameter vectors of each model's own width, the closed-form gradient and the
+    float32 → float64 tail: every model against scipy on its own concatenated latent."""
+    r = np.random.default_rng(8)
+    n, C, l2 = 150, 3, 1e-2
+    widths = {"a": 2, "b": 4, "c": 1}
+    members = {"a": [0, 2], "b": [1, 2], "c": [0, 1, 2]}               # models: a+c, b+c, a+b+c
+    blocks = {k: r.standard_normal((n, len(members[k]), w)) for k, w in widths.items()}
+    blocks["a"][:, 1] += 0.5 * blocks["a"][:, 0]                       # models see different a-blocks
+    signal = blocks["a"][:, 0, 0] + blocks["b"][:, 0, 1] - blocks["c"][:, 0, 0]
+    y = np.digitize(signal + 0.7 * r.standard_normal(n), [-0.7, 0.7])
+    Z = Latent({k: torch.tensor(v, dtype=torch.float32) for k, v in blocks.items()}, members, list(widths), 3)
+    out = logistic_probe(Z, torch.from_numpy(y), Z, torch.from_numpy(y), C, l2=l2, tol=1e-6)
+    assert out["converged"].tolist() == [1.0, 1.0, 1.0]
+    for a in range(3):
+        X = np.hstack([blocks[k][:, members[k].index(a)] for k in widths if a in members[k]])
+        X = (X - X.mean(0)) / X.std(0)
+        W, b = _scipy_logistic(X, y, C, l2)
+        L = X @ W + b
+        assert mean_of(out, "train")[a].item() == pytest.approx(np.mean(logsumexp(L, axis=1) - L[np.arange(n), y]),
+                                                                rel=1e-4)
+
+
 def test_batched_lbfgs_solves_independent_quadratics():
     from mmgain.probes.lbfgs import batched_lbfgs
     r = np.random.default_rng(6)

@@ -97,24 +97,29 @@ def _standardize(Z: Latent, Z_test: Latent) -> tuple[dict[str, Tensor], dict[str
 
 
 def logistic_probe(Z: Latent, y: Tensor, Z_test: Latent, y_test: Tensor, n_classes: int,
-                   l2: float = 1e-3, max_iter: int = 500, tol: float = 1e-5) -> dict[str, Tensor]:
+                   l2: float = 1e-3, max_iter: int = 500, tol: float = 1e-5,
+                   init: Tensor | None = None) -> dict[str, Tensor]:
     """Multinomial logistic regression on the frozen latent, full-batch L-BFGS to convergence.
 
     ``y`` is (n,), or (n, A) when the models have different targets.  Features
     are standardized on the training rows; a small L2 term (on the weights, not
-    the intercepts) keeps the problem strictly convex when classes are separable.  Every model has its own L-BFGS state (:func:`batched_lbfgs`).
-    Returns per-row outcomes of the fitted heads, ``{"train": {"loss", "correct"},
-    "test": {...}}`` each (A, n), plus the ``iterations`` used and whether the
-    gradient tolerance was reached (``converged``, 1/0), per model (A,).
+    the intercepts) keeps the problem strictly convex when classes are separable.
+    Every model has its own L-BFGS state (:func:`batched_lbfgs`), its own
+    parameter vector of exactly its latent's width (its blocks one after the
+    other, then the intercepts, zero-padded to the widest model), and the
+    gradient in closed form.  ``init`` (A, D) starts the solver there instead of
+    at zero (a warm start: the problem is strictly convex, so only the number of
+    iterations changes).  Returns per-row outcomes of the fitted heads,
+    ``{"train": {"loss", "correct"}, "test": {...}}`` each (A, n), plus the
+    ``iterations`` used, whether the gradient tolerance was reached
+    (``converged``, 1/0), per model (A,), and the solution ``x`` (A, D).
     """
     X, Xt = _standardize(Z, Z_test)
     A, C = Z.n_models, n_classes
     dev = y.device
-    members = {k: torch.as_tensor(list(Z.members[k]), device=dev) for k in X}
-    offsets, n_w = {}, 0                        # each block's weights: x[:, offset : offset + H_k·C]
-    for k in Z.names:
-        if k in X:
-            offsets[k], n_w = (n_w, X[k].shape[-1]), n_w + X[k].shape[-1] * C
+    dtype = next(iter(X.values())).dtype
+    layout = head_layout(Z, C)
+    n_w = layout.n_w
     cache: list[tuple[int, Tensor, Tensor, dict]] = []   # the two latest working sets
 
     def working_set(models: Tensor, blocks: Mapping[str, Tensor]) -> tuple[int, Tensor, dict]:
@@ -123,7 +128,10 @@ def logistic_probe(Z: Latent, y: Tensor, Z_test: Latent, y_test: Tensor, n_class
         Compacting copies those models' latents, so a working set is reused while
         the models asked for are at least 3/4 of it (the others ride along with
         zero weights and their outputs are dropped).  Two are kept: the models
-        still running and those in a line search.
+        still running and those in a line search.  A working set of at most a
+        quarter of the models or 8 (the slow tail) is held in float64: near the
+        tolerance, float32 sums over n rows are too coarse for the line search
+        and the gradient test, and a model could then never converge.
         """
         for key, working, local, parts in cache:
             if key == id(blocks) and bool((local[models] >= 0).all()) and len(models) >= 0.75 * len(working):
@@ -132,41 +140,85 @@ def logistic_probe(Z: Latent, y: Tensor, Z_test: Latent, y_test: Tensor, n_class
         local[models] = torch.arange(len(models), device=dev)
         parts = {}
         for k, blk in blocks.items():
-            keep = local[members[k]] >= 0
+            mk = layout.members[k]
+            keep = local[mk] >= 0
             if bool(keep.any()):
-                parts[k] = (blk if bool(keep.all()) else blk[keep], local[members[k][keep]])
+                every = bool(keep.all())
+                cols = layout.columns[k] if every else layout.columns[k][keep]
+                part = blk if every else blk[keep]
+                parts[k] = (part.double() if len(models) <= max(A // 4, 8) else part, local[mk if every else mk[keep]],
+                            cols)
         cache.insert(0, (id(blocks), models, local, parts))
         del cache[2:]
         return len(models), local[models], parts
 
-    def logits(x: Tensor, models: Tensor, blocks: Mapping[str, Tensor]) -> Tensor:
+    def logits(x: Tensor, models: Tensor, blocks: Mapping[str, Tensor]) -> tuple[Tensor, int, Tensor, dict]:
         width, rows, parts = working_set(models, blocks)
-        xw = torch.zeros(width, x.shape[1], dtype=x.dtype, device=dev).index_copy(0, rows, x)
-        b = xw[:, n_w:]
+        dt = next(iter(parts.values()))[0].dtype
+        xw = torch.zeros(width, x.shape[1], dtype=dt, device=dev).index_copy(0, rows, x.to(dt))
         n = next(iter(blocks.values())).shape[1]
-        out = b[:, None].expand(width, n, C)
-        for k, (blk, loc) in parts.items():
-            o, h = offsets[k]
-            out = out.index_add(0, loc, torch.bmm(blk, xw[loc, o:o + h * C].reshape(len(loc), h, C)))
-        return out[rows]                                                  # (models, n, C)
+        out = xw[:, n_w:][:, None].repeat(1, n, 1)
+        for k, (blk, loc, cols) in parts.items():                         # (m_k, n, H_k), (m_k,), (m_k, H_k·C)
+            W = xw[loc[:, None], cols].view(len(loc), blk.shape[-1], C)
+            out.index_add_(0, loc, torch.bmm(blk, W))
+        return out, width, rows, parts
 
     Y, Yt = per_model(y, A).T.contiguous(), per_model(y_test, A).T.contiguous()   # (A, n)
+    weights = torch.zeros(1, layout.n_w + C, dtype=dtype, device=dev)
+    weights[:, :n_w] = 1.0                                  # the L2 term: weights, not intercepts
 
-    def objective(x: Tensor, models: Tensor) -> Tensor:
-        lg = logits(x, models, X)
-        ce = F.cross_entropy(lg.permute(0, 2, 1), Y[models], reduction="none").mean(1)
-        return ce + 0.5 * l2 * (x[:, :n_w] ** 2).sum(1)
+    def value_and_grad(x: Tensor, models: Tensor) -> tuple[Tensor, Tensor]:
+        out, width, rows, parts = logits(x, models, X)
+        lg = out[rows]                                                     # (models, n, C)
+        n = lg.shape[1]
+        logp = torch.log_softmax(lg, -1)
+        target = Y[models][..., None]
+        ce = -logp.gather(2, target)[..., 0].double().mean(1)   # float64: Armijo compares tiny decreases
+        G = logp.exp_().scatter_add_(2, target, torch.full_like(target, -1, dtype=lg.dtype)) / n   # ∂ce/∂logits
+        Gw = torch.zeros(width, n, C, dtype=lg.dtype, device=dev).index_copy_(0, rows, G)
+        grad = torch.zeros(width, x.shape[1], dtype=lg.dtype, device=dev)
+        grad[:, n_w:] = Gw.sum(1)
+        for k, (blk, loc, cols) in parts.items():
+            grad[loc[:, None], cols] = torch.bmm(blk.transpose(1, 2), Gw[loc]).reshape(len(loc), -1)
+        wx = x * weights
+        return ce + 0.5 * l2 * (wx.double() * x).sum(1), grad[rows].to(x.dtype) + l2 * wx
 
-    x0 = torch.zeros(A, n_w + C, device=dev, dtype=next(iter(X.values())).dtype)
-    x, info = batched_lbfgs(objective, x0, max_iter=max_iter, tol=tol)
+    x0 = torch.zeros(A, n_w + C, device=dev, dtype=dtype) if init is None else init.to(dtype).clone()
+    x, info = batched_lbfgs(None, x0, max_iter=max_iter, tol=tol, value_and_grad=value_and_grad)
     every = torch.arange(A, device=dev)
     with torch.no_grad():
         out = {}
         for part, blocks, target in (("train", X, Y), ("test", Xt, Yt)):
-            lg = logits(x, every, blocks)
+            lg = logits(x, every, blocks)[0]
             out[part] = {"loss": F.cross_entropy(lg.permute(0, 2, 1), target, reduction="none"),
                          "correct": (lg.argmax(-1) == target).float()}
-    return {**out, "iterations": info["iterations"].double(), "converged": info["converged"].double()}
+    return {**out, "iterations": info["iterations"].double(), "converged": info["converged"].double(), "x": x}
+
+
+@dataclass
+class HeadLayout:
+    """Where each model's head weights sit in its parameter vector: model a's blocks in the order
+    of ``Z.names``, each H_k·C weights; ``columns[k]`` (A_k, H_k·C) are block k's entries for the
+    models ``members[k]``; ``n_w`` is the widest model's weight count (intercepts follow)."""
+
+    members: dict[str, Tensor]
+    columns: dict[str, Tensor]
+    width: Tensor
+    n_w: int
+
+
+def head_layout(Z: Latent, n_classes: int) -> HeadLayout:
+    dev = next(iter(Z.blocks.values())).device
+    width = torch.zeros(Z.n_models, dtype=torch.long, device=dev)
+    members, columns = {}, {}
+    for k in Z.names:
+        if k not in Z.blocks:
+            continue
+        mk = torch.as_tensor(list(Z.members[k]), dtype=torch.long, device=dev)
+        h = Z.blocks[k].shape[-1] * n_classes
+        members[k], columns[k] = mk, width[mk][:, None] + torch.arange(h, device=dev)
+        width[mk] += h
+    return HeadLayout(members, columns, width, int(width.max()))
 
 
 def probe_folds(y: np.ndarray, k: int, seed: int = 0, stratify: bool = True) -> np.ndarray:

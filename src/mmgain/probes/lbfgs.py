@@ -5,6 +5,10 @@ through one line search and shared curvature pairs, and then the batch needs
 many times the iterations of its slowest member.  Here every problem keeps its
 own curvature pairs, step length (backtracking Armijo) and stopping test; each
 function evaluation is one batched computation over the problems still running.
+
+The state of finished problems is dropped once they are a quarter of it, so the
+two-loop recursion runs on contiguous tensors (no per-iteration gathers of the
+history) and never on more than 4/3 of the problems still running.
 """
 from __future__ import annotations
 
@@ -14,81 +18,104 @@ import torch
 from torch import Tensor
 
 Objective = Callable[[Tensor, Tensor], Tensor]   # f(x (a, D), indices (a,)) -> values (a,)
+ValueAndGrad = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]   # -> values (a,), gradients (a, D)
 
 
-def _value_and_grad(f: Objective, x: Tensor, idx: Tensor) -> tuple[Tensor, Tensor]:
-    with torch.enable_grad():
-        x = x.detach().requires_grad_()
-        v = f(x, idx)
-        (g,) = torch.autograd.grad(v.sum(), x)
-    return v.detach(), g
+def autograd_value_and_grad(f: Objective) -> ValueAndGrad:
+    """Values and gradients of ``f`` by autograd (for objectives without a closed-form gradient)."""
+    def vg(x: Tensor, idx: Tensor) -> tuple[Tensor, Tensor]:
+        with torch.enable_grad():
+            x = x.detach().requires_grad_()
+            v = f(x, idx)
+            (g,) = torch.autograd.grad(v.sum(), x)
+        return v.detach(), g
+    return vg
 
 
 @torch.no_grad()
-def batched_lbfgs(f: Objective, x0: Tensor, max_iter: int = 500, tol: float = 1e-5,
-                  history: int = 10, max_backtracks: int = 30) -> tuple[Tensor, dict]:
+def batched_lbfgs(f: Objective | None, x0: Tensor, max_iter: int = 500, tol: float = 1e-5,
+                  history: int = 10, max_backtracks: int = 30, value_and_grad: ValueAndGrad | None = None
+                  ) -> tuple[Tensor, dict]:
     """Minimize ``f(x, idx)[i]`` over ``x[i]`` for every problem; ``x0`` is (A, D).
 
     ``f`` is called with the rows of the problems still running and their
-    indices.  A problem stops when its largest gradient entry is below ``tol``
-    or its line search fails.  Returns the solution and per-problem
-    ``{"iterations": (A,), "converged": (A,)}``.
+    indices (original numbering); ``value_and_grad`` (same call, returning values
+    and gradients) replaces it when the gradient has a closed form.  A problem
+    stops when its largest gradient entry is below ``tol`` or its line search
+    fails.  Returns the solution and per-problem ``{"iterations": (A,),
+    "converged": (A,)}``.
     """
-    x = x0.detach().clone()
-    A, D = x.shape
-    every = torch.arange(A, device=x.device)
-    v, g = _value_and_grad(f, x, every)
-    S = torch.zeros(history, A, D, dtype=x.dtype, device=x.device)   # curvature pairs, ring buffer
+    vg = value_and_grad or autograd_value_and_grad(f)
+    A, D = x0.shape
+    dev, dt = x0.device, x0.dtype
+    x_out, g_out = x0.detach().clone(), torch.zeros_like(x0)
+    iters = torch.zeros(A, dtype=torch.long, device=dev)
+    ids = torch.arange(A, device=dev)              # original index of each state row
+    x = x_out.clone()
+    v, g = vg(x, ids)
+    S = torch.zeros(history, A, D, dtype=dt, device=dev)   # curvature pairs, ring buffer
     Y = torch.zeros_like(S)
-    R = torch.zeros(history, A, dtype=x.dtype, device=x.device)      # 1/(s·y); 0 marks an empty slot
-    gamma = torch.ones(A, dtype=x.dtype, device=x.device)
-    iters = torch.zeros(A, dtype=torch.long, device=x.device)
+    R = torch.zeros(history, A, dtype=dt, device=dev)      # 1/(s·y); 0 marks an empty slot
+    gamma = torch.ones(A, dtype=dt, device=dev)
     active = g.abs().amax(1) > tol
     for it in range(max_iter):
-        idx = active.nonzero().squeeze(1)
-        if idx.numel() == 0:
+        n_act = int(active.sum())
+        if n_act == 0:
             break
-        sel = slice(None) if idx.numel() == A else idx   # all running: views, no copies
-        xa, ga, va = x[sel], g[sel], v[sel]
+        if n_act < 0.75 * len(ids):                # drop the finished problems from the state
+            keep = active.nonzero().squeeze(1)
+            x_out[ids] = x
+            g_out[ids] = g
+            S, Y, R = S[:, keep], Y[:, keep], R[:, keep]
+            x, g, v, gamma, ids, active = x[keep], g[keep], v[keep], gamma[keep], ids[keep], active[keep]
+        # the two-loop recursion on every state row (finished rows: their result is discarded)
         order = [(it - 1 - j) % history for j in range(min(it, history))]   # newest first
-        q = ga.clone()
+        q = g.clone()
         alphas = []
         for j in order:
-            a = R[j, sel] * (S[j, sel] * q).sum(1)
-            q -= a[:, None] * Y[j, sel]
+            a = R[j] * (S[j] * q).sum(1)
+            q -= a[:, None] * Y[j]
             alphas.append(a)
-        d = gamma[idx, None] * q
+        d = gamma[:, None] * q
         for j, a in zip(reversed(order), reversed(alphas)):
-            b = R[j, sel] * (Y[j, sel] * d).sum(1)
-            d += S[j, sel] * (a - b)[:, None]
+            b = R[j] * (Y[j] * d).sum(1)
+            d += S[j] * (a - b)[:, None]
         d = -d
-        dg = (d * ga).sum(1)
+        dg = (d * g).sum(1)
         bad = dg >= 0                                  # not a descent direction: steepest descent
-        d = torch.where(bad[:, None], -ga, d)
-        dg = torch.where(bad, -(ga * ga).sum(1), dg)
-        t = torch.clamp(1.0 / ga.abs().sum(1), max=1.0) if it == 0 else torch.ones_like(va)
-        x_new = xa + t[:, None] * d
-        v_new, g_new = _value_and_grad(f, x_new, idx)
-        ok = v_new <= va + 1e-4 * t * dg
-        for _ in range(max_backtracks):          # halve the step of the problems that failed, only those
+        d = torch.where(bad[:, None], -g, d)
+        dg = torch.where(bad, -(g * g).sum(1), dg)
+        t = torch.clamp(1.0 / g.abs().sum(1), max=1.0) if it == 0 else torch.ones(v.shape, dtype=dt, device=dev)
+        every = bool(active.all())
+        run = slice(None) if every else active.nonzero().squeeze(1)
+        xa, ga, va, ta, da, dga = x[run], g[run], v[run], t[run], d[run], dg[run]
+        x_new = xa + ta[:, None] * da
+        v_new, g_new = vg(x_new, ids[run])
+        ok = v_new <= va + 1e-4 * ta * dga
+        for _ in range(max_backtracks):          # shorten the step of the problems that failed, only those
             if bool(ok.all()):
                 break
             p = (~ok).nonzero().squeeze(1)
-            t[p] *= 0.5
-            x_new[p] = xa[p] + t[p, None] * d[p]
-            v_new[p], g_new[p] = _value_and_grad(f, x_new[p], idx[p])
-            ok[p] = v_new[p] <= va[p] + 1e-4 * t[p] * dg[p]
+            ta[p] *= 0.5
+            x_new[p] = xa[p] + ta[p, None] * da[p]
+            v_new[p], g_new[p] = vg(x_new[p], ids[run][p])
+            ok[p] = v_new[p] <= va[p] + 1e-4 * ta[p] * dga[p]
         s, y = x_new - xa, g_new - ga
         sy = (s * y).sum(1)
         keep = ok & (sy > 1e-10)
         slot = it % history
-        S[slot, sel] = torch.where(keep[:, None], s, torch.zeros_like(s))
-        Y[slot, sel] = torch.where(keep[:, None], y, torch.zeros_like(y))
-        R[slot, sel] = torch.where(keep, 1.0 / sy.clamp(min=1e-10), torch.zeros_like(sy))
-        gamma[sel] = torch.where(keep, sy / (y * y).sum(1).clamp(min=1e-30), gamma[sel])
-        x[sel] = torch.where(ok[:, None], x_new, xa)
-        v[sel] = torch.where(ok, v_new, va)
-        g[sel] = torch.where(ok[:, None], g_new, ga)
-        iters[idx] += ok.long()
-        active[idx] = ok & (g[idx].abs().amax(1) > tol)
-    return x, {"iterations": iters, "converged": g.abs().amax(1) <= tol}
+        S[slot, run] = torch.where(keep[:, None], s, torch.zeros_like(s))
+        Y[slot, run] = torch.where(keep[:, None], y, torch.zeros_like(y))
+        R[slot, run] = torch.where(keep, 1.0 / sy.clamp(min=1e-10), torch.zeros_like(sy))
+        if not every:                              # finished rows keep an empty slot
+            done = ~active
+            S[slot, done], Y[slot, done], R[slot, done] = 0.0, 0.0, 0.0
+        gamma[run] = torch.where(keep, sy / (y * y).sum(1).clamp(min=1e-30), gamma[run])
+        x[run] = torch.where(ok[:, None], x_new, xa)
+        v[run] = torch.where(ok, v_new, va)
+        g[run] = torch.where(ok[:, None], g_new, ga)
+        iters[ids[run]] += ok.long()
+        active[run] = ok & (g[run].abs().amax(1) > tol)
+    x_out[ids] = x
+    g_out[ids] = g
+    return x_out, {"iterations": iters, "converged": g_out.abs().amax(1) <= tol}
