@@ -97,8 +97,7 @@ def _standardize(Z: Latent, Z_test: Latent) -> tuple[dict[str, Tensor], dict[str
 
 
 def logistic_probe(Z: Latent, y: Tensor, Z_test: Latent, y_test: Tensor, n_classes: int,
-                   l2: float = 1e-3, max_iter: int = 500, tol: float = 1e-5,
-                   init: Tensor | None = None) -> dict[str, Tensor]:
+                   l2: float = 1e-3, max_iter: int = 500, tol: float = 1e-5) -> dict[str, Tensor]:
     """Multinomial logistic regression on the frozen latent, full-batch L-BFGS to convergence.
 
     ``y`` is (n,), or (n, A) when the models have different targets.  Features
@@ -106,13 +105,12 @@ def logistic_probe(Z: Latent, y: Tensor, Z_test: Latent, y_test: Tensor, n_class
     the intercepts) keeps the problem strictly convex when classes are separable.
     Every model has its own L-BFGS state (:func:`batched_lbfgs`), its own
     parameter vector of exactly its latent's width (its blocks one after the
-    other, then the intercepts, zero-padded to the widest model), and the
-    gradient in closed form.  ``init`` (A, D) starts the solver there instead of
-    at zero (a warm start: the problem is strictly convex, so only the number of
-    iterations changes).  Returns per-row outcomes of the fitted heads,
-    ``{"train": {"loss", "correct"}, "test": {...}}`` each (A, n), plus the
-    ``iterations`` used, whether the gradient tolerance was reached
-    (``converged``, 1/0), per model (A,), and the solution ``x`` (A, D).
+    other, then the intercepts; zero-padded to the widest model), the gradient
+    in closed form, and the objective summed in float64.  A model's numbers do
+    not depend on which others share its batch.  Returns per-row outcomes of the
+    fitted heads, ``{"train": {"loss", "correct"}, "test": {...}}`` each (A, n),
+    plus the ``iterations`` used and whether the gradient tolerance was reached
+    (``converged``, 1/0), per model (A,).
     """
     X, Xt = _standardize(Z, Z_test)
     A, C = Z.n_models, n_classes
@@ -128,10 +126,7 @@ def logistic_probe(Z: Latent, y: Tensor, Z_test: Latent, y_test: Tensor, n_class
         Compacting copies those models' latents, so a working set is reused while
         the models asked for are at least 3/4 of it (the others ride along with
         zero weights and their outputs are dropped).  Two are kept: the models
-        still running and those in a line search.  A working set of at most a
-        quarter of the models or 8 (the slow tail) is held in float64: near the
-        tolerance, float32 sums over n rows are too coarse for the line search
-        and the gradient test, and a model could then never converge.
+        still running and those in a line search.
         """
         for key, working, local, parts in cache:
             if key == id(blocks) and bool((local[models] >= 0).all()) and len(models) >= 0.75 * len(working):
@@ -146,16 +141,14 @@ def logistic_probe(Z: Latent, y: Tensor, Z_test: Latent, y_test: Tensor, n_class
                 every = bool(keep.all())
                 cols = layout.columns[k] if every else layout.columns[k][keep]
                 part = blk if every else blk[keep]
-                parts[k] = (part.double() if len(models) <= max(A // 4, 8) else part, local[mk if every else mk[keep]],
-                            cols)
+                parts[k] = (part, local[mk if every else mk[keep]], cols)
         cache.insert(0, (id(blocks), models, local, parts))
         del cache[2:]
         return len(models), local[models], parts
 
     def logits(x: Tensor, models: Tensor, blocks: Mapping[str, Tensor]) -> tuple[Tensor, int, Tensor, dict]:
         width, rows, parts = working_set(models, blocks)
-        dt = next(iter(parts.values()))[0].dtype
-        xw = torch.zeros(width, x.shape[1], dtype=dt, device=dev).index_copy(0, rows, x.to(dt))
+        xw = torch.zeros(width, x.shape[1], dtype=x.dtype, device=dev).index_copy(0, rows, x)
         n = next(iter(blocks.values())).shape[1]
         out = xw[:, n_w:][:, None].repeat(1, n, 1)
         for k, (blk, loc, cols) in parts.items():                         # (m_k, n, H_k), (m_k,), (m_k, H_k·C)
@@ -173,17 +166,18 @@ def logistic_probe(Z: Latent, y: Tensor, Z_test: Latent, y_test: Tensor, n_class
         n = lg.shape[1]
         logp = torch.log_softmax(lg, -1)
         target = Y[models][..., None]
-        ce = -logp.gather(2, target)[..., 0].double().mean(1)   # float64: Armijo compares tiny decreases
-        G = logp.exp_().scatter_add_(2, target, torch.full_like(target, -1, dtype=lg.dtype)) / n   # ∂ce/∂logits
-        Gw = torch.zeros(width, n, C, dtype=lg.dtype, device=dev).index_copy_(0, rows, G)
-        grad = torch.zeros(width, x.shape[1], dtype=lg.dtype, device=dev)
+        ce = -logp.gather(2, target)[..., 0].double().mean(1)   # summed in float64: the line search compares
+                                                                 # decreases far below float32's resolution
+        G = logp.exp_().scatter_add_(2, target, torch.full_like(target, -1, dtype=x.dtype)) / n   # ∂ce/∂logits
+        Gw = torch.zeros(width, n, C, dtype=x.dtype, device=dev).index_copy_(0, rows, G)
+        grad = torch.zeros(width, x.shape[1], dtype=x.dtype, device=dev)
         grad[:, n_w:] = Gw.sum(1)
         for k, (blk, loc, cols) in parts.items():
             grad[loc[:, None], cols] = torch.bmm(blk.transpose(1, 2), Gw[loc]).reshape(len(loc), -1)
         wx = x * weights
-        return ce + 0.5 * l2 * (wx.double() * x).sum(1), grad[rows].to(x.dtype) + l2 * wx
+        return ce + 0.5 * l2 * (wx.double() * x).sum(1), grad[rows] + l2 * wx
 
-    x0 = torch.zeros(A, n_w + C, device=dev, dtype=dtype) if init is None else init.to(dtype).clone()
+    x0 = torch.zeros(A, n_w + C, device=dev, dtype=dtype)
     x, info = batched_lbfgs(None, x0, max_iter=max_iter, tol=tol, value_and_grad=value_and_grad)
     every = torch.arange(A, device=dev)
     with torch.no_grad():
@@ -192,7 +186,7 @@ def logistic_probe(Z: Latent, y: Tensor, Z_test: Latent, y_test: Tensor, n_class
             lg = logits(x, every, blocks)[0]
             out[part] = {"loss": F.cross_entropy(lg.permute(0, 2, 1), target, reduction="none"),
                          "correct": (lg.argmax(-1) == target).float()}
-    return {**out, "iterations": info["iterations"].double(), "converged": info["converged"].double(), "x": x}
+    return {**out, "iterations": info["iterations"].double(), "converged": info["converged"].double()}
 
 
 @dataclass

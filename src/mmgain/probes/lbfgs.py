@@ -3,8 +3,10 @@
 Minimizing the *sum* of A independent objectives with one L-BFGS couples them
 through one line search and shared curvature pairs, and then the batch needs
 many times the iterations of its slowest member.  Here every problem keeps its
-own curvature pairs, step length (backtracking Armijo) and stopping test; each
-function evaluation is one batched computation over the problems still running.
+own curvature pairs, step length (backtracking: Armijo, or the approximate
+Wolfe conditions once f's decrease is below its rounding error) and stopping
+test; each function evaluation is one batched computation over the problems
+still running.
 
 The state of finished problems is dropped once they are a quarter of it, so the
 two-loop recursion runs on contiguous tensors (no per-iteration gathers of the
@@ -34,18 +36,32 @@ def autograd_value_and_grad(f: Objective) -> ValueAndGrad:
 
 @torch.no_grad()
 def batched_lbfgs(f: Objective | None, x0: Tensor, max_iter: int = 500, tol: float = 1e-5,
-                  history: int = 10, max_backtracks: int = 30, value_and_grad: ValueAndGrad | None = None
-                  ) -> tuple[Tensor, dict]:
+                  history: int = 10, max_backtracks: int = 30, value_and_grad: ValueAndGrad | None = None,
+                  approx_eps: float = 1e-6) -> tuple[Tensor, dict]:
     """Minimize ``f(x, idx)[i]`` over ``x[i]`` for every problem; ``x0`` is (A, D).
 
     ``f`` is called with the rows of the problems still running and their
     indices (original numbering); ``value_and_grad`` (same call, returning values
-    and gradients) replaces it when the gradient has a closed form.  A problem
+    and gradients) replaces it when the gradient has a closed form.  ``approx_eps``
+    is the relative error of f that the approximate Wolfe test allows (0: Armijo
+    only).  A problem
     stops when its largest gradient entry is below ``tol`` or its line search
     fails.  Returns the solution and per-problem ``{"iterations": (A,),
     "converged": (A,)}``.
     """
     vg = value_and_grad or autograd_value_and_grad(f)
+
+    def accept(v_new, g_new, v0, t, d, dg):
+        """Armijo, or Hager and Zhang's approximate Wolfe conditions (CG_DESCENT, 2005): near the
+        optimum the decrease Armijo asks for is below the objective's rounding error (float32
+        sums over n rows), so a step is also taken when f did not rise beyond that error and the
+        slope along d has flattened from dg to within [0.9·dg, −0.8·dg]."""
+        armijo = v_new <= v0 + 1e-4 * t * dg
+        if approx_eps <= 0:
+            return armijo
+        slope = (g_new * d).sum(1)
+        return armijo | ((v_new <= v0 + approx_eps * v0.abs()) & (slope <= -0.8 * dg) & (slope >= 0.9 * dg))
+
     A, D = x0.shape
     dev, dt = x0.device, x0.dtype
     x_out, g_out = x0.detach().clone(), torch.zeros_like(x0)
@@ -91,7 +107,7 @@ def batched_lbfgs(f: Objective | None, x0: Tensor, max_iter: int = 500, tol: flo
         xa, ga, va, ta, da, dga = x[run], g[run], v[run], t[run], d[run], dg[run]
         x_new = xa + ta[:, None] * da
         v_new, g_new = vg(x_new, ids[run])
-        ok = v_new <= va + 1e-4 * ta * dga
+        ok = accept(v_new, g_new, va, ta, da, dga)
         for _ in range(max_backtracks):          # shorten the step of the problems that failed, only those
             if bool(ok.all()):
                 break
@@ -99,7 +115,7 @@ def batched_lbfgs(f: Objective | None, x0: Tensor, max_iter: int = 500, tol: flo
             ta[p] *= 0.5
             x_new[p] = xa[p] + ta[p, None] * da[p]
             v_new[p], g_new[p] = vg(x_new[p], ids[run][p])
-            ok[p] = v_new[p] <= va[p] + 1e-4 * ta[p] * dga[p]
+            ok[p] = accept(v_new[p], g_new[p], va[p], ta[p], da[p], dga[p])
         s, y = x_new - xa, g_new - ga
         sy = (s * y).sum(1)
         keep = ok & (sy > 1e-10)
