@@ -308,11 +308,12 @@ def run_chunk(job: ChunkJob, train: DeviceData, test: DeviceData, device: torch.
     trainer = BatchedTrainer(job.protocol, job.dims, job.subsets, job.n_outputs, task, device)
     trainer.fit(train, cs, on_step=on_step)
     test_rows = trainer.test_rows(test, cs.groups)
+    test_max_output = trainer.max_abs_output_.cpu().numpy()            # before the training rows reset it
     train_rows = trainer.train_rows(train, cs)
     scores = {**task.metrics(test_rows, "test_"), **trainer.train_metrics(train, cs, train_rows)}
     # Diverged: a non-finite loss, or outputs so large (|output| > 1e6) that softmax/MSE are meaningless.
     scores["diverged"] = (~np.isfinite(scores[f"train_{task.risk}"]) | ~np.isfinite(scores[f"test_{task.risk}"])
-                          | (trainer.max_abs_output_.cpu().numpy() > DIVERGED_OUTPUT)).astype(np.float64)
+                          | (test_max_output > DIVERGED_OUTPUT)).astype(np.float64)
     extra = joint_diagnostics(trainer.model_, train, test, cs, task)
     part: dict[str, dict[str, np.ndarray]] = {"metrics": {**scores, **extra["metrics"]}, "test": dict(test_rows),
                                               "extras": extra["extras"]}
