@@ -134,3 +134,7 @@ def test_run_with_forward_selection_finds_the_informative_modality_first(tmp_pat
     assert path[-1]["subset"] == "noise+signal+weak"
     assert len({c["subset"] for c in summary["cells"]}) == 3 + 2 + 1
     assert json.loads((out / "run.json").read_text())["forward_selection"] == path
+    before = (out / "results.csv").read_bytes()
+    assert main(["collect", str(out)]) == 0                     # from the store: no second selection
+    assert "forward selection" not in capsys.readouterr().err
+    assert (out / "results.csv").read_bytes() == before

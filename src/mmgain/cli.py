@@ -387,7 +387,8 @@ def _collect(folder: Path) -> int:
         store = ResultStore(folder)
         spec = ExperimentSpec.from_dict(run["spec"])
         store.check_spec(spec)
-        plan = plan_run(spec, device="cpu", progress=False, allow_large=True, chunks=store.chunks())
+        plan = plan_run(spec, device="cpu", progress=False, allow_large=True, chunks=store.chunks(),
+                        stored_selection=store.selection())
         store.open(plan)
         parts = store.load()
         if not parts:

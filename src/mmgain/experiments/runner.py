@@ -224,10 +224,11 @@ class RunPlan:
 
 def plan_run(spec: ExperimentSpec, device: str = "auto", progress: bool = True,
              memory_budget: float | None = None, allow_large: bool = False,
-             chunks: list[list[int]] | None = None) -> RunPlan:
+             chunks: list[list[int]] | None = None, stored_selection: list[dict] | None = None) -> RunPlan:
     """Load the data, lay out the streams and chunk them; estimate the cost and refuse a run
     beyond the limits of :mod:`.budget` unless ``allow_large``.  ``chunks`` (from a run
-    folder's store) replaces the chunking, so that a resumed run trains the same chunks."""
+    folder's store) replaces the chunking, so that a resumed run trains the same chunks, and
+    ``stored_selection`` the forward-selection path (it is not selected again)."""
     protocol = spec.resolved_protocol()
     dev = resolve_device(device)
     seeds = list(range(spec.seeds))
@@ -268,14 +269,21 @@ def plan_run(spec: ExperimentSpec, device: str = "auto", progress: bool = True,
                           f"({train.n} in all): their models are identical", DataWarning)
     streams = Streams(np.array([k[0] for k in keys]), np.array([k[1] for k in keys]), sample)
     selection = None
-    if forward:      # refuse a run beyond the limits before selecting (widest modalities first: an upper bound)
+    if forward and not stored_selection:   # refuse a run beyond the limits before selecting (an upper bound:
+                                           # the widest modalities chosen first)
         widest, _ = forward_path(names, lambda cands: [sum(ref.dims[k] for k in c) for c in cands])
         check(estimate(protocol, ref.dims, widest, [len(r) for r in sample], train.n, test.n,
                        len(proper_pairs(widest)) if spec.pairs else 0, len(groups), dev.type, spec.theory),
               allow_large)
-        top = [i for i, k in enumerate(keys) if k[2] == max(ratios)]
-        subsets, selection = forward_subsets(names, protocol, ref.dims, ref.n_outputs, task, train,
-                                             streams.subset(top), dev, progress)
+    if forward:
+        if stored_selection:          # a resumed or collected run: the path its store recorded
+            chosen = [tuple(step["subset"].split("+")) for step in stored_selection]
+            subsets, _ = forward_path(names, lambda cands: [float(c in chosen) for c in cands])
+            selection = stored_selection
+        else:
+            top = [i for i, k in enumerate(keys) if k[2] == max(ratios)]
+            subsets, selection = forward_subsets(names, protocol, ref.dims, ref.n_outputs, task, train,
+                                                 streams.subset(top), dev, progress)
     controls = [False] * len(subsets)
     if spec.null_control:
         extra = control_subsets(subsets)
@@ -349,7 +357,8 @@ def run_experiment(spec: ExperimentSpec, device: str = "auto", progress: bool = 
     if store is not None:
         store.check_spec(spec)          # a mismatch is named before any data are loaded
         stored = store.chunks()
-    plan = plan_run(spec, device, progress, memory_budget, allow_large, chunks=stored)
+    plan = plan_run(spec, device, progress, memory_budget, allow_large, chunks=stored,
+                    stored_selection=store.selection() if store is not None else None)
     parts: dict[int, dict] = {}
     if store is not None:
         store.open(plan)

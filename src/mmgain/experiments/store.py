@@ -95,6 +95,11 @@ class ResultStore:
         """The stored chunking (a resumed run trains the same chunks), or None for a new store."""
         return self.manifest()["chunks"] if self.exists() else None
 
+    def selection(self) -> list[dict] | None:
+        """The stored forward-selection path (``--subsets forward``), so that a resume or a collect
+        does not select again."""
+        return self.manifest().get("selection") if self.exists() else None
+
     def check_spec(self, spec) -> None:
         """Refuse to continue a run with another spec or protocol; name what differs."""
         if not self.exists():
@@ -113,7 +118,7 @@ class ResultStore:
             self.path.mkdir(parents=True, exist_ok=True)
             manifest = {"format": FORMAT, "spec": _normal(plan.spec.to_dict()), "data_fingerprint": fingerprint,
                         "subsets": subsets, "streams": streams, "chunks": plan.chunks,
-                        "device": str(plan.device)}
+                        "device": str(plan.device), "selection": plan.selection}
             atomic_write(self.manifest_path, lambda f: f.write((json.dumps(manifest, indent=1) + "\n").encode()))
             return
         m = self.manifest()
