@@ -165,3 +165,12 @@ def test_unknown_parts_are_clear_errors():
         LateFusion.build({"a": 2}, 1, encoder="cnn")
     with pytest.raises(KeyError, match="unknown fusion 'attention'"):
         LateFusion.build({"a": 2}, 1, fusion="attention")
+
+
+def test_an_encoder_with_buffers_is_refused_clearly():
+    ENCODERS.register("test-bn", lambda d, w, act: nn.Sequential(nn.Linear(d, w), nn.BatchNorm1d(w)))
+    try:
+        with pytest.raises(SpecError, match="has buffers"):
+            BatchedLateFusion(DIMS, SUBSETS, [0], 2, hidden=4, encoder="test-bn")
+    finally:
+        ENCODERS._items.pop("test-bn")

@@ -1,6 +1,6 @@
 """The parts of a late-fusion model, registered by name (timm style): encoders φ_k, fusions, heads.
 
-* ``ENCODERS[name](d_in, width, activation) -> nn.Module`` maps (B, d_in) to (B, width).  Any
+* ``ENCODERS[name](d_in, width, activation) -> nn.Module`` maps (B, d_in) to (B, width).  Any buffer-free
   module works in the batched trainer: it is stacked with ``torch.func.stack_module_state``
   and run with ``functional_call`` + ``vmap`` (the model-ensembling recipe).  Stacks of
   ``nn.Linear`` and :class:`Activation` (both built-ins) take a faster path with the same

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
+from ..errors import SpecError
 from .components import (ENCODERS, Activation, FUSIONS, HEADS, initial_head, initial_head_bias, initial_state,
                          resolve_widths)
 
@@ -124,6 +125,11 @@ class BatchedLateFusion:
         self.used = [k for k in self.names if self.members[k]]
         self._members_t = {k: torch.tensor(self.members[k], device=self.device) for k in self.used}
         self.templates = {k: ENCODERS.get(encoder)(self.dims[k], self.widths[k], activation) for k in self.used}
+        for k, t in self.templates.items():
+            if any(True for _ in t.buffers()):
+                raise SpecError(f"encoder {encoder!r} ({k}) has buffers (e.g. BatchNorm running statistics): the "
+                                "batched trainer stacks and trains parameters only; use a buffer-free module "
+                                "(LayerNorm works)")
         self._fuse = FUSIONS.get(fusion)()
         self.latent_width = self._fuse.out_width([self.widths[k] for k in self.used] or [1])
         self._runners = {k: _encoder_runner(t) for k, t in self.templates.items()}
