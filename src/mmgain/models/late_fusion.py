@@ -134,6 +134,8 @@ class BatchedLateFusion:
         self.latent_width = self._fuse.out_width([self.widths[k] for k in self.used] or [1])
         self._runners = {k: _encoder_runner(t) for k, t in self.templates.items()}
         self.params = self._init_params()
+        self._enc_names = {k: [(n[len(f"enc.{k}."):], n) for n in self.params if n.startswith(f"enc.{k}.")]
+                           for k in self.used}       # (template name, stacked name): looked up every step
 
     # ---------------------------------------------------------------- set-up
     def _init_params(self) -> dict[str, Tensor]:
@@ -179,8 +181,7 @@ class BatchedLateFusion:
 
     def encoder_params(self, k: str) -> dict[str, Tensor]:
         """Modality k's stacked encoder parameters and buffers, by the template's names: (S, A_k, *shape)."""
-        prefix = f"enc.{k}."
-        return {name[len(prefix):]: v for name, v in self.params.items() if name.startswith(prefix)}
+        return {short: self.params[full] for short, full in self._enc_names[k]}
 
     def head_block(self, k: str) -> Tensor:
         """Modality k's head weights, (S, A_k, H_k, O): its own block (concat) or the shared head (sum)."""
@@ -247,13 +248,12 @@ class BatchedLateFusion:
         model = LateFusion.build({k: self.dims[k] for k in used}, self.n_outputs, {k: self.widths[k] for k in used},
                                  self.activation, self.encoder, self.fusion)
         with torch.no_grad():
-            head = []
             for k, enc in model.encoders.items():
                 pos = self.members[k].index(subset)
                 enc.load_state_dict({n: v[stream, pos].cpu() for n, v in self.encoder_params(k).items()})
-                head.append(self.params[f"V.{k}"][stream, pos].T if not self._fuse.shared_head else None)
-            V = self.params["V"][stream, subset].T if self._fuse.shared_head else torch.cat(head, dim=1)
-            model.head.weight.copy_(V)
+            V = self.params["V"][stream, subset] if self._fuse.shared_head else \
+                torch.cat([self.params[f"V.{k}"][stream, self.members[k].index(subset)] for k in model.encoders])
+            model.head.weight.copy_(V.T)
             model.head.bias.copy_(self.params["c"][stream, subset])
         return model
 
