@@ -144,3 +144,24 @@ def test_small_samples_never_share_a_chunk_with_large_ones():
     chunks = chunk_streams(sizes, bytes_per_row=1.0, budget_bytes=1e12)
     assert chunks == [[0, 2, 7], [1], [3], [4], [5, 6]]
     assert chunk_streams(sizes, bytes_per_row=1.0, budget_bytes=2048 * 2) [0] == [0, 2]   # memory still splits
+
+
+@pytest.mark.parametrize("before", [False, True])
+def test_training_flushes_subnormals_and_restores_the_mode(before):
+    """Subnormal floats slow CPU matmuls several-fold late in training; the trainer flushes them
+    while it trains and leaves the process's mode as it found it."""
+    def flushing() -> bool:
+        return float(torch.tensor(1e-40)) == 0.0
+
+    xs, y = _problem("classification")
+    seen = []
+    torch.set_flush_denormal(before)
+    try:
+        assert flushing() == before
+        streams = Streams(np.array([0]), np.array([0]), [nested_sample(50, 1.0, 0)])
+        BatchedTrainer(TrainingProtocol(hidden=4, epochs=2, batch_size=25), DIMS, SUBSETS, 3, "classification") \
+            .fit(DeviceData.stack([(xs, y)], "cpu"), streams, on_step=lambda: seen.append(flushing()))
+        assert seen and all(seen)
+        assert flushing() == before
+    finally:
+        torch.set_flush_denormal(False)
