@@ -28,6 +28,9 @@ def test_useful_flops_count_only_the_modalities_and_rows_asked_for():
     assert both == 3 * (2 * (20 + 64) * 8 + 2 * 2 * 8 * 6) * 100 * 2
     deep = _useful_flops(w, [("text",)], [list(range(100))], [0], p.with_(encoder="mlp2"))
     assert deep == 3 * (2 * 20 * 8 + 2 * 8 * 8 + 2 * 8 * 6) * 100 * 2          # the second layer counts too
+    widths = p.with_(hidden={"text": 8, "audio": 4, "video": 16})                # per-modality widths
+    mixed = _useful_flops(w, [("text", "video")], [list(range(100))], [0], widths)
+    assert mixed == 3 * (2 * (20 * 8 + 64 * 16) + 2 * (8 + 16) * 6) * 100 * 2
 
 
 def test_bench_k_is_bounded(capsys):

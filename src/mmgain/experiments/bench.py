@@ -20,7 +20,8 @@ import torch
 from ..data.splits import nested_sample
 from ..data.subsets import enumerate_subsets
 from ..errors import SpecError
-from ..models import LateFusion
+from ..models import ENCODERS, FUSIONS
+from ..models.components import resolve_widths
 from ..tasks import get_task
 from ..training.batched import BatchedTrainer, DeviceData, Streams, resolve_device
 from ..training.naive import train_naive
@@ -69,10 +70,14 @@ def _useful_flops(w: Workload, subsets, samples, seeds, protocol) -> float:
     """Forward + backward (3× forward) FLOPs of the models asked for: real rows, only the
     modalities in each subset (2 per weight of every Linear layer per row); no padding, no
     masked work."""
-    per_row = {}
-    for s in subsets:
-        model = LateFusion.build({k: w.dims[k] for k in s}, w.n_classes, **protocol.architecture())
-        per_row[s] = 2 * sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+    arch = protocol.architecture()
+    widths = resolve_widths(arch["hidden"], list(w.dims))
+    linear_weights = lambda m: sum(p.weight.numel() for p in m.modules() if isinstance(p, torch.nn.Linear))  # noqa: E731
+    encoder = {k: linear_weights(ENCODERS.get(arch["encoder"])(d, widths[k], arch["activation"]))
+               for k, d in w.dims.items()}                       # one encoder per modality, counted once
+    fuse = FUSIONS.get(arch["fusion"])()
+    per_row = {s: 2 * (sum(encoder[k] for k in s) + fuse.out_width([widths[k] for k in s]) * w.n_classes)
+               for s in subsets}
     total = 0.0
     for seed, rows in zip(seeds, samples):
         sched = BatchSchedule(seed, len(rows), protocol.batch_size, protocol.epochs)
