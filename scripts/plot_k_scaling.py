@@ -14,7 +14,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 path = Path(sys.argv[1])
 rows = list(csv.DictReader(path.open()))
 fig, ax = plt.subplots(figsize=(6, 3.6))
-for version, style in (("before the probe speed-ups", "o--"), ("current", "s-")):
+styles = ["o:", "s--", "D-"]
+for version, style in zip(dict.fromkeys(r["version"] for r in rows), styles):   # in the CSV's order
     pts = [r for r in rows if r["version"] == version]
     k = [int(r["k"]) for r in pts]
     for part, color in (("total_s", "C0"), ("train_s", "C1"), ("probe_s", "C2")):
