@@ -269,21 +269,18 @@ def plan_run(spec: ExperimentSpec, device: str = "auto", progress: bool = True,
                           f"({train.n} in all): their models are identical", DataWarning)
     streams = Streams(np.array([k[0] for k in keys]), np.array([k[1] for k in keys]), sample)
     selection = None
-    if forward and not stored_selection:   # refuse a run beyond the limits before selecting (an upper bound:
-                                           # the widest modalities chosen first)
+    if forward and stored_selection:      # a resumed or collected run: the path its store recorded
+        chosen = [tuple(step["subset"].split("+")) for step in stored_selection]
+        subsets, _ = forward_path(names, lambda cands: [float(c in chosen) for c in cands])
+        selection = stored_selection
+    elif forward:   # refuse a run beyond the limits before selecting (an upper bound: the widest modalities first)
         widest, _ = forward_path(names, lambda cands: [sum(ref.dims[k] for k in c) for c in cands])
         check(estimate(protocol, ref.dims, widest, [len(r) for r in sample], train.n, test.n,
                        len(proper_pairs(widest)) if spec.pairs else 0, len(groups), dev.type, spec.theory),
               allow_large)
-    if forward:
-        if stored_selection:          # a resumed or collected run: the path its store recorded
-            chosen = [tuple(step["subset"].split("+")) for step in stored_selection]
-            subsets, _ = forward_path(names, lambda cands: [float(c in chosen) for c in cands])
-            selection = stored_selection
-        else:
-            top = [i for i, k in enumerate(keys) if k[2] == max(ratios)]
-            subsets, selection = forward_subsets(names, protocol, ref.dims, ref.n_outputs, task, train,
-                                                 streams.subset(top), dev, progress)
+        top = [i for i, k in enumerate(keys) if k[2] == max(ratios)]
+        subsets, selection = forward_subsets(names, protocol, ref.dims, ref.n_outputs, task, train,
+                                             streams.subset(top), dev, progress)
     controls = [False] * len(subsets)
     if spec.null_control:
         extra = control_subsets(subsets)
