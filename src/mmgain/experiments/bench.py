@@ -23,7 +23,7 @@ from ..errors import SpecError
 from ..models import ENCODERS, FUSIONS
 from ..models.components import resolve_widths
 from ..tasks import get_task
-from ..training.batched import BatchedTrainer, DeviceData, Streams, resolve_device
+from ..training.batched import BatchedTrainer, DeviceData, Streams, emulation_note, resolve_device
 from ..training.naive import train_naive
 from ..training.protocol import PROTOCOLS
 from ..training.schedule import BatchSchedule
@@ -87,9 +87,11 @@ def _useful_flops(w: Workload, subsets, samples, seeds, protocol) -> float:
     return total
 
 
-def _peak_gflops(device: torch.device) -> float:
+def _peak_gflops(device: torch.device, precision: str = "float32") -> float:
+    """A large plain matmul's FLOP/s in the precision the models train in (the practical peak)."""
     n = 2048 if device.type == "cpu" else 8192
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    dtype = getattr(torch, precision)
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     (a @ b).sum().item()
     reps, t0 = 3, time.perf_counter()
     for _ in range(reps):
@@ -111,14 +113,17 @@ def _sync(device: torch.device) -> None:
 
 def run_bench(quick: bool = False, device: str = "auto", naive_epochs: int | None = None, k: int | None = None,
               seeds: int | None = None, progress=print, naive: bool = True, encoder: str | None = None,
-              fusion: str | None = None) -> dict:
+              fusion: str | None = None, precision: str | None = None) -> dict:
     try:
         from sklearn.linear_model import LogisticRegression
     except ImportError:
         raise SpecError("mmgain bench compares with scikit-learn's probe: pip install 'mmgain[bench]'") from None
     dev = resolve_device(device)
     w = workload(quick, k, seeds)
-    protocol = PROTOCOLS.get("huang2021").with_(epochs=w.epochs, probe_epochs=w.epochs, encoder=encoder, fusion=fusion)
+    protocol = PROTOCOLS.get("huang2021").with_(epochs=w.epochs, probe_epochs=w.epochs, encoder=encoder, fusion=fusion,
+                                                precision=precision)
+    if note := emulation_note(dev, protocol.precision):
+        progress(f"note: {note}")
     task = get_task("classification")
     xtr, ytr, xte, yte = _data(w)
     names = list(w.dims)
@@ -130,7 +135,8 @@ def run_bench(quick: bool = False, device: str = "auto", naive_epochs: int | Non
     streams = Streams(np.zeros(len(stream_keys), dtype=int), np.array([s for s, _ in stream_keys]), samples)
     n_models = len(stream_keys) * len(subsets)
     progress(f"mmgain bench: {n_models} models ({len(subsets)} subsets × {len(w.ratios)} ratios × {w.seeds} seeds), "
-             f"{w.epochs} epochs, encoder {protocol.encoder!r}, fusion {protocol.fusion!r}, on {dev}")
+             f"{w.epochs} epochs, encoder {protocol.encoder!r}, fusion {protocol.fusion!r}, "
+             f"{protocol.precision}, on {dev}")
 
     # ---- batched: one program for every model, then one batched probe
     if dev.type == "cuda":
@@ -160,7 +166,7 @@ def run_bench(quick: bool = False, device: str = "auto", naive_epochs: int | Non
     batched_probe_acc, batched_test = probe_acc.ravel(), test_acc.ravel()
     flops = _useful_flops(w, subsets, samples, [s for s, _ in stream_keys], protocol)
     if not naive:                   # --batched-only: the scaling study (time per model against K)
-        out = {"device": _device_label(dev), "k": len(names), "subsets": len(subsets), "models": n_models,
+        out = {"device": _device_label(dev), "precision": protocol.precision, "k": len(names), "subsets": len(subsets), "models": n_models,
                "batched_s": round(t_train + t_probe, 3), "train_s": round(t_train, 3), "probe_s": round(t_probe, 3),
                "ms_per_model": round(1000 * (t_train + t_probe) / n_models, 2),
                "useful_gflops": round(flops / t_train / 1e9, 2)}
@@ -198,10 +204,10 @@ def run_bench(quick: bool = False, device: str = "auto", naive_epochs: int | Non
     peak_mem = (torch.cuda.max_memory_allocated(dev) / 2 ** 20 if dev.type == "cuda"
                 else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     batched_s, naive_s = t_train + t_probe, t_ntrain + t_nprobe
-    out = {"device": _device_label(dev),
+    out = {"device": _device_label(dev), "precision": protocol.precision,
            "batched_s": round(batched_s, 3), "naive_s": round(naive_s, 3), "speedup": round(naive_s / batched_s, 2),
            "train_speedup": round(t_ntrain / t_train, 2), "probe_speedup": round(t_nprobe / t_probe, 2),
-           "useful_gflops": round(flops / t_train / 1e9, 2), "peak_gflops": round(_peak_gflops(dev), 1),
+           "useful_gflops": round(flops / t_train / 1e9, 2), "peak_gflops": round(_peak_gflops(dev, protocol.precision), 1),
            "peak_mem_mb": round(peak_mem, 1)}
     if n_ep == w.epochs:   # same epochs on both sides: their models must agree
         out["max_test_acc_diff"] = round(float(np.max(np.abs(np.array(naive_test) - batched_test))), 3)

@@ -26,7 +26,7 @@ from ..errors import DataWarning, OutputError, SpecError
 from ..models.components import FUSIONS, resolve_widths
 from ..probes.latent import Latent, block_latent, cross_fitted_probe, latent_gap_probe, probe_folds
 from ..tasks import Task, as_numpy_rows, get_task
-from ..training.batched import BatchedTrainer, DeviceData, Streams, chunk_streams, resolve_device
+from ..training.batched import BatchedTrainer, DeviceData, Streams, chunk_streams, emulation_note, resolve_device
 from ..training.protocol import TrainingProtocol
 from .budget import check, estimate
 from .curves import dense_ratios
@@ -231,6 +231,8 @@ def plan_run(spec: ExperimentSpec, device: str = "auto", progress: bool = True,
     ``stored_selection`` the forward-selection path (it is not selected again)."""
     protocol = spec.resolved_protocol()
     dev = resolve_device(device)
+    if note := emulation_note(dev, protocol.precision):
+        warnings.warn(note, DataWarning)
     seeds = list(range(spec.seeds))
     groups = load_groups(spec, seeds)
     ref = groups[0].dataset

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import OutputError, SpecError
+from ..training.protocol import TrainingProtocol
 
 try:
     import fcntl
@@ -104,7 +105,10 @@ class ResultStore:
         """Refuse to continue a run with another spec or protocol; name what differs."""
         if not self.exists():
             return
-        diff = _differences(self.manifest()["spec"], _normal(spec.to_dict()))
+        old = dict(self.manifest()["spec"])
+        if isinstance(old.get("resolved_protocol"), dict):   # a field added since: its default is the old behaviour
+            old["resolved_protocol"] = {**_normal(TrainingProtocol().to_dict()), **old["resolved_protocol"]}
+        diff = _differences(old, _normal(spec.to_dict()))
         if diff:
             raise SpecError(f"{self.folder} holds a run with another spec or protocol; it cannot be resumed "
                             f"with this one. Differences: {'; '.join(diff)}")

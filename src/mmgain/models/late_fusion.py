@@ -213,8 +213,8 @@ class BatchedLateFusion:
         """Outputs of every model: xs[k] (S, B, d_k) → (S, B, A, O) (a view of rows-last outputs)."""
         S, B = next(iter(xs.values())).shape[:2]
         out = self.params["c"][..., None].expand(-1, -1, -1, B)                     # (S, A, O, B)
-        for k, contrib in self._contributions_t(xs).items():
-            out = out.index_add(1, self._members_t[k], contrib)
+        for k, contrib in self._contributions_t(xs).items():     # bfloat16 under autocast: summed in float32
+            out = out.index_add(1, self._members_t[k], contrib.to(out.dtype))
         return out.permute(0, 3, 1, 2)
 
     def _contributions_t(self, xs: Mapping[str, Tensor]) -> dict[str, Tensor]:

@@ -68,6 +68,34 @@ def flush_denormals(device: torch.device):
         torch.set_flush_denormal(was_on)
 
 
+def native_bfloat16(device: torch.device) -> bool:
+    """Whether ``device`` multiplies bfloat16 matrices in hardware (CPU: AMX or AVX512-BF16; CUDA:
+    compute capability ≥ 8).  Elsewhere bfloat16 is emulated and slower than float32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    probes = [getattr(torch.cpu, n, None) for n in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
+    return any(p() for p in probes if p is not None)
+
+
+def emulation_note(device: torch.device, precision: str) -> str | None:
+    """What to tell a user who asked for bfloat16 where it is emulated (slower, not faster)."""
+    if precision != "bfloat16" or native_bfloat16(device):
+        return None
+    return (f"precision bfloat16: this {device.type} has no bfloat16 matmul units (CPU: AMX or AVX512-BF16; "
+            "GPU: compute capability 8 or later), so it is emulated and likely slower than float32")
+
+
+def autocast(device: torch.device, precision: str):
+    """The context a training forward pass and its loss run in: nothing for ``"float32"``;
+    ``torch.autocast`` to bfloat16 for ``"bfloat16"`` (weights, gradients and Adam stay float32:
+    autocast rounds the inputs of each matmul, and accumulates in float32)."""
+    if precision == "float32":
+        return contextlib.nullcontext()
+    if device.type not in ("cpu", "cuda"):
+        raise SpecError(f"precision {precision!r} runs on cpu or cuda, not {device.type}")
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """The torch device for ``--device``; anything torch cannot run here is a SpecError."""
     text = str(device).strip()
@@ -262,8 +290,9 @@ class BatchedTrainer:
                 valid[s, :len(pos)] = 1.0
             xb, yb = train.gather(groups, torch.from_numpy(rows).to(self.device))
             valid_t = torch.from_numpy(valid).to(self.device)
-            out = model.forward(xb)                                   # (S, B, A, O)
-            loss = self.task.loss(out, yb[:, :, None].expand(-1, -1, out.shape[2]))
+            with autocast(self.device, p.precision):
+                out = model.forward(xb)                                   # (S, B, A, O)
+                loss = self.task.loss(out, yb[:, :, None].expand(-1, -1, out.shape[2]))
             per_model = (loss * valid_t[:, :, None]).sum(1) / valid_t.sum(1).clamp(min=1)[:, None]
             for prm in model.params.values():
                 prm.grad = None

@@ -1,5 +1,6 @@
 """The naive loop that peers use: one :class:`LateFusion` per configuration, ``torch.optim.Adam``,
-a plain minibatch loop over the same :class:`BatchSchedule` batches.
+a plain minibatch loop over the same :class:`BatchSchedule` batches (under autocast for
+``protocol.precision="bfloat16"``, as a peer would use mixed precision).
 
 It is the yardstick twice: the tests check that the batched trainer gives the same weights, and
 ``mmgain bench`` times it against the batched trainer.
@@ -11,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from ..models.late_fusion import LateFusion
+from .batched import autocast
 from .schedule import BatchSchedule
 
 
@@ -22,11 +24,12 @@ def train_naive(dims, subset, seed, xs, y, rows, protocol, task, n_outputs, devi
     rows = np.asarray(rows)
     for pos in BatchSchedule(seed, len(rows), protocol.batch_size, protocol.epochs):
         idx = torch.as_tensor(rows[pos], device=device)
-        out = model({k: X[k][idx] for k in subset})
-        if task == "regression":
-            loss = ((out[:, 0] - Y[idx]) ** 2).mean()
-        else:
-            loss = F.cross_entropy(out, Y[idx])
+        with autocast(torch.device(device), protocol.precision):
+            out = model({k: X[k][idx] for k in subset})
+            if task == "regression":
+                loss = ((out[:, 0].float() - Y[idx]) ** 2).mean()
+            else:
+                loss = F.cross_entropy(out, Y[idx])
         opt.zero_grad()
         loss.backward()
         opt.step()
