@@ -166,7 +166,8 @@ def run_bench(quick: bool = False, device: str = "auto", naive_epochs: int | Non
     batched_probe_acc, batched_test = probe_acc.ravel(), test_acc.ravel()
     flops = _useful_flops(w, subsets, samples, [s for s, _ in stream_keys], protocol)
     if not naive:                   # --batched-only: the scaling study (time per model against K)
-        out = {"device": _device_label(dev), "precision": protocol.precision, "k": len(names), "subsets": len(subsets), "models": n_models,
+        out = {"device": _device_label(dev), "precision": protocol.precision, "k": len(names),
+               "subsets": len(subsets), "models": n_models,
                "batched_s": round(t_train + t_probe, 3), "train_s": round(t_train, 3), "probe_s": round(t_probe, 3),
                "ms_per_model": round(1000 * (t_train + t_probe) / n_models, 2),
                "useful_gflops": round(flops / t_train / 1e9, 2)}
@@ -177,9 +178,9 @@ def run_bench(quick: bool = False, device: str = "auto", naive_epochs: int | Non
     n_ep = naive_epochs or w.epochs
     naive_protocol = protocol.with_(epochs=n_ep, probe_epochs=n_ep)
     scale = w.epochs / n_ep
-    # All training first, then all probes: scikit-learn's BLAS threads keep spinning after each
-    # fit, and a model trained right after one ran ~0.1 s slower (measured: 175 models × 10 epochs
-    # took 27.4 s interleaved with the probes, 9.9 s alone), which --naive-epochs then scaled ×10.
+    # All training first, then all probes: a model trained right after a scikit-learn fit ran
+    # ~0.1 s slower (likely its BLAS threads still spinning on the 2 cores; measured: 175 models ×
+    # 10 epochs took 27.4 s interleaved with the probes, 9.9 s alone), and --naive-epochs scaled that.
     t_ntrain = t_nprobe = 0.0
     naive_models = []
     for (seed, _), rows in zip(stream_keys, samples):

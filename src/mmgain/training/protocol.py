@@ -40,10 +40,11 @@ class TrainingProtocol:
     (:mod:`mmgain.models.components`); ``hidden`` is every encoder's width, or a mapping
     modality → width.
     ``precision`` is the arithmetic of training: ``"float32"``, or ``"bfloat16"`` — the forward
-    pass and loss under bfloat16 autocast (matmul inputs rounded to 8-bit mantissas, products
-    accumulated in float32) with float32 weights, gradients and Adam state.  It trains about 1.8×
-    faster on CPUs with bfloat16 matmul units (AMX, AVX512-BF16) and on GPUs; scoring, latents and
-    probes always run in float32 on the trained weights (README, Precision).
+    pass and loss under bfloat16 autocast (matmul inputs rounded to 8 significant bits, products
+    accumulated in float32) with float32 weights, gradients and Adam state.  On CPUs with bfloat16
+    matmul units (AMX, AVX512-BF16) and on GPUs it trains faster (2.3× at the bench's shapes on the
+    project's AMX CPU); scoring, latents and probes always run in float32 on the trained weights
+    (README, Design: Precision).
     """
 
     hidden: int | Mapping[str, int] = 128
