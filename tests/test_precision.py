@@ -151,8 +151,11 @@ def test_bfloat16_from_the_cli_is_recorded_and_old_stores_still_resume(tmp_path,
     assert main([*base, "--precision", "bfloat16", "--out", str(tmp_path / "bf")]) == 0
     run = json.loads((tmp_path / "bf" / "run.json").read_text())
     assert run["spec"]["resolved_protocol"]["precision"] == "bfloat16"
+    assert "trained in bfloat16" in capsys.readouterr().out                   # said where the time is said
+    assert "trained in bfloat16" in (tmp_path / "bf" / "report.html").read_text()
     out = tmp_path / "old"
     assert main([*base, "--out", str(out)]) == 0
+    assert "trained in" not in capsys.readouterr().out and "trained in" not in (out / "report.html").read_text()
     manifest = out / "store" / "manifest.json"
     m = json.loads(manifest.read_text())
     del m["spec"]["resolved_protocol"]["precision"]             # as a store from before the field

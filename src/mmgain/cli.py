@@ -379,7 +379,9 @@ def _execute(spec, args, out: Path, created: bool, previous: dict, threads: int,
               file=sys.stderr)
         return 3
     print(LAYOUTS.get(spec.layout).text(result))
-    print(f"\n{result.meta['n_models']} models, {result.meta['wall_time_s']:.1f} s on {result.meta['device']}; "
+    precision = spec.resolved_protocol().precision
+    print(f"\n{result.meta['n_models']} models, {result.meta['wall_time_s']:.1f} s on {result.meta['device']}"
+          + (f", trained in {precision}" if precision != "float32" else "") + "; "
           f"wrote {out}/ ({', '.join(files + ['run.json'])})"
           + (f"\nreport: {out / 'report.html'}" if "report.html" in files else ""))
     return 0
