@@ -10,6 +10,7 @@ outputs is at most ≈ 3u·L·M, where M is the same network run on |x| with |W|
 import copy
 import itertools
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -171,3 +172,22 @@ def test_bench_runs_both_sides_in_bfloat16(capsys):
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["precision"] == "bfloat16"
     assert result["max_test_acc_diff"] <= 2.0      # the same models up to bfloat16 rounding (float32: ≤ 0.5)
+
+
+def test_emulated_bfloat16_is_said_and_recorded(tmp_path, capsys, monkeypatch):
+    """Where the hardware has no bfloat16 matmul units the run still works, and says it will be slow."""
+    monkeypatch.setattr("mmgain.training.batched.native_bfloat16", lambda device: False)
+    rng = np.random.default_rng(1)
+    data = tmp_path / "d.npz"
+    y = rng.integers(0, 2, 120)
+    np.savez(data, a=rng.standard_normal((120, 3)) + y[:, None], b=rng.standard_normal((120, 2)), y=y)
+    out = tmp_path / "run"
+    assert main(["run", "--data", str(data), "--ratios", "1", "--seeds", "2", "--epochs", "2", "--quiet",
+                 "--precision", "bfloat16", "--out", str(out)]) == 0
+    assert "emulated and likely slower than float32" in capsys.readouterr().err
+    assert any("emulated" in w for w in json.loads((out / "run.json").read_text())["warnings"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["collect", str(out)]) == 0            # collect trains nothing: nothing to say
+    assert not any("emulated" in str(w.message) for w in caught)
+    assert "emulated" not in capsys.readouterr().err

@@ -231,8 +231,6 @@ def plan_run(spec: ExperimentSpec, device: str = "auto", progress: bool = True,
     ``stored_selection`` the forward-selection path (it is not selected again)."""
     protocol = spec.resolved_protocol()
     dev = resolve_device(device)
-    if note := emulation_note(dev, protocol.precision):
-        warnings.warn(note, DataWarning)
     seeds = list(range(spec.seeds))
     groups = load_groups(spec, seeds)
     ref = groups[0].dataset
@@ -358,6 +356,8 @@ def run_experiment(spec: ExperimentSpec, device: str = "auto", progress: bool = 
         stored = store.chunks()
     plan = plan_run(spec, device, progress, memory_budget, allow_large, chunks=stored,
                     stored_selection=store.selection() if store is not None else None)
+    if note := emulation_note(plan.device, plan.protocol.precision):   # here: collect trains nothing
+        warnings.warn(note, DataWarning)
     parts: dict[int, dict] = {}
     if store is not None:
         store.open(plan)
