@@ -223,8 +223,8 @@ def run_bench(quick: bool = False, device: str = "auto", naive_epochs: int | Non
     out = {"device": _device_label(dev), "precision": protocol.precision,
            "batched_s": round(batched_s, 3), "naive_s": round(naive_s, 3), "speedup": round(naive_s / batched_s, 2),
            "train_speedup": round(t_ntrain / t_train, 2), "probe_speedup": round(t_nprobe / t_probe, 2),
-           "useful_gflops": round(flops / t_train / 1e9, 2), "peak_gflops": round(_peak_gflops(dev, protocol.precision), 1),
-           "peak_mem_mb": round(peak_mem, 1)}
+           "useful_gflops": round(flops / t_train / 1e9, 2),
+           "peak_gflops": round(_peak_gflops(dev, protocol.precision), 1), "peak_mem_mb": round(peak_mem, 1)}
     if n_ep == w.epochs:   # same epochs on both sides: their models must agree
         out["max_test_acc_diff"] = round(float(np.max(np.abs(np.array(naive_test) - batched_test))), 3)
     out["mean_probe_acc_diff"] = round(float(np.mean(np.array(naive_probe_acc) - batched_probe_acc)), 3)
