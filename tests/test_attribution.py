@@ -109,7 +109,7 @@ def small_run(tmp_path_factory):
     y = rng.integers(0, 2, n)
     path = tmp_path_factory.mktemp("d") / "d.npz"
     np.savez(path, a=rng.normal(size=(n, 3)) + y[:, None], b=rng.normal(size=(n, 2)), y=y)
-    spec = ExperimentSpec(name="t", data=str(path), subsets="all", seeds=3, ratios=(1.0,),
+    spec = ExperimentSpec(name="t", cv=0, data=str(path), subsets="all", seeds=3, ratios=(1.0,),
                           protocol_overrides={"epochs": 2, "hidden": 4, "probe_epochs": 1})
     return run_experiment(spec, device="cpu", progress=False)
 
@@ -180,7 +180,7 @@ def test_sampled_orderings_give_the_prefixes_and_an_unbiased_shapley(tmp_path):
     n = 200
     y = rng.integers(0, 2, n)
     np.savez(tmp_path / "d.npz", **{k: rng.normal(size=(n, 2)) + (k == "a") * y[:, None] for k in names}, y=y)
-    spec = ExperimentSpec(name="t", data=str(tmp_path / "d.npz"), subsets="sampled:3", seeds=2, ratios=(1.0,),
+    spec = ExperimentSpec(name="t", cv=0, data=str(tmp_path / "d.npz"), subsets="sampled:3", seeds=2, ratios=(1.0,),
                           protocol_overrides={"epochs": 1, "hidden": 4, "probe_epochs": 1})
     r = run_experiment(spec, device="cpu", progress=False)
     w = {"a": 20.0, "b": 5.0, "c": 1.0, "d": 0.0}

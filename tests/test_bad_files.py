@@ -18,7 +18,7 @@ def _good_npz(path):
 
 def _run(tmp_path, capsys, data, *extra):
     out = tmp_path / "r"
-    code = main(["run", "--data", str(data), *FAST, "--out", str(out), *extra])
+    code = main(["run", "--cv", "0", "--data", str(data), *FAST, "--out", str(out), *extra])
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err and not out.exists(), err
     return err
@@ -93,14 +93,14 @@ def test_an_unreadable_file_is_named(tmp_path, capsys):
 @pytest.mark.skipif(not Path("/proc/self").exists(), reason="needs Linux /proc")
 def test_out_where_nobody_may_write(tmp_path, capsys):
     """/proc refuses new folders even to root, so this runs where CI does (as root)."""
-    code = main(["run", "--data", str(_good_npz(tmp_path / "d.npz")), *FAST, "--out", "/proc/mmgain-run/r"])
+    code = main(["run", "--cv", "0", "--data", str(_good_npz(tmp_path / "d.npz")), *FAST, "--out", "/proc/mmgain-run/r"])
     err = capsys.readouterr().err
     assert code == 2 and "--out /proc/mmgain-run/r: cannot create the run folder" in err and "Traceback" not in err
 
 
 def test_out_under_an_existing_file(tmp_path, capsys):
     (tmp_path / "file.txt").write_text("x")
-    code = main(["run", "--data", str(_good_npz(tmp_path / "d.npz")), *FAST, "--out", str(tmp_path / "file.txt" / "r")])
+    code = main(["run", "--cv", "0", "--data", str(_good_npz(tmp_path / "d.npz")), *FAST, "--out", str(tmp_path / "file.txt" / "r")])
     err = capsys.readouterr().err
     assert code == 2 and "cannot create the run folder" in err and "Traceback" not in err
 
@@ -121,10 +121,10 @@ def test_threads_are_set_and_recorded(tmp_path, capsys):
     before = torch.get_num_threads()
     try:
         out = tmp_path / "r"
-        assert main(["run", "--data", str(_good_npz(tmp_path / "d.npz")), *FAST, "--threads", "1",
+        assert main(["run", "--cv", "0", "--data", str(_good_npz(tmp_path / "d.npz")), *FAST, "--threads", "1",
                      "--out", str(out)]) == 0
         assert torch.get_num_threads() == 1 and json.loads((out / "run.json").read_text())["threads"] == 1
-        assert main(["run", "--data", str(_good_npz(tmp_path / "e.npz")), *FAST, "--threads", "0",
+        assert main(["run", "--cv", "0", "--data", str(_good_npz(tmp_path / "e.npz")), *FAST, "--threads", "0",
                      "--out", str(tmp_path / "s")]) == 2
         assert "--threads must be ≥ 1" in capsys.readouterr().err
     finally:

@@ -21,7 +21,7 @@ def _user_npz(path):
 def test_run_on_a_user_npz(tmp_path, capsys):
     _user_npz(tmp_path / "mydata.npz")
     out = tmp_path / "run"
-    assert main(["run", "--data", str(tmp_path / "mydata.npz"), "--ratios", "0.1", "1", *FAST, "--out", str(out)]) == 0
+    assert main(["run", "--cv", "0", "--data", str(tmp_path / "mydata.npz"), "--ratios", "0.1", "1", *FAST, "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "Table 1" in printed and "Table 2" in printed and "Table 3" in printed
     assert "classes (3): 0, 1, 2" in printed
@@ -33,7 +33,7 @@ def test_run_on_a_user_npz(tmp_path, capsys):
         assert key in cells[0]
     assert {c["n_train"] for c in cells} == {24, 240}        # round(r · 240) with the 80/20 stratified split
     assert len(pairs) == 2 * 2                               # (text+audio, text), (text+audio, audio) × 2 ratios
-    for key in ("M", "N", "ratio", "acc_diff_mean", "acc_diff_ci", "p_value", "p_holm", "q_by", "p_tost", "gamma",
+    for key in ("M", "N", "ratio", "acc_diff_mean", "acc_diff_ci", "p_value", "p_family", "q_by", "family", "gain", "gamma",
                 "gamma_ci", "gamma_acc", "gamma_ce_raw", "gamma_acc_raw", "verdict", "latent", "why"):
         assert key in pairs[0]
     p = next(p for p in pairs if p["N"] == "audio" and p["ratio"] == 1.0)
@@ -44,8 +44,9 @@ def test_run_on_a_user_npz(tmp_path, capsys):
     assert p["verdict"] == "helps" and p["latent"] == "better" and "better representation" in p["why"]
     assert [v["verdict"] for v in summary["verdicts"]] == [q["verdict"] for q in pairs]
     assert set(summary["verdicts"][0]) >= {"modality", "M", "N", "ratio", "verdict", "acc_diff_mean",
-                                           "acc_diff_ci", "p_holm", "gamma", "gamma_ci", "latent", "why"}
-    assert "Verdicts (α=0.05" in printed and "text — added to each of 1 partner set(s)" in printed
+                                           "acc_diff_ci", "p_family", "family", "gain", "gain_ci", "gamma", "gamma_ci",
+                                           "latent", "why"}
+    assert "Verdicts (α=0.05" in printed and "text added to audio at n=240 (primary): helps" in printed
     rows = list(csv.DictReader((out / "results.csv").open()))
     assert len(rows) == 3 * 2 * 3
     assert {"train_acc", "train_ce", "probe_train_ce", "latent_risk", "eta", "eta_raw"} <= set(rows[0])
@@ -59,7 +60,7 @@ def test_run_on_a_user_npz(tmp_path, capsys):
 
 def test_run_on_embedded_mfeat_reduced(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["run", "--subsets", "mor,kar+mor", "--ratios", "1", "--seeds", "2", "--epochs", "2",
+    assert main(["run", "--cv", "0", "--subsets", "mor,kar+mor", "--ratios", "1", "--seeds", "2", "--epochs", "2",
                  "--quiet", "--out", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert [c["subset"] for c in summary["cells"]] == ["mor", "kar+mor"]
@@ -100,14 +101,14 @@ def test_reproduce_iemocap_refuses_unsafe_pickle(tmp_path, capsys):
 ])
 def test_run_bad_arguments(tmp_path, capsys, args, message):
     _user_npz(tmp_path / "d.npz")
-    assert main(["run", "--data", str(tmp_path / "d.npz"), *FAST, "--out", str(tmp_path / "r"), *args]) == 2
+    assert main(["run", "--cv", "0", "--data", str(tmp_path / "d.npz"), *FAST, "--out", str(tmp_path / "r"), *args]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
 
 
 def test_missing_data_path_makes_no_run_folder(tmp_path, capsys):
     out = tmp_path / "r"
-    assert main(["run", "--data", str(tmp_path / "nothere.npz"), "--out", str(out), "--quiet"]) == 2
+    assert main(["run", "--cv", "0", "--data", str(tmp_path / "nothere.npz"), "--out", str(out), "--quiet"]) == 2
     assert "no such file or folder" in capsys.readouterr().err and not out.exists()
 
 
@@ -116,7 +117,7 @@ def test_run_regression_npz(tmp_path, capsys):
     a, b = rng.normal(size=(400, 5)), rng.normal(size=(400, 3))
     np.savez(tmp_path / "reg.npz", a=a, b=b, y=a[:, 0] + 0.5 * b[:, 1])
     out = tmp_path / "run"
-    assert main(["run", "--data", str(tmp_path / "reg.npz"), "--task", "regression", "--ratios", "1",
+    assert main(["run", "--cv", "0", "--data", str(tmp_path / "reg.npz"), "--task", "regression", "--ratios", "1",
                  "--seeds", "2", "--epochs", "20", "--hidden", "8", "--quiet", "--out", str(out)]) == 0
     assert "test MSE" in capsys.readouterr().out
     summary = json.loads((out / "summary.json").read_text())

@@ -110,7 +110,7 @@ def test_a_dense_run_has_curves_and_crossovers(tmp_path):
     n = 500
     y = rng.integers(0, 2, n)
     np.savez(tmp_path / "d.npz", a=rng.normal(size=(n, 3)) + y[:, None], b=rng.normal(size=(n, 2)), y=y)
-    spec = ExperimentSpec(name="t", data=str(tmp_path / "d.npz"), seeds=3, grid="dense",
+    spec = ExperimentSpec(name="t", cv=0, data=str(tmp_path / "d.npz"), seeds=3, grid="dense",
                           protocol_overrides={"epochs": 2, "hidden": 4, "probe_epochs": 1})
     r = run_experiment(spec, device="cpu", progress=False)
     sizes = sorted(set(r.streams.n_train.tolist()))

@@ -24,7 +24,7 @@ def _npz(path, n=400, seed=0):
 
 
 def _spec(path, **kw):
-    return EXPERIMENTS.get("run").with_(data=str(path), seeds=3, ratios=(0.25, 1.0), protocol_overrides=FAST, **kw)
+    return EXPERIMENTS.get("run").with_(cv=0, data=str(path), seeds=3, ratios=(0.25, 1.0), protocol_overrides=FAST, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def test_known_answer_label_helps_noise_does_not(known):
     assert add_label["gamma"] < -0.2 and add_label["gamma_ci"][1] < 0 and add_label["latent"] == "better"
     assert add_label["gamma_acc"] > 10 and add_label["gamma_acc_raw"] > 10      # + = M better for accuracy
     add_noise = pairs["label+noise", "label", 1.0]
-    assert add_noise["verdict"] != "helps" and add_noise["latent"] == "indistinguishable"
+    assert add_noise["verdict"] != "helps" and add_noise["latent"] == "not resolved"
     assert add_noise["gamma_ci"][0] <= 0 <= add_noise["gamma_ci"][1]
 
 
@@ -109,50 +109,37 @@ def test_probes_of_stacked_streams_equal_probes_one_stream_at_a_time(tmp_path):
     assert not np.allclose(together["heldout_eval"]["loss"][0], together["heldout_eval"]["loss"][2])
 
 
-class _Task:
-    metric, higher_is_better = "acc", True
-    better = staticmethod(lambda d: d > 0)
-
-
 def _analysis(alpha=0.05, margin=1.0):
     a = object.__new__(PairAnalysis)
     a.task, a.alpha, a.margin = get_task("classification"), alpha, margin
     return a
 
 
-@pytest.mark.parametrize("p_holm, p_tost_holm, diff, expected", [
-    (0.001, 0.9, +3.0, "helps"),
-    (0.001, 0.9, -3.0, "hurts"),
-    (0.4, 0.01, +0.1, "no effect"),
-    (0.01, 0.01, +0.4, "no effect"),          # a real but negligible difference: equivalent within the margin
-    (0.2, 0.3, +2.0, "inconclusive"),
-])
-def test_verdict_rules(p_holm, p_tost_holm, diff, expected):
-    assert _analysis().verdict({"p_holm": p_holm, "p_tost_holm": p_tost_holm, "acc_diff_mean": diff}) == expected
+@pytest.mark.parametrize("ci, expected", [((-0.2, -0.1), "better"), ((0.1, 0.2), "worse"),
+                                          ((-0.2, 0.1), "not resolved")])
+def test_latent_rules(ci, expected):
+    assert _analysis().latent({"gamma_ci": list(ci)}) == expected
 
 
-@pytest.mark.parametrize("p, gamma, expected", [(0.01, -0.1, "better"), (0.01, 0.1, "worse"),
-                                                (0.2, -0.1, "indistinguishable"),
-                                                (float("nan"), 0.0, "indistinguishable")])
-def test_latent_rules(p, gamma, expected):
-    assert _analysis().latent({"gamma_p_holm": p, "gamma": gamma}) == expected
-
-
-def test_why_says_which_part_explains_the_verdict():
+def test_why_names_a_cause_only_where_the_latent_interval_excludes_0():
     a = _analysis()
-    base = {"modality": "audio", "gamma": 0.001, "gamma_ci": [-0.01, 0.012], "acc_diff_ci": [-5, -1]}
-    hurts = a.why({**base, "verdict": "hurts", "latent": "indistinguishable"})
-    assert "complexity cost" in hurts and "not a worse latent" in hurts
-    helps = a.why({**base, "verdict": "helps", "latent": "better"})
-    assert "better representation" in helps
-    assert "closes" in a.why({**base, "verdict": "hurts", "latent": "better"}) or \
-           "close the gap" in a.why({**base, "verdict": "hurts", "latent": "better"})
+    base = {"modality": "audio", "gamma": 0.001, "gamma_ci": [-0.01, 0.012], "family": "primary", "bound": -1.0}
+    hurts = a.why({**base, "verdict": "hurts", "latent": "not resolved"})
+    assert "costs accuracy through extra inputs at this n (complexity), not harmful information" in hurts
+    assert "not shown to be worse" in hurts and "no worse" not in hurts
+    helps = a.why({**base, "verdict": "helps", "latent": "not resolved"})
+    assert "not resolved" in helps and "does not account" not in helps
+    assert "better representation" in a.why({**base, "verdict": "helps", "latent": "better"})
+    assert "close the gap" in a.why({**base, "verdict": "hurts", "latent": "better"})
+    undecided = a.why({**base, "verdict": "inconclusive", "latent": "not resolved", "rows_needed": 4200})
+    assert "about 4200 scored rows would resolve" in undecided
+    assert "adds at most -1 points" in a.why({**base, "verdict": "does not help", "latent": "not resolved"})
 
 
 def test_null_control_run(tmp_path, capsys):
     out = tmp_path / "run"
     data = _npz(tmp_path / "n.npz")
-    assert main(["run", "--data", str(data), "--ratios", "1", "--seeds", "3", "--epochs", "4", "--probe-epochs", "2",
+    assert main(["run", "--cv", "0", "--data", str(data), "--ratios", "1", "--seeds", "3", "--epochs", "4", "--probe-epochs", "2",
                  "--hidden", "16", "--null-control", "--quiet", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "Null control at ratio 1" in printed
@@ -160,7 +147,7 @@ def test_null_control_run(tmp_path, capsys):
     controls = {(c["M"], c["N"]): c for c in s["null_control"]}
     assert set(controls) == {("noise+perm(label)", "noise"), ("label+perm(noise)", "label")}
     for c in controls.values():                      # a permuted copy carries no information
-        assert c["latent"] == "indistinguishable" and c["verdict"] != "helps"
+        assert c["latent"] == "not resolved" and c["verdict"] != "helps"
     net = controls["noise+perm(label)", "noise"]
     assert net["gamma_vs_null"] < 0 and net["gamma_vs_null_ci"][1] < 0   # label's gain net of the control
     assert {p["M"] for p in s["pairs"]} == {"label+noise"}                # controls stay out of the verdicts
@@ -169,7 +156,7 @@ def test_null_control_run(tmp_path, capsys):
 
 def test_margin_option_changes_the_equivalence_claim(tmp_path, capsys):
     data = _npz(tmp_path / "m.npz")
-    args = ["run", "--data", str(data), "--ratios", "1", "--seeds", "3", "--epochs", "4", "--probe-epochs", "2",
+    args = ["run", "--cv", "0", "--data", str(data), "--ratios", "1", "--seeds", "3", "--epochs", "4", "--probe-epochs", "2",
             "--hidden", "16", "--quiet"]
     assert main([*args, "--margin", "50", "--out", str(tmp_path / "wide")]) == 0
     wide = json.loads((tmp_path / "wide" / "summary.json").read_text())
@@ -182,7 +169,7 @@ def test_margin_option_changes_the_equivalence_claim(tmp_path, capsys):
 def test_cli_tells_user_errors_from_bugs(tmp_path, capsys, monkeypatch):
     import mmgain.cli as cli
     data = _npz(tmp_path / "b.npz")
-    assert main(["run", "--data", str(data), "--protocol", "huang2021", "--epochs", "0", "--quiet",
+    assert main(["run", "--cv", "0", "--data", str(data), "--protocol", "huang2021", "--epochs", "0", "--quiet",
                  "--out", str(tmp_path / "u")]) == 2
     assert "protocol.epochs must be ≥ 1" in capsys.readouterr().err
 
@@ -191,5 +178,5 @@ def test_cli_tells_user_errors_from_bugs(tmp_path, capsys, monkeypatch):
 
     monkeypatch.setattr(cli, "run_experiment", broken)
     with pytest.raises(KeyError):
-        main(["run", "--data", str(data), "--quiet", "--out", str(tmp_path / "v")])
+        main(["run", "--cv", "0", "--data", str(data), "--quiet", "--out", str(tmp_path / "v")])
     assert json.loads((tmp_path / "v" / "run.json").read_text())["status"] == "failed"

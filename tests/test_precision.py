@@ -148,7 +148,7 @@ def test_bfloat16_from_the_cli_is_recorded_and_old_stores_still_resume(tmp_path,
     data = tmp_path / "d.npz"
     y = rng.integers(0, 2, 200)
     np.savez(data, a=rng.standard_normal((200, 3)) + y[:, None], b=rng.standard_normal((200, 2)), y=y)
-    base = ["run", "--data", str(data), "--ratios", "1", "--seeds", "2", "--epochs", "2", "--quiet"]
+    base = ["run", "--cv", "0", "--data", str(data), "--ratios", "1", "--seeds", "2", "--epochs", "2", "--quiet"]
     assert main([*base, "--precision", "bfloat16", "--out", str(tmp_path / "bf")]) == 0
     run = json.loads((tmp_path / "bf" / "run.json").read_text())
     assert run["spec"]["resolved_protocol"]["precision"] == "bfloat16"
@@ -182,7 +182,7 @@ def test_emulated_bfloat16_is_said_and_recorded(tmp_path, capsys, monkeypatch):
     y = rng.integers(0, 2, 120)
     np.savez(data, a=rng.standard_normal((120, 3)) + y[:, None], b=rng.standard_normal((120, 2)), y=y)
     out = tmp_path / "run"
-    assert main(["run", "--data", str(data), "--ratios", "1", "--seeds", "2", "--epochs", "2", "--quiet",
+    assert main(["run", "--cv", "0", "--data", str(data), "--ratios", "1", "--seeds", "2", "--epochs", "2", "--quiet",
                  "--precision", "bfloat16", "--out", str(out)]) == 0
     assert "emulated and likely slower than float32" in capsys.readouterr().err
     assert any("emulated" in w for w in json.loads((out / "run.json").read_text())["warnings"])

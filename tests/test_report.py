@@ -18,7 +18,8 @@ def _iemocap_result():
     cells = [_cell("text", 0.01, 44.0, 1), _cell("text", 1.0, 50.5, 1),
              _cell("text+audio", 0.01, 46.0, 2), _cell("text+audio", 1.0, 52.25, 2)]
     pairs = [{"M": "text+audio", "N": "text", "ratio": r, "acc_diff_mean": d, "acc_diff_ci": [d - 1, d + 1],
-              "p_value": 0.0123, "p_holm": 0.0246, "n_seeds": 5, "verdict": "helps", "gamma": -0.0251,
+              "p_value": 0.0123, "p_family": 0.0246, "n_seeds": 5, "verdict": "helps", "gamma": -0.0251,
+              "gain": d, "gain_ci": [d - 1, d + 1], "family": "primary" if r == 1.0 else "exploratory",
               "gamma_ci": [-0.04, -0.01], "latent": "better", "gamma_acc_raw": 1.5}
              for r, d in ((0.01, 2.0), (1.0, 1.75))]
     summary = {"experiment": "iemocap", "cells": cells, "pairs": pairs,
@@ -38,11 +39,11 @@ def test_sweep_tables_put_ours_beside_the_paper():
     assert row.split()[1:] == ["44.00±0.50", "(45.63)", "50.50±0.50", "(49.93±0.57)"]
     assert "r=0.01" in t2 and "r=1 (n=5810)" in t2
     row = next(line for line in t3.splitlines() if line.startswith("text+audio"))
-    assert row.split() == ["text+audio", "text", "+1.75", "[+0.75,", "+2.75]", "0.0246", "helps", "-0.0251",
+    assert row.split() == ["text+audio", "text", "primary", "+1.75", "[+0.75,", "+2.75]", "0.0246", "helps", "-0.0251",
                            "[-0.0400,", "-0.0100]", "better", "+1.500", "1.15", "1.36"]
     assert "ratio 1" in t3.splitlines()[0]                      # Table 3 is at the full sample
     header = t3.splitlines()[1]
-    assert "(+: M better)" in header and "(−: M's latent better)" in header   # every sign stated
+    assert "(acc. points, +: helps)" in header and "(−: M's latent better)" in header   # every sign stated
     assert verdicts.splitlines()[1] == "audio: at n=5810, adding it helps 1 of 1 partner set(s)"
 
 

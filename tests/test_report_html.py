@@ -20,7 +20,7 @@ def run_dir(tmp_path_factory):
     np.savez(root / "d.npz", text=rng.normal(size=(n, 4)) + y[:, None], audio=rng.normal(size=(n, 3)) + 0.3 * y[:, None],
              video=rng.normal(size=(n, 2)), y=y)
     out = root / "run"
-    assert main(["run", "--data", str(root / "d.npz"), "--ratios", "0.2", "1", "--seeds", "2", "--epochs", "2",
+    assert main(["run", "--cv", "0", "--data", str(root / "d.npz"), "--ratios", "0.2", "1", "--seeds", "2", "--epochs", "2",
                  "--probe-epochs", "1", "--hidden", "8", "--quiet", "--out", str(out)]) == 0
     return out
 

@@ -16,7 +16,7 @@ from mmgain.experiments.store import FolderLock, ResultStore, atomic_write
 
 # Six chunks of one stream each (a tiny --memory-gb), each a fraction of a second: room to
 # interrupt a run between chunks.
-RUN = ["run", "--subsets", "fou,kar,fou+kar", "--ratios", "0.1", "1", "--seeds", "3", "--epochs", "6",
+RUN = ["run", "--cv", "0", "--subsets", "fou,kar,fou+kar", "--ratios", "0.1", "1", "--seeds", "3", "--epochs", "6",
        "--quiet", "--memory-gb", "0.000001"]
 N_CHUNKS = 6
 
@@ -122,10 +122,10 @@ def test_resume_refuses_another_spec_or_other_data_and_says_which(tmp_path, caps
     y = rng.integers(0, 2, 200)
     np.savez(data, a=rng.standard_normal((200, 3)) + y[:, None], b=rng.standard_normal((200, 2)), y=y)
     out = tmp_path / "run"
-    base = ["run", "--data", str(data), "--ratios", "1", "--seeds", "2", "--epochs", "2", "--quiet"]
+    base = ["run", "--cv", "0", "--data", str(data), "--ratios", "1", "--seeds", "2", "--epochs", "2", "--quiet"]
     assert main([*base, "--out", str(out)]) == 0
     capsys.readouterr()
-    assert main([*base[:6], "3", *base[7:], "--resume", str(out)]) == 2
+    assert main([*base[:8], "3", *base[9:], "--resume", str(out)]) == 2
     err = capsys.readouterr().err
     assert "another spec" in err and 'seeds: 2 in the folder, 3 now' in err
     assert main([*base, "--lr", "0.5", "--resume", str(out)]) == 2

@@ -123,7 +123,7 @@ def test_run_with_forward_selection_finds_the_informative_modality_first(tmp_pat
     np.savez(tmp_path / "d.npz", noise=rng.normal(size=(400, 6)), signal=rng.normal(size=(400, 4)) + 2 * y[:, None],
              weak=rng.normal(size=(400, 4)) + 0.3 * y[:, None], y=y)
     out = tmp_path / "r"
-    assert main(["run", "--data", str(tmp_path / "d.npz"), "--subsets", "forward", "--seeds", "2", "--epochs", "20",
+    assert main(["run", "--cv", "0", "--data", str(tmp_path / "d.npz"), "--subsets", "forward", "--seeds", "2", "--epochs", "20",
                  "--ratios", "0.5", "1", "--out", str(out)]) == 0
     captured = capsys.readouterr()
     assert "forward selection, stage 1/3: 3 candidates, best signal" in captured.err

@@ -33,7 +33,8 @@ PRECISION_HELP = ("arithmetic of training: float32 (default), or bfloat16 (autoc
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seeds", type=int, help="number of seeds (0..N-1); default: the spec's (5)")
+    p.add_argument("--seeds", type=int, help="number of seeds (0..N-1); default: the spec's (run: 1 with "
+                                             "cross-fitting, 5 on a fixed split)")
     p.add_argument("--out", type=Path, help="run folder (default: a new folder under runs/)")
     p.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty --out")
     p.add_argument("--device", default="auto", help=f"{DEVICE_FORMS} (default: auto)")
@@ -90,6 +91,14 @@ def _add_sweep(p: argparse.ArgumentParser) -> None:
     p.add_argument("--margin", type=float,
                    help="equivalence margin for a 'no effect' verdict, in accuracy points (classification, "
                         "default 1) or MSE units (regression, default 1%% of the target variance)")
+    p.add_argument("--cv", type=int, metavar="K",
+                   help="cross-fit over K folds: every row is scored once, by models that did not train on it "
+                        "(stratified; grouped when the data have groups). Default: 5 for data without a split of "
+                        "their own, else their split; --cv 0 keeps one fixed split")
+    p.add_argument("--primary", metavar="M:N,…",
+                   help="the confirmatory questions, e.g. 'text+audio:text,text+video:text' (at the largest sample "
+                        "size; default: each modality added to all the others). Their intervals are simultaneous; "
+                        "every other pair is exploratory")
     p.add_argument("--null-control", action="store_true",
                    help="also train N + perm(k) for every pair (N+k, N): a row-permuted copy of k that "
                         "carries no information (one extra model per pair and stream)")
@@ -220,8 +229,9 @@ def _sweep_overrides(spec: ExperimentSpec, args) -> ExperimentSpec:
             overrides["probe_epochs"] = args.epochs
     if args.grid == "dense" and args.ratios:
         raise SpecError("--grid dense chooses the sample sizes itself; leave out --ratios")
+    primary = tuple(x.strip() for x in args.primary.split(",") if x.strip()) if args.primary else None
     return spec.with_(ratios=tuple(args.ratios) if args.ratios else None, protocol_overrides=overrides, grid=args.grid,
-                      margin=args.margin, null_control=args.null_control or None)
+                      margin=args.margin, null_control=args.null_control or None, cv=args.cv, primary=primary)
 
 
 def _run_spec(args) -> ExperimentSpec:
@@ -244,7 +254,7 @@ def _iemocap_spec(args) -> ExperimentSpec:
 
 def _notes(caught) -> list[str]:
     """The data warnings recorded while a run ran: printed, and kept in run.json."""
-    return [str(w.message) for w in caught if issubclass(w.category, DataWarning)]
+    return list(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, DataWarning)))
 
 
 def _read_run(folder: Path) -> dict:
@@ -269,7 +279,14 @@ def _write_outputs(out: Path, result, status: dict, notes: list[str], figures: b
     write_outcomes(out / "outcomes.npz", result)
     files = ["results.csv", "summary.json", "outcomes.npz"]
     ds = result.groups[0].dataset
-    if "split" in ds.notes:  # a split we made: record which row went where
+    if result.groups[0].fold is not None:     # cross-fitting: which fold scored each row of the data file
+        fold_of = {}
+        for g in result.groups:
+            _, te = g.dataset.train_test_indices()
+            fold_of.update({int(r): g.fold for r in g.rows[te]})
+        write_csv(out / "folds.csv", [{"row": r, "fold": fold_of.get(r, "")} for r in range(result.design["n_rows"])])
+        files.append("folds.csv")
+    elif "split" in ds.notes:  # a split we made: record which row went where
         write_csv(out / "split.csv", [{"row": i, "part": p, **({"group": g} if ds.groups is not None else {})}
                                       for i, (p, g) in enumerate(zip(ds.split, ds.groups if ds.groups is not None
                                                                      else ds.split))])

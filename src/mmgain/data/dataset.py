@@ -70,6 +70,13 @@ class MultimodalDataset:
     def rows(self, idx: np.ndarray) -> dict[str, np.ndarray]:
         return {k: v[idx] for k, v in self.modalities.items()}
 
+    def take(self, rows: np.ndarray, split: np.ndarray | None = None, note: dict | None = None) -> "MultimodalDataset":
+        """These rows (in this order) as a dataset of their own, with a new ``split`` if given."""
+        return MultimodalDataset({k: v[rows] for k, v in self.modalities.items()}, self.y[rows], self.task,
+                                 split if split is not None else (None if self.split is None else self.split[rows]),
+                                 None if self.groups is None else self.groups[rows], self.name, self.source,
+                                 self.classes, {**self.notes, **(note or {})})
+
     def train_test_indices(self) -> tuple[np.ndarray, np.ndarray]:
         if self.split is None:
             raise DataError(f"{self._where()}: no train/test split; make one with mmgain.data.splits")

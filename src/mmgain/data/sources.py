@@ -39,14 +39,17 @@ SOURCES.register("mfeat", DataSource(
 SPLIT_ARGS = ("split_seed", "test_fraction")
 
 
-def load_source(data: str, seed: int, variant: dict[str, Any], data_args: dict[str, Any]) -> MultimodalDataset:
+def load_source(data: str, seed: int, variant: dict[str, Any], data_args: dict[str, Any],
+                split: bool = True) -> MultimodalDataset:
+    """The dataset of a source; data without a split get one unless ``split`` is False (cross-fitting
+    makes its own folds)."""
     split_args = {k: data_args[k] for k in SPLIT_ARGS if k in data_args}
     rest = {k: v for k, v in data_args.items() if k not in SPLIT_ARGS}
     if data in SOURCES:
         ds = SOURCES.get(data).build(seed=seed, **variant, **rest)
     else:
         ds = load_path(data, **rest)
-    if ds.split is None:
+    if ds.split is None and split:
         ds = make_split(ds, seed=split_args.get("split_seed", 0), test_fraction=split_args.get("test_fraction", 0.2))
     return ds
 

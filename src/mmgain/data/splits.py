@@ -74,3 +74,62 @@ def _stratified_test_rows(y: np.ndarray, fraction: float, rng: np.random.Generat
             short -= 1
     rows = [rng.permutation(np.flatnonzero(y == c))[:k[i]] for i, c in enumerate(classes)]
     return np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+
+
+def cv_folds(ds, k: int, seed: int = 0) -> np.ndarray:
+    """A fold id 0..k−1 per row for k-fold cross-fitting: grouped when the data have groups
+    (a group's rows share a fold; groups placed largest first into the emptiest fold),
+    stratified by class for classification, else random."""
+    if k < 2:
+        raise SpecError(f"--cv needs at least 2 folds, got {k}")
+    rng = np.random.default_rng([int(seed), 17])
+    folds = np.zeros(ds.n, dtype=np.int64)
+    if ds.groups is not None:
+        uniq, inverse = np.unique(ds.groups, return_inverse=True)
+        if len(uniq) < k:
+            raise SpecError(f"{ds.source or ds.name}: --cv {k} needs at least {k} groups; the data have {len(uniq)}")
+        sizes = np.bincount(inverse)
+        order = rng.permutation(len(uniq))
+        order = order[np.argsort(-sizes[order], kind="stable")]
+        load = np.zeros(k, dtype=np.int64)
+        where = np.zeros(len(uniq), dtype=np.int64)
+        for g in order:
+            f = int(np.argmin(load))
+            where[g], load[f] = f, load[f] + sizes[g]
+        return where[inverse]
+    if ds.task == "classification":
+        counts = np.bincount(ds.y)
+        if counts.min() < k:
+            rare = [str(ds.classes[c]) for c in np.flatnonzero(counts < k)]
+            raise SpecError(f"{ds.source or ds.name}: --cv {k} puts every class in every fold's training part "
+                            f"and needs ≥ {k} rows per class; class(es) {rare[:5]} have fewer. Use fewer folds "
+                            "or --cv 0 (one fixed split)")
+        offset = 0
+        for c in range(len(counts)):
+            idx = rng.permutation(np.flatnonzero(ds.y == c))
+            folds[idx] = (np.arange(len(idx)) + offset) % k
+            offset += len(idx)
+        return folds
+    folds[rng.permutation(ds.n)] = np.arange(ds.n) % k
+    return folds
+
+
+def fold_rows(ds, folds: np.ndarray, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per fold: (training rows, test rows), of the same sizes in every fold so that the folds
+    train and score as one batched program.  The test rows are the fold's rows (the smallest
+    fold's count of them; a larger fold leaves its surplus rows out of that fold altogether,
+    so a group never straddles its split); the training rows are the other folds' rows,
+    thinned at random to the smallest such count.  Test rows come ordered by class so that
+    the probe's stratified inner folds suit every fold alike."""
+    k = int(folds.max()) + 1
+    rng = np.random.default_rng([int(seed), 19])
+    sizes = np.bincount(folds, minlength=k)
+    m, t = int(sizes.min()), int(ds.n - sizes.max())
+    out = []
+    for f in range(k):
+        test = np.sort(rng.permutation(np.flatnonzero(folds == f))[:m])
+        if ds.task == "classification":
+            test = test[np.argsort(ds.y[test], kind="stable")]
+        train = np.sort(rng.permutation(np.flatnonzero(folds != f))[:t])
+        out.append((train, test))
+    return out

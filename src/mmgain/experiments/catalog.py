@@ -26,7 +26,7 @@ EXPERIMENTS.register("run", ExperimentSpec(
     name="run",
     data="mfeat",
     subsets="all",
-    seeds=5,
+    seeds=None,                   # 5 folds × 1 seed for data without a split, else 5 seeds (spec.resolve_design)
     ratios=RATIOS,
     protocol="huang2021",
     layout="sweep",
@@ -38,6 +38,7 @@ EXPERIMENTS.register("iemocap", ExperimentSpec(
     data="",                      # the user's IEMOCAP_features_raw.pkl (not redistributable)
     subsets="all",
     seeds=5,
+    cv=0,                         # the paper's protocol: its fixed split
     ratios=RATIOS,
     protocol="huang2021",
     layout="sweep",

@@ -190,11 +190,13 @@ def curve_summary(result, pairs: list[dict]) -> dict:
             out.setdefault("note", f"learning curves need ≥ {MIN_SIZES} non-degenerate sample sizes "
                                    f"(this run has {len(sizes)}); use --grid dense")
             continue
-        seeds = [set(result.streams.seed[by_size[n]].tolist()) for n in sizes]
-        common = sorted(set.intersection(*seeds))
+        # a replicate is a seed (and a cross-fitting fold: each fold's model is one more curve)
+        unit = lambda j: (int(result.streams.seed[j]), int(result.streams.group[j]))   # noqa: E731
+        keyed = [{unit(j): j for j in by_size[n]} for n in sizes]
+        common = sorted(set.intersection(*(set(k) for k in keyed)))
         if len(common) < 2:
             continue
-        cols = np.array([[by_size[n][list(result.streams.seed[by_size[n]]).index(s)] for n in sizes] for s in common])
+        cols = np.array([[keyed[i][u] for i in range(len(sizes))] for u in common])
         m_arr = np.array(sizes, dtype=np.float64)
         fits = {}
         for a, sub in enumerate(result.subsets):

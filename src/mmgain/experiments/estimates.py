@@ -46,7 +46,7 @@ import numpy as np
 
 from ..data.controls import control_of
 from ..data.subsets import proper_pairs, subset_name
-from .stats import benjamini_yekutieli, holm, tost_p, two_level
+from .stats import benjamini_yekutieli, interval, paired, rows_needed
 
 SIGNS = {
     "acc_diff": "test accuracy of M − N, in points: + = M better",
@@ -57,6 +57,7 @@ SIGNS = {
     "gamma_ce_raw": "paper procedure: probe test cross-entropy of M − N: − = M's latent better (biased against larger M)",
     "gamma_mse_raw": "paper procedure: probe test MSE of M − N: − = M's latent better (biased against larger M)",
     "gamma_acc_raw": "paper procedure (its Table 3 sign): probe test accuracy of M − N: + = M's latent better",
+    "gain": "what adding the modality buys: accuracy M − N in points, or the MSE reduction N − M: + = helps",
     "eta": "corrected latent risk minus the reference (eta_reference): 0 = the best observed subset",
 }
 
@@ -100,25 +101,58 @@ def _fmt_ci(ci, digits: int) -> str:
     return f"[{ci[0]:+.{digits}f}, {ci[1]:+.{digits}f}]"
 
 
+def sig3(x: float) -> float:
+    """A margin or bound as a person reads it: 3 significant figures."""
+    return float(f"{x:.3g}") if x and math.isfinite(x) else x
+
+
+VERDICTS = ("helps", "hurts", "no effect", "does not help", "inconclusive")
+
+
+def decide(lo: float, hi: float, margin: float) -> str:
+    """The verdict that the interval [lo, hi] of a gain (+ = the modality helps) supports, in this
+    precedence: ``helps`` (lo > 0), ``hurts`` (hi < 0), ``no effect`` (inside ±margin),
+    ``does not help`` (hi < +margin: it cannot add a margin's worth, though a loss beyond the
+    margin is not excluded), else ``inconclusive``.  One interval decides every word, so the word
+    and the printed interval cannot disagree."""
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return "inconclusive"
+    if lo > 0:
+        return "helps"
+    if hi < 0:
+        return "hurts"
+    if -margin < lo and hi < margin:
+        return "no effect"
+    if hi < margin:
+        return "does not help"
+    return "inconclusive"
+
+
 class PairAnalysis:
     """Every pair (M, N), N ⊂ M, |M| = |N| + 1, at every variant and sample size.
 
-    Per pair: the paired difference of the test metric with a CI over seeds and
-    test rows, the corrected γ̂ with a CI over seeds and test rows, the
-    paper's raw γ̂s, and — once :meth:`adjust` has run over the whole family —
-    Holm p, BY q, the equivalence test, the verdict and the "why".
+    Per pair: the paired difference of the test metric and the corrected γ̂, each with an
+    interval over seeds (and folds) and rows (:func:`.stats.paired`); then, per family, the
+    level of the interval that decides the verdict.  The *primary* family holds the questions
+    asked (default: each modality added to all the others, at the largest sample size; or
+    ``primary`` pairs 'M:N'): its intervals are simultaneous (Bonferroni, 1 − α/m).  Every other
+    pair is *exploratory*: unadjusted 95 % intervals, labelled so, with Benjamini–Yekutieli
+    q-values beside them.
     """
 
-    def __init__(self, result, margin: float | None = None, alpha: float = 0.05):
+    def __init__(self, result, margin: float | None = None, alpha: float = 0.05,
+                 primary: tuple[str, ...] | None = None):
         self.result, self.task, self.alpha = result, result.task, alpha
         groups = result.groups
         self.shared_rows = all(g.seed is None for g in groups)
         if margin is None:
             tr = groups[0].dataset.train_test_indices()[0]
-            margin = self.task.default_margin(groups[0].dataset.y[tr])
+            margin = sig3(self.task.default_margin(groups[0].dataset.y[tr]))
         self.margin = float(margin)
+        self.primary = primary
         rows = result.rows
         self.metric_rows = self.task.metric_rows(rows["test"])          # (S, A, n_test)
+        self.sign = 1.0 if self.task.higher_is_better else -1.0        # gain = sign · (M − N)
         half = lambda k: 0.5 * (np.asarray(rows["heldout_fit"][k], np.float64)   # noqa: E731
                                 + np.asarray(rows["heldout_eval"][k], np.float64))
         matched = lambda k: 0.5 * (np.asarray(rows["matched_fit"][k], np.float64)   # noqa: E731
@@ -134,25 +168,25 @@ class PairAnalysis:
                             "matched": 100.0 * matched("correct") if result.pairs else None,
                             "paper": 100.0 * np.asarray(rows["probe_test"]["correct"], np.float64)}
 
-    def _stats(self, js, a: int, b: int) -> dict[str, Any]:
+    def _stats(self, js: np.ndarray, a: int, b: int) -> dict[str, Any]:
+        """``js`` (S, K): the streams of each seed (row) and fold (column)."""
         task, metric, sh = self.task, self.task.metric, self.shared_rows
-        d = two_level([(1.0, self.metric_rows[js, a] - self.metric_rows[js, b])], sh)
+        d = paired(self.metric_rows[js, a] - self.metric_rows[js, b], sh)
         q = self.pair_of[(a, b)]
-        g = two_level([(1.0, self.latent_rows[js, a] - self.matched_rows[js, q])], sh)
-        out = {f"{metric}_diff_mean": d["mean"], f"{metric}_diff_ci": list(d["ci"]), f"{metric}_diff_se": d["se"],
-               "p_value": d["p_value"], "p_tost": tost_p(d["mean"], d["se"], d["df"], self.margin),
-               "gamma": g["mean"], "gamma_ci": list(g["ci"]), "gamma_p": g["p_value"],
+        g = paired(self.latent_rows[js, a] - self.matched_rows[js, q], sh)
+        out = {"_d": d, "_g": g, f"{metric}_diff_mean": d["mean"], f"{metric}_diff_se": d["se"],
+               "gain": self.sign * d["mean"], "p_value": d["p_value"], "gamma": g["mean"], "gamma_p": g["p_value"],
+               "n_rows": d["n_rows"],
                f"gamma_{task.risk}_raw": float((self.probe_test[js, a] - self.probe_test[js, b]).mean())}
         if self.correct is not None:
             co, te = self.correct["corrected"], self.correct["paper"]
-            ga = two_level([(1.0, co[js, a] - self.correct["matched"][js, q])], sh)
-            out.update(gamma_acc=ga["mean"], gamma_acc_ci=list(ga["ci"]),
-                       gamma_acc_raw=float((te[js, a] - te[js, b]).mean()))
+            ga = paired(co[js, a] - self.correct["matched"][js, q], sh)
+            out.update(_ga=ga, gamma_acc=ga["mean"], gamma_acc_raw=float((te[js, a] - te[js, b]).mean()))
         return out
 
     def pairs(self) -> tuple[list[dict], list[dict]]:
-        """``(pairs, controls)``: the family of real pairs, and for a run with the null control
-        the pairs (N + perm(k), N) with γ̂(N+k, N) − γ̂(N+perm(k), N)."""
+        """``(pairs, controls)``: the real pairs (primary and exploratory), and for a run with the
+        null control the pairs (N + perm(k), N) with γ̂(N+k, N) − γ̂(N+perm(k), N)."""
         res = self.result
         index = {s: a for a, s in enumerate(res.subsets)}
         real = [s for s, c in zip(res.subsets, res.controls) if not c]
@@ -160,84 +194,143 @@ class PairAnalysis:
         for variant in res.spec.variants:
             gids = res.group_ids(variant)
             for ratio in sorted(set(res.streams.ratio.tolist())):
-                streams = res.streams.where(gids, float(ratio))
-                if len(streams) == 0:
+                streams = res.replicates(gids, float(ratio))           # (S, K)
+                if streams.size == 0:
                     continue
                 for m, n in proper_pairs(real):
                     (k,) = set(m) - set(n)
                     a, b = index[m], index[n]
                     c = index.get(control_of(m, n))
                     ok = self.ok[streams, a] & self.ok[streams, b] & (self.ok[streams, c] if c is not None else True)
-                    js = streams[ok]       # seeds where no model of the comparison diverged
+                    js = streams[ok.all(1)]   # seeds where no model of the comparison diverged, in any fold
                     if len(js) == 0:
                         continue
-                    head = {**variant, "ratio": float(ratio), "n_train": int(res.streams.n_train[js[0]]),
-                            "n_seeds": len(js)}
+                    head = {**variant, "ratio": float(ratio), "n_train": int(res.streams.n_train[js[0, 0]]),
+                            "n_seeds": len(js), "n_folds": js.shape[1]}
                     pair = {"modality": k, "M": subset_name(m), "N": subset_name(n), **head, **self._stats(js, a, b)}
                     pairs.append(pair)
                     if c is not None:
                         ctrl = {"modality": k, "M": subset_name(control_of(m, n)), "N": subset_name(n), **head,
                                 **self._stats(js, c, b)}
                         qa, qc = self.pair_of[(a, b)], self.pair_of[(c, b)]
-                        net = two_level([(1.0, (self.latent_rows[js, a] - self.matched_rows[js, qa])
-                                          - (self.latent_rows[js, c] - self.matched_rows[js, qc]))], self.shared_rows)
+                        net = paired((self.latent_rows[js, a] - self.matched_rows[js, qa])
+                                     - (self.latent_rows[js, c] - self.matched_rows[js, qc]), self.shared_rows)
                         ctrl.update(gamma_vs_null=net["mean"], gamma_vs_null_ci=list(net["ci"]),
                                     gamma_vs_null_p=net["p_value"])
                         controls.append(ctrl)
-        return self.adjust(pairs), self.adjust(controls)
+        chosen = self.primary_pairs(pairs)
+        for p in pairs:
+            p["family"] = "primary" if (p["M"], p["N"], p["ratio"], *(p.get(k) for k in res.spec.variant_keys)) \
+                in chosen else "exploratory"
+        primary = [p for p in pairs if p["family"] == "primary"]
+        self.adjust(primary, simultaneous=True)
+        self.adjust([p for p in pairs if p["family"] == "exploratory"], simultaneous=False)
+        for p in controls:
+            p["family"] = "control"
+        self.adjust(controls, simultaneous=True)
+        return pairs, controls
 
-    def adjust(self, family: list[dict]) -> list[dict]:
-        """Multiplicity over the whole family, then verdicts."""
+    def primary_pairs(self, pairs: list[dict]) -> set[tuple]:
+        """The confirmatory questions, at the largest sample size of each variant: the pairs named
+        by ``primary`` ('M:N'), or for each modality k the pair that adds k to the largest partner
+        set (with every subset trained: k added to all the others)."""
+        keys = self.result.spec.variant_keys
+        top = {}
+        for p in pairs:
+            v = tuple(p.get(k) for k in keys)
+            top[v] = max(top.get(v, p["ratio"]), p["ratio"])
+        at_top = [p for p in pairs if p["ratio"] == top[tuple(p.get(k) for k in keys)]]
+        key = lambda p: (p["M"], p["N"], p["ratio"], *(p.get(k) for k in keys))   # noqa: E731
+        if self.primary:
+            wanted = {(frozenset(m.split("+")), frozenset(n.split("+"))) for m, n in
+                      (x.split(":") for x in self.primary)}
+            return {key(p) for p in at_top if (frozenset(p["M"].split("+")), frozenset(p["N"].split("+"))) in wanted}
+        best: dict[tuple, dict] = {}
+        for p in at_top:
+            slot = (p["modality"], *(p.get(k) for k in keys))
+            if slot not in best or len(p["N"].split("+")) > len(best[slot]["N"].split("+")):
+                best[slot] = p
+        return {key(p) for p in best.values()}
+
+    def adjust(self, family: list[dict], simultaneous: bool) -> list[dict]:
+        """The deciding interval of each pair of a family (simultaneous: level 1 − α/m, Bonferroni;
+        else 1 − α), then the verdict, the latent word, the "why" and, for an undecided primary
+        pair, the rows that would decide it."""
         if not family:
             return family
-        for key, adjusted in (("p_value", "p_holm"), ("p_tost", "p_tost_holm"), ("gamma_p", "gamma_p_holm")):
-            for p, v in zip(family, holm([p[key] for p in family])):
-                p[adjusted] = float(v)
-        for p, q in zip(family, benjamini_yekutieli([p["p_value"] for p in family])):
-            p["q_by"] = float(q)
+        m_fam = len(family) if simultaneous else 1
+        level = 1 - self.alpha / m_fam
+        how = (f"simultaneous {100 * level:.4g} % interval (Bonferroni over the {m_fam} {family[0]['family']} "
+               f"comparison{'s' if m_fam > 1 else ''})" if simultaneous else "unadjusted 95 % interval (exploratory)")
+        metric = self.task.metric
+        if not simultaneous:
+            for p, q in zip(family, benjamini_yekutieli([p["p_value"] for p in family])):
+                p["q_by"] = float(q)
         for p in family:
-            p["verdict"], p["latent"] = self.verdict(p), self.latent(p)
+            d, g = p.pop("_d"), p.pop("_g")
+            ga = p.pop("_ga", None)
+            lo, hi = interval(d, level)
+            p[f"{metric}_diff_ci"] = [lo, hi]
+            p["gain_ci"] = [lo, hi] if self.sign > 0 else [-hi, -lo]
+            p["ci_level"], p["ci"] = level, how
+            p["p_family"] = min(1.0, p["p_value"] * m_fam)
+            p["gamma_ci"] = list(interval(g, level))
+            p["gamma_p_family"] = min(1.0, p["gamma_p"] * m_fam) if math.isfinite(p["gamma_p"]) else p["gamma_p"]
+            if ga is not None:
+                p["gamma_acc_ci"] = list(interval(ga, level))
+            p["verdict"] = decide(*p["gain_ci"], self.margin)
+            p["latent"] = self.latent(p)
+            p["bound"] = p["gain_ci"][1]
+            if p["family"] == "primary" and p["verdict"] == "inconclusive":
+                n = rows_needed(d, self.margin, self.alpha / m_fam)
+                p["rows_needed"] = n
             p["why"] = self.why(p)
         return family
 
-    def verdict(self, p: dict) -> str:
-        """``no effect`` when equivalence within ±margin is shown (Holm-adjusted TOST); else
-        ``helps``/``hurts`` when the Holm-adjusted test rejects; else ``inconclusive``."""
-        if p["p_tost_holm"] < self.alpha:
-            return "no effect"
-        if p["p_holm"] < self.alpha:
-            return "helps" if self.task.better(p[f"{self.task.metric}_diff_mean"]) else "hurts"
-        return "inconclusive"
-
     def latent(self, p: dict) -> str:
-        if math.isfinite(p["gamma_p_holm"]) and p["gamma_p_holm"] < self.alpha:
-            return "better" if p["gamma"] < 0 else "worse"
-        return "indistinguishable"
+        lo, hi = p["gamma_ci"]
+        if lo > 0:
+            return "worse"
+        if hi < 0:
+            return "better"
+        return "not resolved"
 
     def why(self, p: dict) -> str:
+        """What the latent (γ̂) adds to the verdict.  A cause is named only where γ̂'s interval
+        excludes 0; otherwise it says "not resolved" and gives the interval."""
         k, v, lat = p["modality"], p["verdict"], p["latent"]
-        g = f"γ̂ {p['gamma']:+.4f} {_fmt_ci(p['gamma_ci'], 4)}, Holm p {_fmt_p(p.get('gamma_p_holm'))}"
-        unit = "points" if self.task.metric == "acc" else "MSE"
+        g = f"γ̂ {p['gamma']:+.4f} {_fmt_ci(p['gamma_ci'], 4)}"
         if v == "helps":
-            return {"better": f"the latent with {k} is better ({g}): a better representation explains the gain",
-                    "indistinguishable": f"the latent with {k} is not measurably better after adjusting for "
-                                         f"multiplicity ({g}): latent quality does not account for the gain "
-                                         "(optimisation, or a latent gain too small to resolve)",
+            return {"better": f"the latent with {k} is better ({g}): a better representation goes with the gain",
+                    "not resolved": f"whether the latent with {k} is better is not resolved ({g})",
                     "worse": f"the model gains although the latent with {k} is worse ({g}): training, not the "
-                             "representation, explains it"}[lat]
+                             "representation, goes with the gain"}[lat]
         if v == "hurts":
             return {"better": f"the latent with {k} is better ({g}) but the model is worse: at this sample size the "
                               "complexity cost of the extra inputs (the Rademacher term of Theorem 1) outweighs "
                               "the better latent; more data should close the gap",
-                    "indistinguishable": f"the latent with {k} is no worse ({g}): the loss is the complexity cost of "
-                                         "extra inputs at finite m (the Rademacher term of Theorem 1), not a worse "
-                                         "latent",
-                    "worse": f"the latent with {k} is worse ({g}): a worse representation explains the loss"}[lat]
+                    "not resolved": f"costs {self.unit_word()} through extra inputs at this n (complexity), "
+                                    f"not harmful information: its latent is not shown to be worse ({g})",
+                    "worse": f"the latent with {k} is worse ({g}): a worse representation goes with the loss"}[lat]
+        latent = {"better": f"latent better ({g})", "worse": f"latent worse ({g})",
+                  "not resolved": f"latent difference not resolved ({g})"}[lat]
+        unit = self.unit()
         if v == "no effect":
-            return f"equivalent within ±{self.margin:g} {unit} (TOST, Holm p {_fmt_p(p.get('p_tost_holm'))}); " \
-                   f"latent {lat} ({g})"
-        return f"not significant after adjusting for multiplicity (Holm p {_fmt_p(p.get('p_holm'))}) and not " \
-               f"shown to lie within ±{self.margin:g} {unit}; latent {lat} ({g})"
+            return f"within ±{self.margin:g} {unit}; {latent}"
+        if v == "does not help":
+            return f"adds at most {p['bound']:+.3g} {unit} (upper end of the interval), less than the margin " \
+                   f"+{self.margin:g}; {latent}"
+        need = p.get("rows_needed")
+        more = "" if p["family"] != "primary" else (
+            f"; about {need} scored rows would resolve ±{self.margin:g} {unit} at 80 % power" if need
+            else "; more seeds or folds, not only rows, are needed to resolve it")
+        return f"not resolved: the interval contains 0 and reaches beyond +{self.margin:g} {unit}{more}; {latent}"
+
+    def unit(self) -> str:
+        return "points" if self.task.metric == "acc" else "MSE"
+
+    def unit_word(self) -> str:
+        return "accuracy" if self.task.metric == "acc" else "error"
 
 
 def _fmt_p(p) -> str:
@@ -246,22 +339,27 @@ def _fmt_p(p) -> str:
     return "<1e-16" if p < 1e-16 else f"{p:.2g}"
 
 
-VERDICT_KEYS = ("modality", "M", "N", "ratio", "n_train", "verdict", "{m}_diff_mean", "{m}_diff_ci", "p_holm",
-                "gamma", "gamma_ci", "latent", "why")
+VERDICT_KEYS = ("modality", "M", "N", "ratio", "n_train", "family", "verdict", "gain", "gain_ci", "{m}_diff_mean",
+                "{m}_diff_ci", "ci", "p_value", "p_family", "q_by", "gamma", "gamma_ci", "latent", "rows_needed", "why")
 
 
 def verdict_records(pairs: list[dict], metric: str, variant_keys) -> list[dict]:
     keys = [k.format(m=metric) for k in VERDICT_KEYS]
-    return [{**{v: p[v] for v in variant_keys}, **{k: p[k] for k in keys}} for p in pairs]
+    return [{**{v: p[v] for v in variant_keys}, **{k: p.get(k) for k in keys}} for p in pairs]
+
+
+def gain_text(p: dict, unit: str) -> str:
+    lo, hi = p["gain_ci"]
+    return f"{p['gain']:+.2f} {unit} [{lo:+.2f}, {hi:+.2f}]"
 
 
 def modality_lines(pairs: list[dict], task, variant_keys=(), crossovers=(), limit: int = 3) -> list[str]:
-    """One plain-language line per modality (and data variant): its verdicts against each
-    partner set at the largest sample size, from which size on it helps (and, with learning
-    curves, from about m* rows on), by how much, and why."""
+    """One plain-language paragraph per modality (and data variant): first the primary question
+    (k added to its largest partner set at the largest sample size) with the interval that decides
+    it, then the exploratory verdicts against the other partner sets, from which size on it helps
+    (and, with learning curves, from about m* rows on), and why."""
     curves = {(c["M"], c["N"]) + tuple(c.get(v) for v in variant_keys): c for c in crossovers}
-    m = task.metric
-    unit = " pts" if m == "acc" else ""
+    unit = "points" if task.metric == "acc" else "MSE"
     lines = []
     by_mod: dict[tuple, list[dict]] = {}
     for p in pairs:
@@ -269,23 +367,35 @@ def modality_lines(pairs: list[dict], task, variant_keys=(), crossovers=(), limi
     for key, ps in by_mod.items():
         top = max(p["ratio"] for p in ps)
         at_top = [p for p in ps if p["ratio"] == top]
-        counts = {v: sum(p["verdict"] == v for p in at_top) for v in ("helps", "hurts", "no effect", "inconclusive")}
         label = key[0] + "".join(f" ({k}={v})" for k, v in zip(variant_keys, key[1:]))
-        head = (f"{label} — added to each of {len(at_top)} partner set(s) at n={at_top[0]['n_train']}: "
-                + ", ".join(f"{v} {c}" for v, c in counts.items() if c))
-        sign = 1 if task.higher_is_better else -1
-        shown = sorted(at_top, key=lambda p: -sign * p[f"{m}_diff_mean"])
-        if len(shown) > limit:
-            shown = shown[:limit - 1] + shown[-1:]
+        prim = [p for p in ps if p["family"] == "primary"]
+        head = []
+        for p in prim:
+            head.append(f"{label} added to {p['N']} at n={p['n_train']} (primary): {p['verdict']} "
+                        f"{gain_text(p, unit)}, {p['ci']}; {p['why']}")
+        if not prim:
+            head.append(f"{label}: no primary question (see the exploratory verdicts)")
+        counts = {v: sum(p["verdict"] == v for p in at_top if p["family"] == "exploratory") for v in VERDICTS}
+        rest = [p for p in at_top if p["family"] == "exploratory"]
         details = []
-        for p in shown:
+        if rest:
+            head.append(f"    exploratory, against the other {len(rest)} partner set(s) at n={rest[0]['n_train']} "
+                        "(unadjusted 95 % intervals): " + ", ".join(f"{v} {c}" for v, c in counts.items() if c))
+            shown = sorted(rest, key=lambda p: -p["gain"])
+            if len(shown) > limit:
+                shown = shown[:limit - 1] + shown[-1:]
+            for p in shown:
+                since = _helps_from(ps, p["N"])
+                details.append(f"    with {p['N']}: {p['verdict']} {gain_text(p, unit)}"
+                               + (f", helps from n={since} on" if since else "")
+                               + _curve_phrase(curves.get((p["M"], p["N"]) + tuple(p.get(v) for v in variant_keys))))
+        for p in prim:
             since = _helps_from(ps, p["N"])
-            ci = p[f"{m}_diff_ci"]
-            details.append(f"    with {p['N']}: {p['verdict']} {p[f'{m}_diff_mean']:+.2f}{unit} "
-                           f"[{ci[0]:+.2f}, {ci[1]:+.2f}]" + (f", helps from n={since} on" if since else "")
-                           + _curve_phrase(curves.get((p["M"], p["N"]) + tuple(p.get(v) for v in variant_keys)))
-                           + f"; {p['why']}")
-        lines.append(head + "\n" + "\n".join(details))
+            phrase = _curve_phrase(curves.get((p["M"], p["N"]) + tuple(p.get(v) for v in variant_keys)))
+            said = ([f"helps from n={since} on"] if since else []) + ([phrase[2:]] if phrase else [])
+            if said:
+                details.insert(0, f"    with {p['N']}: " + "; ".join(said))
+        lines.append("\n".join(head + details))
     return lines
 
 

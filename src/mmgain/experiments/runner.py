@@ -11,7 +11,7 @@ import platform
 import sys
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -20,7 +20,7 @@ import torch
 from ..data.controls import control_subsets, with_permuted_copies
 from ..data.dataset import DataError, MultimodalDataset
 from ..data.sources import is_per_seed, load_source
-from ..data.splits import nested_sample, sample_size
+from ..data.splits import cv_folds, fold_rows, make_split, nested_sample, sample_size
 from ..data.subsets import FORWARD, forward_path, proper_pairs, select_subsets, subset_name
 from ..errors import DataWarning, OutputError, SpecError
 from ..models.components import FUSIONS, resolve_widths
@@ -34,7 +34,7 @@ from .diagnostics import joint_diagnostics
 from .estimates import add_latent_estimates
 from .references import REFERENCES
 from .selection import forward_subsets
-from .spec import ExperimentSpec
+from .spec import ExperimentSpec, resolve_design
 from .summary import summarize
 from .theory import add_theory_metrics, population_metrics, theory_chunk
 
@@ -46,6 +46,8 @@ class DataGroup:
     variant: dict[str, Any]
     seed: int | None          # the seed the data were drawn with (per-seed sources), else None
     dataset: MultimodalDataset
+    fold: int | None = None   # cross-fitting: the fold whose rows are this group's test rows
+    rows: np.ndarray | None = None   # cross-fitting: the data file's row of each of this group's rows
 
 
 @dataclass
@@ -92,10 +94,24 @@ class RunResult:
     meta: dict[str, Any] = field(default_factory=dict)
     eta_reference: list[dict[str, Any]] = field(default_factory=list)
     extras: dict[str, np.ndarray] = field(default_factory=dict)   # per stream (S, ...): see .diagnostics
+    design: dict[str, Any] = field(default_factory=dict)          # folds and seeds (.spec.resolve_design)
 
     def group_ids(self, variant: dict[str, Any]) -> list[int]:
         """The data groups (one per seed for generated data, else one) of a data variant."""
         return [gi for gi, g in enumerate(self.groups) if g.variant == variant]
+
+    def replicates(self, group_ids, ratio: float) -> np.ndarray:
+        """The streams of these data groups at this ratio as (seeds, folds): row s holds seed s's
+        stream of each cross-fitting fold (one column without cross-fitting).  A seed missing a
+        fold (an unfinished run) is left out."""
+        js = self.streams.where(group_ids, ratio)
+        folds = [self.groups[int(self.streams.group[j])].fold or 0 for j in js]
+        K = max(folds, default=-1) + 1
+        by_seed: dict[int, dict[int, int]] = {}
+        for j, f in zip(js, folds):
+            by_seed.setdefault(int(self.streams.seed[j]), {})[f] = int(j)
+        rows = [[d[f] for f in range(K)] for _, d in sorted(by_seed.items()) if len(d) == K]
+        return np.array(rows, dtype=np.int64).reshape(len(rows), K)
 
     def table(self) -> list[dict[str, Any]]:
         """One row per model, in spec order (subsets within streams)."""
@@ -104,7 +120,8 @@ class RunResult:
             g = self.groups[int(self.streams.group[s])]
             for a, sub in enumerate(self.subsets):
                 row = {"experiment": self.spec.name, "subset": subset_name(sub), "n_modalities": len(sub),
-                       **g.variant, "seed": int(self.streams.seed[s]), "ratio": float(self.streams.ratio[s]),
+                       **g.variant, **({"fold": g.fold} if g.fold is not None else {}),
+                       "seed": int(self.streams.seed[s]), "ratio": float(self.streams.ratio[s]),
                        "n_train": int(self.streams.n_train[s])}
                 if any(self.controls):
                     row["control"] = int(self.controls[a])
@@ -113,10 +130,36 @@ class RunResult:
         return out
 
 
-def load_groups(spec: ExperimentSpec, seeds: list[int]) -> list[DataGroup]:
+def load_groups(spec: ExperimentSpec) -> tuple[list[DataGroup], dict[str, Any]]:
+    """The run's data groups and its design (:func:`.spec.resolve_design`): one group per data
+    variant, and per seed for generated data; with cross-fitting, one per fold, each the same rows
+    under another split (:func:`..data.splits.fold_rows`)."""
     per_seed = is_per_seed(spec.data)
-    groups = [DataGroup(v, s, load_source(spec.data, s if s is not None else 0, v, spec.data_args))
-              for v in spec.variants for s in (seeds if per_seed else [None])]
+    if per_seed:
+        design = resolve_design(spec, True, True)
+        seeds = list(range(design["seeds"]))
+        groups = [DataGroup(v, s, load_source(spec.data, s, v, spec.data_args)) for v in spec.variants for s in seeds]
+    else:
+        raw = {i: load_source(spec.data, 0, v, spec.data_args, split=False) for i, v in enumerate(spec.variants)}
+        design = resolve_design(spec, raw[0].split is not None, False)
+        if design["folds"]:
+            groups = []
+            for i, v in enumerate(spec.variants):
+                ds = raw[i]
+                folds = cv_folds(ds, design["folds"], spec.data_args.get("split_seed", 0))
+                parts = fold_rows(ds, folds, spec.data_args.get("split_seed", 0))
+                for f, (tr, te) in enumerate(parts):
+                    rows = np.concatenate([tr, te])
+                    split = np.array(["train"] * len(tr) + ["test"] * len(te))
+                    groups.append(DataGroup(v, None, ds.take(rows, split), fold=f, rows=rows))
+                design.update(fold_of=folds, n_scored=len(parts) * len(parts[0][1]), n_rows=ds.n,
+                              method="grouped" if ds.groups is not None else
+                              "stratified" if ds.task == "classification" else "random")
+        else:
+            groups = [DataGroup(v, None, raw[i] if raw[i].split is not None else
+                                make_split(raw[i], seed=spec.data_args.get("split_seed", 0),
+                                           test_fraction=spec.data_args.get("test_fraction", 0.2)))
+                      for i, v in enumerate(spec.variants)]
     ref = groups[0].dataset
     for g in groups[1:]:
         ds = g.dataset
@@ -128,7 +171,7 @@ def load_groups(spec: ExperimentSpec, seeds: list[int]) -> list[DataGroup]:
     sizes = {tuple(len(i) for i in g.dataset.train_test_indices()) for g in groups}
     if len(sizes) > 1:
         raise DataError(f"data variants have different train/test sizes: {sorted(sizes)}")
-    return groups
+    return groups, design
 
 
 def default_memory_budget(dev: torch.device) -> float:
@@ -188,6 +231,7 @@ class RunPlan:
     memory_budget: float
     seeds: list[int]
     selection: list[dict] | None = None       # --subsets forward: the greedy path, stage by stage
+    design: dict[str, Any] = field(default_factory=dict)   # folds and seeds (.spec.resolve_design)
 
     def job(self, ci: int) -> ChunkJob:
         ref = self.groups[0].dataset
@@ -231,8 +275,8 @@ def plan_run(spec: ExperimentSpec, device: str = "auto", progress: bool = True,
     ``stored_selection`` the forward-selection path (it is not selected again)."""
     protocol = spec.resolved_protocol()
     dev = resolve_device(device)
-    seeds = list(range(spec.seeds))
-    groups = load_groups(spec, seeds)
+    groups, design = load_groups(spec)
+    seeds = list(range(design["seeds"]))
     ref = groups[0].dataset
     task = get_task(ref.task)
     names = ref.names
@@ -245,7 +289,7 @@ def plan_run(spec: ExperimentSpec, device: str = "auto", progress: bool = True,
                         f"concatenation (encoder 'linear', fusion 'concat'); this protocol has encoder "
                         f"{protocol.encoder!r}, fusion {protocol.fusion!r}")
     if spec.null_control:
-        groups = [DataGroup(g.variant, g.seed, with_permuted_copies(g.dataset, g.seed or 0)) for g in groups]
+        groups = [replace(g, dataset=with_permuted_copies(g.dataset, g.seed or 0)) for g in groups]
     ref = groups[0].dataset
 
     split = [g.dataset.train_test_indices() for g in groups]
@@ -289,6 +333,12 @@ def plan_run(spec: ExperimentSpec, device: str = "auto", progress: bool = True,
                         np.array([len(r) for r in sample]))
 
     pair_index = [(subsets.index(m), subsets.index(n)) for m, n in proper_pairs(subsets)] if spec.pairs else []
+    known = {(frozenset(m), frozenset(n)) for m, n in proper_pairs(subsets)}
+    for question in spec.primary or ():
+        m, n = (frozenset(x.split("+")) for x in question.split(":"))
+        if (m, n) not in known:
+            raise SpecError(f"--primary {question}: not a pair this run compares (M must be N plus one modality, "
+                            f"both among the trained subsets; modalities: {', '.join(names)})")
     cost = estimate(protocol, ref.dims, subsets, [len(r) for r in sample], train.n, test.n, len(pair_index),
                     len(groups), dev.type, spec.theory)
     check(cost, allow_large)
@@ -301,7 +351,7 @@ def plan_run(spec: ExperimentSpec, device: str = "auto", progress: bool = True,
     elif sorted(i for c in chunks for i in c) != list(range(len(streams))):
         raise DataError(f"the stored chunks do not cover the run's {len(streams)} streams exactly")
     return RunPlan(spec, protocol, dev, groups, task, subsets, controls, train, test, table, streams,
-                   pair_index, [list(map(int, c)) for c in chunks], memory_budget, seeds, selection)
+                   pair_index, [list(map(int, c)) for c in chunks], memory_budget, seeds, selection, design)
 
 
 def run_chunk(job: ChunkJob, train: DeviceData, test: DeviceData, device: torch.device,
@@ -427,7 +477,7 @@ def assemble(plan: RunPlan, parts: dict[int, dict], wall_time: float = 0.0) -> R
     t = plan.table
     table = StreamTable(t.group[keep], t.seed[keep], t.ratio[keep], t.n_train[keep])
     result = RunResult(plan.spec, task, subsets, plan.controls, plan.groups, table, metrics, rows, plan.pairs,
-                       extras=extras)
+                       extras=extras, design={k: v for k, v in plan.design.items() if k != "fold_of"})
     add_latent_estimates(result)
     if plan.spec.theory:
         add_theory_metrics(result)
@@ -441,6 +491,7 @@ def assemble(plan: RunPlan, parts: dict[int, dict], wall_time: float = 0.0) -> R
         "spec": plan.spec.to_dict(), "seeds": plan.seeds, "device": _device_name(plan.device),
         "n_models": S * A, "n_streams": S, "n_chunks": len(plan.chunks),
         "wall_time_s": round(wall_time, 2),
+        "design": {k: v for k, v in plan.design.items() if k != "fold_of"},
         "versions": _versions(), "data": {"modalities": ref.dims, "task": task.name,
                                            "n_train": plan.train.n, "n_test": plan.test.n,
                                            "source": ref.source or ref.name, **ref.notes,

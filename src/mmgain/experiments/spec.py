@@ -22,7 +22,7 @@ class ExperimentSpec:
     data_args: dict[str, Any] = field(default_factory=dict)
     variants: tuple[dict[str, Any], ...] = ({},)  # each a data variant; its keys become result columns
     subsets: str | tuple[str, ...] = "all"
-    seeds: int = 5
+    seeds: int | None = 5                       # None: 1 with cross-fitting, else 5 (see :func:`resolve_design`)
     ratios: tuple[float, ...] = (1.0,)
     protocol: str = "huang2021"
     protocol_overrides: dict[str, Any] = field(default_factory=dict)
@@ -35,10 +35,19 @@ class ExperimentSpec:
     alpha: float = 0.05                         # level of every test and verdict
     grid: str | None = None                     # "dense": ~12 geometric sample sizes instead of ``ratios``
     theory: bool = False                        # measure the theorems' terms (experiments.theory)
+    cv: int | None = None                       # folds of cross-fitting; 0: the one fixed split; None: auto
+    primary: tuple[str, ...] | None = None      # the confirmatory pairs 'M:N'; None: each modality left out of all
 
     def __post_init__(self) -> None:
-        if self.seeds < 1:
+        if self.seeds is not None and self.seeds < 1:
             raise SpecError(f"seeds must be ≥ 1, got {self.seeds}")
+        if self.cv is not None and (self.cv < 0 or self.cv == 1):
+            raise SpecError(f"--cv takes 0 (one fixed split) or a number of folds ≥ 2, got {self.cv}")
+        if self.cv and self.theory:
+            raise SpecError("--theory measures the terms on one fixed split; leave out --cv (or give --cv 0)")
+        for pair in self.primary or ():
+            if pair.count(":") != 1 or not all(pair.split(":")):
+                raise SpecError(f"--primary takes pairs M:N such as 'text+audio:text', got {pair!r}")
         for r in self.ratios:
             if not 0.0 < float(r) <= 1.0:
                 raise SpecError(f"sample-size ratio {r} is outside (0, 1]")
@@ -75,6 +84,8 @@ class ExperimentSpec:
         for key in ("variants", "ratios"):
             if key in d:
                 d[key] = tuple(d[key])
+        if isinstance(d.get("primary"), list):
+            d["primary"] = tuple(d["primary"])
         if isinstance(d.get("subsets"), list):
             d["subsets"] = tuple(d["subsets"])
         return cls(**d)
@@ -83,6 +94,33 @@ class ExperimentSpec:
         d = asdict(self)
         d["resolved_protocol"] = self.resolved_protocol().to_dict()
         return d
+
+
+DEFAULT_FOLDS = 5        # cross-fitting folds when the data bring no split
+FIXED_SPLIT_SEEDS = 5    # seeds on one fixed split: the same training as DEFAULT_FOLDS folds × 1 seed
+
+
+def resolve_design(spec: ExperimentSpec, has_split: bool, per_seed: bool) -> dict[str, Any]:
+    """How many folds and seeds a run trains, and why.  Cross-fitting (every row a test row once)
+    is the default for data without a split of their own: 5 folds × 1 seed train as many models as
+    5 seeds on one split and score 5× the rows, and the rows are what limits the intervals (docs:
+    the design).  Data with a split (a benchmark's), generated data (fresh rows per seed) and
+    ``--theory`` keep one split unless ``--cv`` says otherwise."""
+    if spec.cv is not None and spec.cv >= 2 and per_seed:
+        raise SpecError("--cv is for data files; generated data draw new rows for every seed already")
+    if spec.cv is not None:
+        folds = spec.cv
+        why = f"--cv {spec.cv}" if spec.cv else "--cv 0: one fixed split"
+    elif per_seed:
+        folds, why = 0, "generated data: fresh rows for every seed"
+    elif has_split:
+        folds, why = 0, "the data bring their own train/test split (--cv K cross-fits instead)"
+    elif spec.theory:
+        folds, why = 0, "--theory measures on one fixed split"
+    else:
+        folds, why = DEFAULT_FOLDS, "the data bring no split: every row is scored once, by a model that did not see it"
+    seeds = spec.seeds if spec.seeds is not None else (1 if folds else FIXED_SPLIT_SEEDS)
+    return {"folds": folds, "seeds": seeds, "why": why}
 
 
 EXPERIMENTS: Registry[ExperimentSpec] = Registry("experiment")

@@ -17,6 +17,17 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return float(v.mean()), (float(v.std(ddof=1)) if len(v) > 1 else 0.0)
 
 
+def design_ci(design: dict, shared_rows: bool) -> str:
+    """What the intervals count, in words, for the run's design."""
+    if design.get("folds"):
+        return (f"t interval over {design['folds']}-fold cross-fitting × {design['seeds']} seed(s) and the "
+                f"{design.get('n_scored', '')} scored rows; the fold models' spread is inflated for their "
+                "overlapping training rows (Nadeau–Bengio)")
+    if shared_rows:
+        return "t interval (Welch–Satterthwaite df) over seeds and test rows"
+    return "t interval over seeds (rows are drawn anew per seed)"
+
+
 def summarize(result) -> dict[str, Any]:
     """Cells (subset × variant × ratio, ``<metric>_mean/_std`` over seeds), and for specs with
     pairs: the pair statistics, the verdicts, the null controls and one line per modality."""
@@ -38,26 +49,42 @@ def summarize(result) -> dict[str, Any]:
                     if name != "diverged":
                         cell[f"{name}_mean"], cell[f"{name}_std"] = mean_std(v[ok, a]) if len(ok) else (None, None)
                 cell["n_seeds"], cell["n_diverged"] = len(ok), len(js) - len(ok)
+                if res.design.get("folds"):
+                    cell["n_folds"] = res.design["folds"]
+                base = res.extras.get("baseline_mse")
+                if base is not None and len(ok) and not res.controls[a]:
+                    # regression: against predicting the training mean (out-of-sample R²)
+                    cell["baseline_mse_mean"] = float(base[ok].mean())
+                    cell["r2_mean"] = float(np.mean(1.0 - res.metrics["test_mse"][ok, a] / base[ok]))
+                    cell["worse_than_baseline"] = bool(cell["test_mse_mean"] > cell["baseline_mse_mean"])
                 cell["degenerate"] = degenerate_size(cell["n_train"], res.groups[0].dataset.n_classes)
                 cells.append(cell)
-    summary: dict[str, Any] = {"experiment": spec.name, "task": res.task.name, "metric": res.task.metric,
+    summary: dict[str, Any] = {"experiment": spec.name, "design": dict(res.design), "task": res.task.name, "metric": res.task.metric,
                                "eta_reference": res.eta_reference, "cells": cells}
     if spec.pairs:
-        analysis = PairAnalysis(res, spec.margin, spec.alpha)
+        analysis = PairAnalysis(res, spec.margin, spec.alpha, spec.primary)
         pairs, controls = analysis.pairs()
         m = res.task.metric
         summary["conventions"] = {k: v for k, v in SIGNS.items()
-                                  if k in ("eta", "gamma", f"{m}_diff", f"gamma_{res.task.risk}_raw")
+                                  if k in ("eta", "gamma", "gain", f"{m}_diff", f"gamma_{res.task.risk}_raw")
                                   or (m == "acc" and k.startswith("gamma_acc"))}
+        n_primary = sum(p["family"] == "primary" for p in pairs)
+        design = res.design
         summary["tests"] = {
             "alpha": spec.alpha, "margin": analysis.margin, "margin_unit": res.task.margin_help,
-            "family": f"all {len(pairs)} comparisons (pairs (M, N) × sample sizes) of this run"
-                      + (f" ({len(controls)} null-control pairs form a family of their own)" if controls else ""),
-            "ci": "95 % t interval (Welch–Satterthwaite df) over seeds and test rows" if analysis.shared_rows
-                  else "95 % t interval over seeds (rows are drawn anew per seed)",
-            "p_holm": "Holm-adjusted (family-wise, confirmatory)", "q_by": "Benjamini–Yekutieli (FDR, exploratory)",
-            "verdict": "no effect: TOST within ±margin (Holm); helps/hurts: paired test (Holm); else inconclusive",
-            "latent": "better/worse: γ̂'s test (Holm) rejects 0; else indistinguishable",
+            "primary": f"{n_primary} primary comparison(s): " + ("the pairs named by --primary" if spec.primary else
+                       "each modality added to its largest partner set (all the others) at the largest sample "
+                       "size") + f"; simultaneous {100 * (1 - spec.alpha / max(n_primary, 1)):.4g} % intervals "
+                       "(Bonferroni), which decide their verdicts",
+            "exploratory": f"the other {len(pairs) - n_primary} comparisons (pairs × sample sizes): unadjusted 95 % "
+                           "intervals decide their verdicts; q_by is the Benjamini–Yekutieli q-value (FDR) "
+                           "among them" + (f"; {len(controls)} null-control pairs form a family of their own"
+                                           if controls else ""),
+            "ci": design_ci(design, analysis.shared_rows),
+            "verdict": "from the deciding interval of the gain (+ = helps): helps if it lies above 0, hurts if "
+                       "below 0, no effect if inside ±margin, does not help if its upper end is below +margin, "
+                       "else inconclusive",
+            "latent": "from γ̂'s interval at the same level: better if below 0, worse if above 0, else not resolved",
         }
         summary["pairs"] = pairs
         summary["verdicts"] = verdict_records(pairs, m, spec.variant_keys)

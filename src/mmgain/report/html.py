@@ -14,7 +14,8 @@ from .layouts import LAYOUTS, _ci
 from .outputs import atomic_write
 from .tables import Table
 
-VERDICT_COLOURS = {"helps": "#1a9850", "hurts": "#d73027", "no effect": "#8c8c8c", "inconclusive": "#c8c8c8"}
+VERDICT_COLOURS = {"helps": "#1a9850", "hurts": "#d73027", "no effect": "#8c8c8c", "does not help": "#6b6b9c",
+                   "inconclusive": "#c8c8c8"}
 SERIES = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 FULL_LATTICE_K = 6            # up to this many modalities the whole lattice is drawn at once
 
@@ -290,7 +291,8 @@ def _cards(summary: dict, names: list[str]) -> list[dict]:
         grid = {}
         for v in mine:
             grid.setdefault(v["N"], {})[v["ratio"]] = v
-        widest = max(at_top, key=lambda v: len(v["N"].split("+")), default=None)
+        prim = [v for v in mine if v.get("family") == "primary"]
+        widest = prim[0] if prim else max(at_top, key=lambda v: len(v["N"].split("+")), default=None)
         card = {"name": k, "counts": counts, "ratios": ratios, "grid": grid,
                 "n_train": {v["ratio"]: v["n_train"] for v in mine}, "line": lines.get(k, ""),
                 "headline": None, "shapley": None, "warnings": [], "missing": None, "crossover": None}
@@ -303,11 +305,30 @@ def _cards(summary: dict, names: list[str]) -> list[dict]:
                                                           if cx["m_star_ci"][0] is not None else "")
                                                        if cx["m_star"] is not None and cx["status"] == "crossover"
                                                        else "") + ".")
-            card["headline"] = {"N": widest["N"], "verdict": widest["verdict"],
-                                "diff": _fmt(widest[f"{m}_diff_mean"]), "ci": _ci(widest[f"{m}_diff_ci"]),
+            unit = "points" if m == "acc" else "MSE"
+            gain = widest.get("gain", widest[f"{m}_diff_mean"])
+            ci = widest.get("gain_ci", widest[f"{m}_diff_ci"])
+            card["headline"] = {"N": widest["N"], "verdict": widest["verdict"], "family": widest.get("family", ""),
+                                "diff": _fmt(gain), "ci": _ci(ci), "unit": unit,
+                                "interval": widest.get("ci", "95 % interval"),
+                                "bound": (f"It adds at most {ci[1]:+.2f} {unit} (upper end of that interval)."
+                                          if widest["verdict"] in ("does not help", "no effect", "hurts")
+                                          and ci[1] is not None else ""),
                                 "latent": widest["latent"], "gamma": _fmt(widest["gamma"], 4),
                                 "gamma_ci": _ci(widest["gamma_ci"], 4), "why": widest["why"],
                                 "n_train": widest["n_train"]}
+            full = [c for c in summary["cells"] if not c.get("control") and c.get("ratio") == top
+                    and c["subset"] == widest["M"]]
+            singles = [c for c in summary["cells"] if not c.get("control") and c.get("ratio") == top
+                       and "+" not in c["subset"] and c.get(f"test_{m}_mean") is not None]
+            if full and singles and m == "acc" and full[0].get("train_acc_mean") is not None:
+                best = max(singles, key=lambda c: c["test_acc_mean"])
+                if full[0]["test_acc_mean"] < best["test_acc_mean"] and full[0]["train_acc_mean"] > 99:
+                    card["warnings"].append(
+                        f"{widest['M']} scores below the best single modality ({best['subset']}, "
+                        f"{best['test_acc_mean']:.1f} vs {full[0]['test_acc_mean']:.1f} %) while fitting its training "
+                        f"rows at {full[0]['train_acc_mean']:.1f} %: overfitting. The training protocol, not the "
+                        "data, may be what limits the joint model.")
         for s in shap:
             i = s["modalities"].index(k)
             card["shapley"] = {"phi": _fmt(s["phi"][i]), "ci": _ci([s["phi_ci"][0][i], s["phi_ci"][1][i]]),

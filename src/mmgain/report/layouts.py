@@ -207,6 +207,10 @@ class SweepLayout(Layout):
         ours = lambda c: fmt_pm(c[f"test_{m}_mean"], c[f"test_{m}_std"])  # noqa: E731
         paper = lambda c: f" ({fmt_pm(c['paper'], c.get('paper_std'))})" if c.get("paper") is not None else ""  # noqa: E731
         n = cells[0]["n_seeds"]
+        design = summary.get("design") or {}
+        over = (f"{n} fold models ({design['folds']} folds × {design['seeds']} seed(s); each row scored once per "
+                "seed)") if design.get("folds") else f"{n} seeds"
+        regression = "r2_mean" in cells[0]
         probe_cols = [f"train_{m}", f"probe_{m}", "eta", "eta_raw"]
         ref = summary.get("eta_reference", [{}])[0]
         classes = (getattr(result, "meta", {}) or {}).get("data", {}).get("classes") or []
@@ -216,14 +220,22 @@ class SweepLayout(Layout):
                      + [fmt_pm(at[s, top][f"{k}_mean"], at[s, top][f"{k}_std"], 2 if k.endswith(m) and m == "acc"
                                else 3) for k in probe_cols] for s in subsets],
                     title=f"Table 1 — test {label} at ratio {top:g} (n_train={at[subsets[0], top]['n_train']}), "
-                          f"mean ± std over {n} seeds\n  train_{m}: the model on its own full training sample; "
+                          f"mean ± std over {over}\n  train_{m}: the model on its own full training sample; "
                           f"probe_{m}: the paper's probe (best head fitted on the training rows)\n"
                           + (f"  classes ({len(classes)}): {', '.join(classes[:12])}{' …' if len(classes) > 12 else ''}\n"
                              if classes else "")
                           + f"  eta: corrected η̂ ({risk}), {ref.get('definition', '')} = "
                           f"{ref.get('reference', float('nan')):.4f}; eta_raw: paper procedure")
+        if regression:     # out-of-sample R² against predicting the training mean, and who is worse than that
+            t1.header.append("R² (vs. the mean)")
+            for row, s in zip(t1.rows, subsets):
+                row.append(f"{at[s, top]['r2_mean']:+.3f}" + (" ⚠ worse than the mean"
+                                                              if at[s, top]["worse_than_baseline"] else ""))
+        base_row = [["(predict the training mean)"] + [f"{at[subsets[0], r]['baseline_mse_mean']:.4g}" for r in ratios]] \
+            if regression else []
         t2 = Table(["subset"] + [f"r={r:g} (n={at[subsets[0], r]['n_train']})" for r in ratios],
-                    [[s] + [ours(at[s, r]) + paper(at[s, r]) for r in ratios] for s in subsets],
+                    [[s] + [ours(at[s, r]) + paper(at[s, r]) + (" ⚠" if at[s, r].get("worse_than_baseline") else "")
+                            for r in ratios] for s in subsets] + base_row,
                     title=f"Table 2 — test {label} by sample-size ratio" + (" (paper in brackets)" if has_paper else ""))
         blocks: list[Table | str] = [t1, t2]
         path = summary.get("forward_selection")
@@ -253,31 +265,34 @@ class SweepLayout(Layout):
                                       "last columns are k's latent gain net of the control"))
         if summary.get("modalities"):
             tests = summary["tests"]
-            blocks.append("\n".join([f"Verdicts (α={tests['alpha']}, Holm over {tests['family']}; 'no effect' = "
-                                      f"equivalent within ±{tests['margin']:g} {tests['margin_unit']}):"]
-                                     + summary["modalities"]))
+            unit = "points" if m == "acc" else "MSE"
+            blocks.append("\n".join([f"Verdicts (α={tests['alpha']}; the gain is + when the modality helps; "
+                                      f"margin ±{tests['margin']:g} {unit}). Primary: {tests.get('primary', '—')}. "
+                                      "Exploratory: unadjusted 95 % intervals."] + summary["modalities"]))
         return blocks + theory_blocks(summary)
 
     @staticmethod
     def _pair_table(pairs, summary, m: str, top: float) -> Table:
         risk = "ce" if m == "acc" else "mse"
         has_pp = any(p.get("paper_acc_diff") is not None for p in pairs)
-        sign = "+: M better" if m == "acc" else "−: M better"
         raw = ["gamma_acc_raw"] if m == "acc" else [f"gamma_{risk}_raw"]
         rows = []
-        for p in pairs:
-            row = [p["M"], p["N"], f"{p[f'{m}_diff_mean']:+.2f}", _ci(p[f"{m}_diff_ci"], 2), _p(p["p_holm"]),
+        for p in sorted(pairs, key=lambda p: p["family"] != "primary"):
+            row = [p["M"], p["N"], p["family"], f"{p['gain']:+.2f}", _ci(p["gain_ci"], 2),
+                   _p(p["p_family"]) if p["family"] == "primary" else f"q {_p(p.get('q_by'))}",
                    p["verdict"], f"{p['gamma']:+.4f}", _ci(p["gamma_ci"], 4), p["latent"]]
             row += [f"{p[k]:+.3f}" for k in raw]
             if has_pp:
                 row += [fmt_pm(p.get("paper_acc_diff")), fmt_pm(p.get("paper_gamma"))]
             rows.append(row)
-        header = (["M", "N", f"Δ{m} M−N ({sign})", "95% CI", "p Holm", "verdict",
-                   f"γ̂ {risk} (−: M's latent better)", "95% CI", "latent"]
+        header = (["M", "N", "family", f"gain ({'acc. points' if m == 'acc' else 'MSE reduction'}, +: helps)",
+                   "deciding interval", "p (Bonferroni) / q (BY)", "verdict",
+                   f"γ̂ {risk} (−: M's latent better)", "interval", "latent"]
                   + [f"{raw[0]} (paper procedure, {'+' if m == 'acc' else '−'}: M better)"]
                   + (["paper Δacc", "paper γ"] if has_pp else []))
         return Table(header, rows, title=f"Table 3 — pairs N ⊂ M at ratio {top:g}: {summary['tests']['ci']}; "
-                                           f"γ̂ = corrected η̂_M − η̂_N")
+                                           "primary pairs: simultaneous intervals; exploratory: unadjusted 95 %; "
+                                           "γ̂ = corrected η̂_M − η̂_N")
 
 
     def figures(self, result, out: Path) -> list[Path]:
