@@ -10,6 +10,7 @@ from mmgain.experiments import EXPERIMENTS, run_experiment
 from mmgain.experiments.estimates import decide
 from mmgain.experiments.stats import cross_fitted, interval, naive_cross_fitted, paired, rows_needed
 from mmgain.theory.coverage import coverage
+from toy_data import label_noise_npz
 
 FAST = {"epochs": 4, "probe_epochs": 2, "hidden": 16, "probe_max_iter": 100, "heldout_max_iter": 60}
 
@@ -101,12 +102,7 @@ def test_rows_needed_says_none_when_rows_cannot_help():
 # ---------------------------------------------------------------- runs: families, agreement, CV
 
 
-def _npz(path, n=400, seed=0):
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 3, n)
-    np.savez(path, label=rng.normal(size=(n, 6)) + 1.5 * np.eye(3)[y] @ rng.normal(size=(3, 6)),
-             noise=rng.normal(size=(n, 6)), y=y)
-    return path
+_npz = label_noise_npz
 
 
 @pytest.fixture(scope="module")

@@ -10,17 +10,12 @@ from mmgain.experiments import EXPERIMENTS, run_experiment
 from mmgain.experiments.estimates import PairAnalysis
 from mmgain.experiments.runner import _probe_chunk
 from mmgain.tasks import get_task
+from toy_data import label_noise_npz
 
 FAST = {"epochs": 4, "probe_epochs": 2, "hidden": 16, "probe_max_iter": 100, "heldout_max_iter": 60}
 
 
-def _npz(path, n=400, seed=0):
-    """'label' carries y; 'noise' is independent of everything."""
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 3, n)
-    np.savez(path, label=rng.normal(size=(n, 6)) + 1.5 * np.eye(3)[y] @ rng.normal(size=(3, 6)),
-             noise=rng.normal(size=(n, 6)), y=y)
-    return path
+_npz = label_noise_npz
 
 
 def _spec(path, **kw):

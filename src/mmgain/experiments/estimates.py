@@ -373,14 +373,19 @@ def modality_lines(pairs: list[dict], task, variant_keys=(), crossovers=(), limi
         for p in prim:
             head.append(f"{label} added to {p['N']} at n={p['n_train']} (primary): {p['verdict']} "
                         f"{gain_text(p, unit)}, {p['ci']}; {p['why']}")
+            since = _helps_from(ps, p["N"])
+            phrase = _curve_phrase(curves.get((p["M"], p["N"]) + tuple(p.get(v) for v in variant_keys)))
+            said = ([f"helps from n={since} on"] if since else []) + ([phrase[2:]] if phrase else [])
+            if said:
+                head.append("    " + "; ".join(said))
         if not prim:
             head.append(f"{label}: no primary question (see the exploratory verdicts)")
-        counts = {v: sum(p["verdict"] == v for p in at_top if p["family"] == "exploratory") for v in VERDICTS}
         rest = [p for p in at_top if p["family"] == "exploratory"]
+        counts = {v: sum(p["verdict"] == v for p in rest) for v in VERDICTS}
         details = []
         if rest:
-            head.append(f"    exploratory, against the other {len(rest)} partner set(s) at n={rest[0]['n_train']} "
-                        "(unadjusted 95 % intervals): " + ", ".join(f"{v} {c}" for v, c in counts.items() if c))
+            details.append(f"    exploratory, against the other {len(rest)} partner set(s) at n={rest[0]['n_train']} "
+                           "(unadjusted 95 % intervals): " + ", ".join(f"{v} {c}" for v, c in counts.items() if c))
             shown = sorted(rest, key=lambda p: -p["gain"])
             if len(shown) > limit:
                 shown = shown[:limit - 1] + shown[-1:]
@@ -389,12 +394,6 @@ def modality_lines(pairs: list[dict], task, variant_keys=(), crossovers=(), limi
                 details.append(f"    with {p['N']}: {p['verdict']} {gain_text(p, unit)}"
                                + (f", helps from n={since} on" if since else "")
                                + _curve_phrase(curves.get((p["M"], p["N"]) + tuple(p.get(v) for v in variant_keys))))
-        for p in prim:
-            since = _helps_from(ps, p["N"])
-            phrase = _curve_phrase(curves.get((p["M"], p["N"]) + tuple(p.get(v) for v in variant_keys)))
-            said = ([f"helps from n={since} on"] if since else []) + ([phrase[2:]] if phrase else [])
-            if said:
-                details.insert(0, f"    with {p['N']}: " + "; ".join(said))
         lines.append("\n".join(head + details))
     return lines
 

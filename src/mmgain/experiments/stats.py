@@ -3,9 +3,10 @@
 Seeds pair the models of two subsets (same sample, minibatch order and initial
 encoders), and so do the test rows (the same rows score both).  A difference
 therefore varies with the seed *and* with which rows happen to be in the test
-set; :func:`two_level` counts both.  The other functions are the standard
-pieces: an exact sign-flip test for when the t statistic degenerates, Holm and
-Benjamini–Yekutieli adjustments, and a TOST equivalence test.
+set; :func:`two_level` counts both, and :func:`cross_fitted` does the same when every row is a
+test row of one of K folds.  The other functions are the standard pieces: an exact sign-flip test
+for when the t statistic degenerates, the Benjamini–Yekutieli adjustment of the exploratory
+family, intervals at a simultaneous level, and the rows a design needs to decide.
 """
 from __future__ import annotations
 
@@ -78,21 +79,6 @@ def two_level(components: Sequence[tuple[float, np.ndarray]], shared_rows: bool 
     return {**out, "se": se, "df": df, "ci": (mean - half, mean + half), "p_value": p}
 
 
-def tost_p(mean: float, se: float, df: float, margin: float) -> float:
-    """Two one-sided tests of |μ| ≥ margin (H0) against |μ| < margin: p = max of the two.
-
-    p < α claims equivalence within ±margin at level α (the 1−2α interval lies
-    inside the margin).  A zero standard error gives 0-or-1 evidence.
-    """
-    if not math.isfinite(mean) or margin <= 0:
-        return 1.0
-    if not se > 0 or not math.isfinite(se):
-        return TINY_P if abs(mean) < margin else 1.0
-    p_low = float(stats.t.sf((mean + margin) / se, df))    # H0: μ ≤ −margin
-    p_high = float(stats.t.cdf((mean - margin) / se, df))  # H0: μ ≥ +margin
-    return max(p_low, p_high, TINY_P)
-
-
 def _adjust(p: Sequence[float], adjust_sorted) -> np.ndarray:
     """Apply ``adjust_sorted`` (ascending finite p-values → adjusted) in place of the finite
     entries; NaN stays NaN and does not count towards the family."""
@@ -103,14 +89,6 @@ def _adjust(p: Sequence[float], adjust_sorted) -> np.ndarray:
         order = ok[np.argsort(p[ok], kind="stable")]
         out[order] = adjust_sorted(p[order])
     return out
-
-
-def holm(p: Sequence[float]) -> np.ndarray:
-    """Holm's step-down adjusted p-values (family-wise error; confirmatory)."""
-    def step_down(ps: np.ndarray) -> np.ndarray:
-        m = len(ps)
-        return np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * ps))
-    return _adjust(p, step_down)
 
 
 def benjamini_yekutieli(p: Sequence[float]) -> np.ndarray:

@@ -277,9 +277,12 @@ class SweepLayout(Layout):
         has_pp = any(p.get("paper_acc_diff") is not None for p in pairs)
         raw = ["gamma_acc_raw"] if m == "acc" else [f"gamma_{risk}_raw"]
         rows = []
-        for p in sorted(pairs, key=lambda p: p["family"] != "primary"):
-            row = [p["M"], p["N"], p["family"], f"{p['gain']:+.2f}", _ci(p["gain_ci"], 2),
-                   _p(p["p_family"]) if p["family"] == "primary" else f"q {_p(p.get('q_by'))}",
+        for p in sorted(pairs, key=lambda p: p.get("family") != "primary"):
+            sign = 1 if m == "acc" else -1           # a summary written before gains existed: M − N read as a gain
+            gain = p.get("gain", sign * p[f"{m}_diff_mean"])
+            ci = p.get("gain_ci", sorted(sign * x for x in p[f"{m}_diff_ci"]))
+            row = [p["M"], p["N"], p.get("family", ""), f"{gain:+.2f}", _ci(ci, 2),
+                   _p(p.get("p_family")) if p.get("family") == "primary" else f"q {_p(p.get('q_by'))}",
                    p["verdict"], f"{p['gamma']:+.4f}", _ci(p["gamma_ci"], 4), p["latent"]]
             row += [f"{p[k]:+.3f}" for k in raw]
             if has_pp:
