@@ -26,6 +26,9 @@ def main() -> None:
     args = ap.parse_args()
     o = np.load(args.run_dir / "outcomes.npz")
     summary = json.loads((args.run_dir / "summary.json").read_text())
+    if summary.get("design", {}).get("folds"):
+        raise SystemExit(f"{args.run_dir} is cross-fitted: its streams are folds on different rows, not seeds on one "
+                         "test set. The run's own figure is summary.json → pairs → rows_needed (and the 'why').")
     subsets = list(o["subsets"])
     top = o["stream_ratio"].max()
     js = np.flatnonzero(o["stream_ratio"] == top)

@@ -218,3 +218,34 @@ def test_regression_gain_is_the_mse_reduction_with_a_baseline(tmp_path, capsys):
     assert "(predict the training mean)" in printed and "R² (vs. the mean)" in printed
     margin = s["tests"]["margin"]
     assert margin == float(f"{margin:.3g}")                                        # 3 significant figures
+
+
+# ---------------------------------------------------------------- a new user's data, default design
+
+
+def test_a_new_users_data_gets_an_answer(tmp_path, capsys):
+    """The example of the issue "An answer a user can act on": image informative, text weak (≈ +3
+    points on top of image), sensor pure noise; 1500 rows without a split, the default design."""
+    rng = np.random.default_rng(42)
+    n = 1500
+    y = rng.integers(0, 3, n)
+
+    def block(d, s):
+        c = rng.normal(size=(3, d))
+        c /= np.linalg.norm(c, axis=1, keepdims=True)
+        return s * c[y] + rng.normal(size=(n, d))
+    image, text, sensor = block(32, 2.2), block(16, 0.9), rng.normal(size=(n, 8))
+    np.savez(tmp_path / "mine.npz", image=image, text=text, sensor=sensor, y=y)
+    out = tmp_path / "r"
+    assert main(["run", "--data", str(tmp_path / "mine.npz"), "--ratios", "0.1", "1", "--quiet",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    s = json.loads((out / "summary.json").read_text())
+    assert s["design"]["folds"] == 5 and s["design"]["n_scored"] == 1500
+    primary = {p["modality"]: p for p in s["pairs"] if p["family"] == "primary"}
+    assert primary["image"]["verdict"] == "helps"
+    assert primary["sensor"]["verdict"] in ("no effect", "does not help", "hurts")
+    assert primary["text"]["verdict"] == "helps" or primary["text"]["rows_needed"]
+    for p in primary.values():
+        assert p["verdict"] == decide(*p["gain_ci"], s["tests"]["margin"])
+    assert "sensor added to image+text at n=1200 (primary)" in printed

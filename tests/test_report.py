@@ -68,3 +68,28 @@ def test_synthetic_check_line():
     assert "1/1 within 5 % of η_n (worst 5.1 %)" not in check and "0/1 within 5 % of η_n" in check  # 80 vs 76.10
     assert "cells with η* = 0: 3/3 below 0.5" in check
     assert "corrected η̂, same cells: 1/1 within 5 % of η* (worst 4.0 %, m1 ρ=0.5)" in check   # 72 vs 75
+
+
+def test_a_card_answers_its_primary_question_and_warns_of_overfitting():
+    from mmgain.report.html import _cards
+
+    def cell(s, acc, train):
+        return {"subset": s, "ratio": 1.0, "n_train": 800, "test_acc_mean": acc, "train_acc_mean": train}
+
+    def pair(M, N, family, verdict, gain, ci, latent="not resolved"):
+        return {"modality": "noise", "M": M, "N": N, "ratio": 1.0, "n_train": 800, "family": family,
+                "verdict": verdict, "gain": gain, "gain_ci": ci, "acc_diff_mean": gain, "acc_diff_ci": ci,
+                "ci": "simultaneous 97.5 % interval (Bonferroni over the 2 primary comparisons)" if family == "primary"
+                else "unadjusted 95 % interval (exploratory)", "latent": latent, "gamma": 0.01,
+                "gamma_ci": [-0.02, 0.04], "why": "w"}
+    summary = {"metric": "acc", "cells": [cell("image", 80.0, 100.0), cell("noise", 33.0, 90.0),
+                                          cell("image+noise", 76.0, 100.0)],
+               "verdicts": [pair("image+noise", "image", "primary", "hurts", -4.0, [-6.0, -2.0]),
+                            pair("noise+x", "x", "exploratory", "helps", 1.0, [0.5, 1.5])]}
+    (card,) = _cards(summary, ["noise"])
+    head = card["headline"]
+    assert head["N"] == "image" and head["family"] == "primary" and head["verdict"] == "hurts"
+    assert head["ci"] == "[-6.00, -2.00]" and "simultaneous" in head["interval"]
+    assert "through extra inputs at this n (complexity), not harmful information" in head["note"]
+    assert "adds at most -2.00" in head["bound"]
+    assert any("overfitting" in w for w in card["warnings"])

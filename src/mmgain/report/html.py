@@ -314,6 +314,10 @@ def _cards(summary: dict, names: list[str]) -> list[dict]:
                                 "bound": (f"It adds at most {ci[1]:+.2f} {unit} (upper end of that interval)."
                                           if widest["verdict"] in ("does not help", "no effect", "hurts")
                                           and ci[1] is not None else ""),
+                                "note": (f"It costs {label.split()[0]} through extra inputs at this n (complexity), "
+                                         "not harmful information: its latent is not shown to be worse."
+                                         if widest["verdict"] == "hurts" and widest["latent"] == "not resolved"
+                                         else ""),
                                 "latent": widest["latent"], "gamma": _fmt(widest["gamma"], 4),
                                 "gamma_ci": _ci(widest["gamma_ci"], 4), "why": widest["why"],
                                 "n_train": widest["n_train"]}
