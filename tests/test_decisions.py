@@ -249,3 +249,17 @@ def test_a_new_users_data_gets_an_answer(tmp_path, capsys):
     for p in primary.values():
         assert p["verdict"] == decide(*p["gain_ci"], s["tests"]["margin"])
     assert "sensor added to image+text at n=1200 (primary)" in printed
+
+
+def test_a_run_folder_from_before_cross_fitting_resumes_on_its_fixed_split(tmp_path):
+    data = _npz(tmp_path / "d.npz", n=200)
+    out = tmp_path / "r"
+    assert main(["run", "--cv", "0", "--data", str(data), "--ratios", "0.5", "1", "--seeds", "2", "--epochs", "3",
+                 "--probe-epochs", "2", "--hidden", "8", "--memory-gb", "1e-9", "--quiet", "--out", str(out)]) == 0
+    for name in ("store/manifest.json", "run.json"):      # as written by a version without these fields
+        d = json.loads((out / name).read_text())
+        del d["spec"]["cv"], d["spec"]["primary"]
+        (out / name).write_text(json.dumps(d))
+    sorted((out / "store").glob("chunk-*.npz"))[-1].unlink()
+    assert main(["resume", str(out), "--quiet"]) == 0
+    assert json.loads((out / "run.json").read_text())["design"]["folds"] == 0

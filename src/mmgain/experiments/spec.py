@@ -81,6 +81,7 @@ class ExperimentSpec:
         unknown = set(d) - {f.name for f in fields(cls)}
         if unknown:
             raise SpecError(f"unknown spec field(s) {sorted(unknown)} (written by another mmgain version?)")
+        d.setdefault("cv", 0)      # written before cross-fitting existed: it ran on one fixed split
         for key in ("variants", "ratios"):
             if key in d:
                 d[key] = tuple(d[key])

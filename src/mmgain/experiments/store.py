@@ -106,6 +106,8 @@ class ResultStore:
         if not self.exists():
             return
         old = dict(self.manifest()["spec"])
+        if "cv" not in old:            # written before cross-fitting and families existed: a fixed split
+            old.update(cv=0, primary=None)
         if isinstance(old.get("resolved_protocol"), dict):   # a field added since: its default is the old behaviour
             old["resolved_protocol"] = {**_normal(TrainingProtocol().to_dict()), **old["resolved_protocol"]}
         diff = _differences(old, _normal(spec.to_dict()))
