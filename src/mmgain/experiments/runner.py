@@ -152,7 +152,7 @@ def load_groups(spec: ExperimentSpec) -> tuple[list[DataGroup], dict[str, Any]]:
                     rows = np.concatenate([tr, te])
                     split = np.array(["train"] * len(tr) + ["test"] * len(te))
                     groups.append(DataGroup(v, None, ds.take(rows, split), fold=f, rows=rows))
-                design.update(fold_of=folds, n_scored=len(parts) * len(parts[0][1]), n_rows=ds.n,
+                design.update(n_scored=len(parts) * len(parts[0][1]), n_rows=ds.n,
                               method="grouped" if ds.groups is not None else
                               "stratified" if ds.task == "classification" else "random")
         else:
@@ -477,7 +477,7 @@ def assemble(plan: RunPlan, parts: dict[int, dict], wall_time: float = 0.0) -> R
     t = plan.table
     table = StreamTable(t.group[keep], t.seed[keep], t.ratio[keep], t.n_train[keep])
     result = RunResult(plan.spec, task, subsets, plan.controls, plan.groups, table, metrics, rows, plan.pairs,
-                       extras=extras, design={k: v for k, v in plan.design.items() if k != "fold_of"})
+                       extras=extras, design=plan.design)
     add_latent_estimates(result)
     if plan.spec.theory:
         add_theory_metrics(result)
@@ -491,7 +491,7 @@ def assemble(plan: RunPlan, parts: dict[int, dict], wall_time: float = 0.0) -> R
         "spec": plan.spec.to_dict(), "seeds": plan.seeds, "device": _device_name(plan.device),
         "n_models": S * A, "n_streams": S, "n_chunks": len(plan.chunks),
         "wall_time_s": round(wall_time, 2),
-        "design": {k: v for k, v in plan.design.items() if k != "fold_of"},
+        "design": plan.design,
         "versions": _versions(), "data": {"modalities": ref.dims, "task": task.name,
                                            "n_train": plan.train.n, "n_test": plan.test.n,
                                            "source": ref.source or ref.name, **ref.notes,
