@@ -138,6 +138,10 @@ def test_overwrite_removes_the_previous_runs_files(tmp_path, capsys):
     split = _npz(tmp_path / "s.npz", split=np.where(np.arange(120) < 90, "train", "test"))
     assert main(["run", "--cv", "0", "--data", str(split), *FAST, "--out", str(out), "--overwrite"]) == 0
     assert not (out / "split.csv").exists()               # the new run made no split: no stale file
+    assert main(["run", "--data", str(_npz(tmp_path / "d.npz")), *FAST, "--out", str(out), "--overwrite"]) == 0
+    assert (out / "folds.csv").exists()                   # cross-fitted
+    assert main(["run", "--cv", "0", "--data", str(split), *FAST, "--out", str(out), "--overwrite"]) == 0
+    assert not (out / "folds.csv").exists()
 
 
 def test_concurrent_run_folders_are_unique(tmp_path):

@@ -14,7 +14,8 @@ from ..errors import OutputError
 from ..experiments.store import LOCK, FolderLock, ResultStore, atomic_write
 
 
-OUTPUTS = ("results.csv", "summary.json", "run.json", "outcomes.npz", "split.csv")   # plus fig_*.png
+OUTPUTS = ("results.csv", "summary.json", "run.json", "outcomes.npz", "split.csv", "folds.csv", "theory.csv",
+           "report.html")   # plus fig_*.png
 
 
 def new_run_dir(name: str, root: str | Path = "runs") -> Path:
