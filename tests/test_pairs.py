@@ -3,7 +3,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from mmgain.cli import main
 from mmgain.experiments import EXPERIMENTS, run_experiment

@@ -333,12 +333,6 @@ class PairAnalysis:
         return "accuracy" if self.task.metric == "acc" else "error"
 
 
-def _fmt_p(p) -> str:
-    if p is None or p != p:
-        return "—"
-    return "<1e-16" if p < 1e-16 else f"{p:.2g}"
-
-
 VERDICT_KEYS = ("modality", "M", "N", "ratio", "n_train", "family", "verdict", "gain", "gain_ci", "{m}_diff_mean",
                 "{m}_diff_ci", "ci", "p_value", "p_family", "q_by", "gamma", "gamma_ci", "latent", "rows_needed", "why")
 

@@ -255,8 +255,9 @@ class SweepLayout(Layout):
             blocks.append(self._pair_table(top_pairs, summary, m, top))
         controls = [p for p in summary.get("null_control", []) if p["ratio"] == top]
         if controls:
-            blocks.append(Table(["N + perm(k)", "N", f"Δ{m}", "verdict", f"γ̂ (−: M's latent better)", "95% CI",
-                                 "latent", "γ̂(N+k,N) − γ̂(N+perm k,N)", "95% CI"],
+            blocks.append(Table(["N + perm(k)", "N", f"Δ{m}", "verdict", "γ̂ (−: M's latent better)",
+                                 "interval (simultaneous over the controls)", "latent",
+                                 "γ̂(N+k,N) − γ̂(N+perm k,N)", "95% CI (unadjusted)"],
                                 [[p["M"], p["N"], f"{p[f'{m}_diff_mean']:+.2f}", p["verdict"], f"{p['gamma']:+.4f}",
                                   _ci(p["gamma_ci"], 4), p["latent"], f"{p['gamma_vs_null']:+.4f}",
                                   _ci(p["gamma_vs_null_ci"], 4)] for p in controls],
