@@ -6,6 +6,8 @@ a case that allocates gigabytes or crashes the interpreter fails the test instea
 of the machine.
 """
 import json
+import struct
+import time
 import pickle
 import subprocess
 import sys
@@ -140,3 +142,138 @@ def test_fuzzed_pickles_end_in_a_clear_error_or_a_dataset(tmp_path):
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["other"] == [] and out["ok"] + out["refused"] == 300
     assert out["refused"] > 100 and out["slowest"] < 10
+
+
+# ------------------------------------------------------------ the routes of the hostile-input campaign
+def _array_ops(values, py2: bool = True, dtype: bytes = b"<f8") -> bytes:
+    """Protocol-2 opcodes that build a 1-D float64 array as numpy writes it; ``py2`` sends the
+    buffer as a Python 2 ``str`` (BINSTRING, read back as latin-1), as the real IEMOCAP file does."""
+    raw = np.asarray(values, dtype=np.dtype(dtype.decode())).tobytes()
+    n = len(values)
+    buf = (b"T" + len(raw).to_bytes(4, "little") + raw) if py2 else (b"C" + bytes([len(raw)]) + raw)
+    return (b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85U\x01b\x87R"
+            + b"(K\x01K" + bytes([n]) + b"\x85cnumpy\ndtype\nU\x02" + dtype[1:] + b"K\x00K\x01\x87R"
+            + b"(K\x03U\x01" + dtype[:1] + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb\x89" + buf + b"tb")
+
+
+def test_the_decoder_builds_arrays_itself_in_every_layout(tmp_path):
+    from mmgain.data.safe_pickle import safe_load
+    cases = {"protocol 2": np.arange(6.0).reshape(2, 3), "protocol 5": np.arange(6.0).reshape(2, 3),
+             "fortran": np.asfortranarray(np.arange(6.0).reshape(2, 3)), "big-endian": np.arange(4, dtype=">i4"),
+             "int16 + bool": [np.arange(3, dtype=np.int16), np.array([True, False])], "scalar": np.float32(2.5)}
+    for name, obj in cases.items():
+        path = tmp_path / "x.pkl"
+        path.write_bytes(pickle.dumps(obj, protocol=5 if name == "protocol 5" else 2))
+        got = safe_load(path)
+        for a, b in zip(obj if isinstance(obj, list) else [obj], got if isinstance(got, list) else [got]):
+            assert np.array_equal(np.asarray(a), np.asarray(b)), name
+            if isinstance(b, np.ndarray):
+                assert b.flags.owndata and b.flags.writeable and b.dtype.isnative, name
+    path = tmp_path / "py2.pkl"
+    path.write_bytes(b"\x80\x02" + _array_ops([1.5, -2.0]) + b".")         # a Python 2 str buffer
+    assert np.array_equal(safe_load(path), [1.5, -2.0])
+
+
+def test_a_second_build_of_an_array_is_refused(tmp_path):
+    """The use-after-free route: numpy's __setstate__ on a built array frees the buffer that row
+    views still point into. The decoder never calls it, and refuses the second BUILD itself."""
+    from mmgain.data.safe_pickle import safe_load
+    again = _array_ops([1.0, 2.0])
+    state = again[again.index(b"(K\x01"):-1]                  # the state tuple, without its BUILD
+    path = tmp_path / "x.pkl"
+    path.write_bytes(b"\x80\x02" + again + state + b"b.")
+    with pytest.raises(DataError, match="given its data twice"):
+        safe_load(path)
+    path.write_bytes(b"\x80\x02c__builtin__\nlist\n(" + again + b"tR.")  # list(a): row views of a
+    with pytest.raises(DataError, match="asks for builtins.list"):
+        safe_load(path)
+
+
+def test_a_finished_container_cannot_change_or_hold_itself(tmp_path):
+    from mmgain.data.safe_pickle import safe_load
+    path = tmp_path / "x.pkl"
+    path.write_bytes(b"\x80\x02]q\x00(]q\x01h\x01e" + b"h\x01K\x05a" + b".")    # append to a placed list
+    with pytest.raises(DataError, match="changed after it was finished"):
+        safe_load(path)
+    path.write_bytes(b"\x80\x02]q\x00h\x00a.")                                      # a list holding itself
+    with pytest.raises(DataError, match="changed after it was finished"):
+        safe_load(path)
+    path.write_bytes(b"\x80\x02cnumpy\ndtype\nU\x02f8K\x00K\x01\x87Rq\x00]h\x00a.")  # a name among the data
+    with pytest.raises(DataError, match="class, function or dtype reference"):
+        safe_load(path)
+
+
+@pytest.mark.parametrize("route", ["codecs.encode", "str", "int"])
+def test_resource_bombs_through_callables_are_charged_or_refused(tmp_path, route):
+    """~1 MB files that used to allocate 8–10 GB (or spin for minutes) through admitted callables."""
+    from mmgain.data.safe_pickle import safe_load
+    big = b"X\x00\x00\x10\x00" + b"a" * (1 << 20) + b"q\x00"          # a 1 MB string, memoized
+    if route == "codecs.encode":
+        body = b"c_codecs\nencode\nq\x01" + b"(" + b"h\x01h\x00U\x06latin1\x86R" * 10000 + b"l"
+    elif route == "str":
+        body = b"c__builtin__\nstr\n"
+    else:
+        body = b"c__builtin__\nint\n"
+    path = tmp_path / "x.pkl"
+    path.write_bytes(b"\x80\x02" + big + b"0" + body + b".")
+    t = time.monotonic()
+    with pytest.raises(DataError, match="memory cap|asks for builtins"):
+        safe_load(path, max_bytes=1e9)
+    assert time.monotonic() - t < 10
+
+
+def test_shared_sub_lists_are_charged_as_expanded_and_timed_as_a_whole(tmp_path):
+    """A 10 KB file of lists that share sub-lists: 10⁶ leaves once expanded."""
+    from mmgain.data.safe_pickle import safe_load
+    leaf = b"]q\x00(" + b"G" + struct.pack(">d", 1.0) + b"\x94" + b"h\x01" * 999 + b"e"
+    mid = b"]q\x02(" + b"h\x00" * 1000 + b"e"
+    path = tmp_path / "x.pkl"
+    path.write_bytes(b"\x80\x02" + leaf + b"0" + mid + b".")
+    assert path.stat().st_size < 20_000
+    with pytest.raises(DataError, match="memory cap"):
+        safe_load(path, max_bytes=5e6)                    # 10⁶ references × 8 bytes are charged
+    assert len(safe_load(path, max_bytes=1e9)) == 1000
+
+
+def test_numpy_reconstruction_is_never_called_with_file_state(tmp_path, monkeypatch):
+    """Poison every numpy reconstruction entry point and Python's unpickler, then load the fixture;
+    the positive control shows the poison would be noticed by an ordinary unpickler."""
+    import numpy
+    path = tmp_path / "ok.pkl"
+    facts = write_iemocap_fixture(path, n_train=3, n_test=2)
+    control = pickle.dumps(numpy.zeros(3), protocol=2)
+    calls = []
+
+    def poison(name):
+        def hit(*a, **k):
+            calls.append(name)
+            raise AssertionError(f"{name} called")
+        return hit
+    mods = [m for m in ("numpy._core.multiarray", "numpy.core.multiarray") if m in sys.modules]
+    for m in mods:
+        monkeypatch.setattr(sys.modules[m], "_reconstruct", poison("_reconstruct"), raising=False)
+    for m in ("numpy._core.numeric", "numpy.core.numeric"):
+        if m in sys.modules:
+            monkeypatch.setattr(sys.modules[m], "_frombuffer", poison("_frombuffer"), raising=False)
+    monkeypatch.setattr(pickle, "Unpickler", poison("Unpickler"))
+    monkeypatch.setattr(pickle, "_Unpickler", poison("_Unpickler"))
+    seen = []
+
+    def profile(frame, event, arg):                      # ndarray.__setstate__ is C: watch C calls
+        if event == "c_call" and getattr(arg, "__name__", "") in ("__setstate__", "__reduce__", "_reconstruct"):
+            seen.append(arg.__name__)
+    sys.setprofile(profile)
+    try:
+        ds = load_iemocap(path)
+    finally:
+        sys.setprofile(None)
+    assert calls == [] and seen == [] and len(ds.y) == facts["n_utterances"]
+    with pytest.raises(AssertionError):                  # positive controls: an ordinary unpickler is caught ...
+        pickle.loads(control)
+    a = numpy.zeros(2)
+    sys.setprofile(profile)
+    try:
+        a.__setstate__(a.__reduce__()[2])                # ... and so is a call of __setstate__ from Python
+    finally:
+        sys.setprofile(None)
+    assert calls == ["_reconstruct"] and seen == ["__reduce__", "__setstate__"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 import warnings
 from contextlib import contextmanager
 from importlib import resources
@@ -241,10 +242,12 @@ def load_iemocap(path: Path, max_load_gb: float = 4.0, max_seconds: float = 300.
     videoVisual, videoSentence, trainVid, testVid)``; dicts keyed by dialogue id hold
     per-utterance lists.  The paper padded dialogues to 110 utterances; its numbers
     imply only real utterances were scored, so padding is not reproduced.  The file is
-    read by :func:`safe_load` (no code runs, every size is checked before it is
-    allocated, at most ``max_load_gb`` of data).
+    read by :func:`safe_load`, a data-only decoder (no code runs, no reconstruction sees
+    file state, every size is charged before it is allocated, at most ``max_load_gb`` of data,
+    one deadline for decoding and these checks).
     """
-    obj = safe_load(path, max_bytes=max_load_gb * 1e9, max_seconds=max_seconds)
+    deadline = time.monotonic() + max_seconds        # one clock for decoding and for the checks below
+    obj = safe_load(path, max_bytes=max_load_gb * 1e9, max_seconds=max_seconds, deadline=deadline)
     if not isinstance(obj, (tuple, list)) or len(obj) != 9:
         raise DataError(f"{path}: expected a 9-tuple (videoIDs, videoSpeakers, videoLabels, videoText, "
                         "videoAudio, videoVisual, videoSentence, trainVid, testVid)")
@@ -265,6 +268,8 @@ def load_iemocap(path: Path, max_load_gb: float = 4.0, max_seconds: float = 300.
     y, split, groups = [], [], []
     for part, vids in (("train", train_vid), ("test", test_vid)):
         for vid in sorted(vids):
+            if time.monotonic() > deadline:
+                raise DataError(f"{path}: refusing to load: reading the features took more than {max_seconds:g} s")
             if any(vid not in d for d in (labels, text, audio, visual)):
                 raise DataError(f"{path}: dialogue {vid!r} is listed in {part}Vid but missing from the feature dicts")
             lab = _matrix(labels[vid], path, vid, "labels", budget, vector=True)
