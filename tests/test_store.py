@@ -168,7 +168,7 @@ def test_a_damaged_chunk_is_named(uninterrupted, tmp_path, capsys):
     (out / "store" / "chunk-0003.npz").write_bytes(b"PK\x03\x04 truncated")
     assert main(["collect", str(out)]) == 2
     err = capsys.readouterr().err
-    assert "chunk-0003.npz: a stored chunk cannot be read" in err and "Traceback" not in err
+    assert "chunk-0003.npz: its contents differ from what this run wrote" in err and "Traceback" not in err
     assert ResultStore(out).exists()
 
 

@@ -6,7 +6,6 @@ this module only parses arguments, manages the run folder and prints.
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import shutil
 import sys
@@ -20,7 +19,7 @@ from .errors import DataError, DataWarning, OutputError, SpecError, Terminated, 
 from .experiments import EXPERIMENTS, ExperimentSpec, run_experiment
 from .experiments.backends import BACKENDS, get_backend
 from .experiments.runner import RunInterrupted, assemble, plan_run
-from .experiments.store import FolderLock, ResultStore
+from .experiments.store import FolderLock, ResultStore, read_json
 from .models import ACTIVATIONS, ENCODERS, FUSIONS, HEADS
 from .report.html import build_report
 from .report.layouts import LAYOUTS, theory_rows
@@ -262,10 +261,10 @@ def _read_run(folder: Path) -> dict:
     if not ResultStore(folder).exists():
         raise OutputError(f"{folder}: no mmgain run store here (no store/manifest.json); "
                           "only runs of mmgain ≥ 0.1 with a store can be resumed or collected")
-    try:
-        return json.loads((folder / "run.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise OutputError(f"{folder / 'run.json'}: cannot be read ({exc})") from None
+    run = read_json(folder / "run.json", "run.json")
+    if not isinstance(run, dict) or not isinstance(run.get("spec"), dict):
+        raise OutputError(f"{folder / 'run.json'}: not an mmgain run.json (no 'spec' object)")
+    return run
 
 
 def _resume_spec(args) -> ExperimentSpec:

@@ -9,11 +9,21 @@ that reads back as "these chunks are done" and can be resumed.
 Why files and not SQLite/DuckDB: a chunk's results are a few dense arrays (models ×
 test rows), written once and never updated; one ``.npz`` per chunk with an atomic rename
 gives all-or-nothing commits with no extra dependency, and any numpy can read it.
+
+A run folder may come from elsewhere, so it is untrusted input: files are opened only
+if they are regular files (never through a symlink, never a FIFO), temporary files are
+created exclusively, each chunk carries its run's id and data fingerprint and the
+manifest records each chunk's SHA-256, so a chunk of another run or an edited chunk is
+refused by name, and declared array sizes are checked before numpy allocates them.
 """
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
+import stat
+import uuid
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -30,6 +40,48 @@ except ImportError:  # pragma: no cover - not POSIX: no lock
 
 FORMAT = 1
 LOCK = ".lock"
+MAX_JSON_BYTES = 256 * 2 ** 20
+MAX_CHUNK_BYTES = 16 * 2 ** 30          # declared (uncompressed) arrays of one chunk
+
+
+def _open_regular(path: Path, flags: int = os.O_RDONLY, mode: int = 0o644) -> int:
+    """A file descriptor for ``path`` if it is a regular file reached without a symlink
+    (O_NOFOLLOW; O_NONBLOCK so that a FIFO cannot block the open); an OutputError otherwise."""
+    try:
+        fd = os.open(path, flags | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0), mode)
+    except OSError as exc:
+        if os.path.islink(path):
+            raise OutputError(f"{path} is a symbolic link; a run folder's files must be plain files "
+                              "(refusing to follow it)") from None
+        raise OutputError(f"{path}: cannot be opened ({exc.strerror})") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OutputError(f"{path} is not a regular file (a FIFO, device or folder); refusing to read it")
+    return fd
+
+
+def read_regular(path: Path, max_bytes: int = MAX_JSON_BYTES) -> bytes:
+    """The bytes of a run-folder file, if it is a regular file of at most ``max_bytes``."""
+    fd = _open_regular(path)
+    with os.fdopen(fd, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size > max_bytes:
+            raise OutputError(f"{path}: {size} bytes, more than the {max_bytes} a run folder's file may have")
+        return f.read(max_bytes + 1)
+
+
+def read_json(path: Path, what: str = "file") -> Any:
+    """A run-folder JSON file (regular, bounded, not absurdly nested) or an OutputError naming it."""
+    try:
+        return json.loads(read_regular(path))
+    except (ValueError, RecursionError) as exc:
+        raise OutputError(f"{path}: not a readable {what} ({type(exc).__name__}: {str(exc)[:200]})") from None
+
+
+def real_folder(path: Path) -> None:
+    """Refuse a run folder's sub-folder that is a symlink (writing into it would write elsewhere)."""
+    if os.path.islink(path):
+        raise OutputError(f"{path} is a symbolic link; refusing to write through it")
 
 
 def _normal(obj: Any) -> Any:
@@ -53,7 +105,9 @@ def atomic_write(path: Path, write) -> None:
     fsync, rename over ``path``, fsync the folder."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        with open(tmp, "wb") as f:
+        tmp.unlink(missing_ok=True)                      # never write through something left there
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
@@ -87,10 +141,16 @@ class ResultStore:
         return self.manifest_path.is_file()
 
     def manifest(self) -> dict:
-        try:
-            return json.loads(self.manifest_path.read_text())
-        except (OSError, ValueError) as exc:
-            raise OutputError(f"{self.manifest_path}: not a readable mmgain store manifest ({exc})") from None
+        m = read_json(self.manifest_path, "mmgain store manifest")
+        ok = (isinstance(m, dict) and isinstance(m.get("spec"), dict) and isinstance(m.get("streams"), list)
+              and isinstance(m.get("chunks"), list) and all(isinstance(c, list) and all(
+                  type(i) is int and 0 <= i < len(m["streams"]) for i in c) for c in m["chunks"])
+              and isinstance(m.get("data_fingerprint"), str) and isinstance(m.get("subsets"), list)
+              and isinstance(m.get("hashes", {}), dict))
+        if not ok:
+            raise OutputError(f"{self.manifest_path}: not a valid mmgain store manifest (spec, streams, chunks, "
+                              "subsets and data_fingerprint are needed, chunks as lists of stream indices)")
+        return m
 
     def chunks(self) -> list[list[int]] | None:
         """The stored chunking (a resumed run trains the same chunks), or None for a new store."""
@@ -120,14 +180,16 @@ class ResultStore:
         fingerprint = plan.data_fingerprint()
         streams = plan.stream_keys()
         subsets = ["+".join(s) for s in plan.subsets]
+        real_folder(self.path)
         if not self.exists():
             self.path.mkdir(parents=True, exist_ok=True)
-            manifest = {"format": FORMAT, "spec": _normal(plan.spec.to_dict()), "data_fingerprint": fingerprint,
-                        "subsets": subsets, "streams": streams, "chunks": plan.chunks,
-                        "device": str(plan.device), "selection": plan.selection}
-            atomic_write(self.manifest_path, lambda f: f.write((json.dumps(manifest, indent=1) + "\n").encode()))
+            self._manifest = {"format": FORMAT, "spec": _normal(plan.spec.to_dict()),
+                              "data_fingerprint": fingerprint, "run_id": uuid.uuid4().hex, "subsets": subsets,
+                              "streams": streams, "chunks": plan.chunks, "device": str(plan.device),
+                              "selection": plan.selection, "hashes": {}}
+            self._write_manifest()
             return
-        m = self.manifest()
+        m = self._manifest = self.manifest()
         self.check_spec(plan.spec)
         if m.get("format") != FORMAT:
             raise OutputError(f"{self.manifest_path}: store format {m.get('format')}, this mmgain writes {FORMAT}")
@@ -139,33 +201,84 @@ class ResultStore:
         for tmp in self.path.glob(".*.tmp-*"):      # an interrupted write: never a committed chunk
             tmp.unlink(missing_ok=True)
 
+    def _write_manifest(self) -> None:
+        text = (json.dumps(self._manifest, indent=1) + "\n").encode()
+        atomic_write(self.manifest_path, lambda f: f.write(text))
+
     def _chunk_path(self, ci: int) -> Path:
         return self.path / f"chunk-{ci:04d}.npz"
 
     def commit(self, plan, ci: int, part: dict[str, dict[str, np.ndarray]]) -> None:
+        """Write chunk ``ci``: its hash goes into the manifest *before* the chunk is renamed into
+        place, so a crash between the two leaves a missing chunk (trained again), never an
+        unrecorded one."""
         arrays = {f"{where}/{name}": v for where, d in part.items() for name, v in d.items()}
         arrays["__streams__"] = np.asarray([plan.stream_keys()[i] for i in plan.chunks[ci]], dtype=np.float64)
-        atomic_write(self._chunk_path(ci), lambda f: np.savez_compressed(f, **arrays))
+        arrays["__run__"] = np.asarray([self._manifest.get("run_id", ""), self._manifest["data_fingerprint"]])
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **arrays)
+        data = buf.getvalue()
+        if "run_id" in self._manifest:
+            self._manifest.setdefault("hashes", {})[str(ci)] = hashlib.sha256(data).hexdigest()
+            self._write_manifest()
+        atomic_write(self._chunk_path(ci), lambda f: f.write(data))
+
+    def _read_chunk(self, path: Path, m: dict, ci: int) -> dict[str, np.ndarray]:
+        data = read_regular(path, MAX_CHUNK_BYTES)
+        if "run_id" in m:                   # stores written before chunk hashes existed have none to check
+            want = m.get("hashes", {}).get(str(ci))
+            if want is None:
+                return None                  # written, then the run crashed before its hash was recorded
+            if hashlib.sha256(data).hexdigest() != want:
+                raise OutputError(f"{path}: its contents differ from what this run wrote (SHA-256 mismatch: edited, "
+                                  "damaged, or a chunk of another run); delete it to train it again")
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as zf:
+                declared = 0
+                for name in zf.namelist():
+                    with zf.open(name) as member:
+                        version = np.lib.format.read_magic(member)
+                        shape, _, dtype = (np.lib.format.read_array_header_1_0 if version == (1, 0) else
+                                           np.lib.format.read_array_header_2_0)(member)
+                        declared += int(np.prod(shape, dtype=object)) * dtype.itemsize
+                if declared > MAX_CHUNK_BYTES:
+                    raise OutputError(f"{path}: declares {declared / 1e9:.3g} GB of arrays, more than a chunk may "
+                                      "hold; delete it to train it again")
+            with np.load(io.BytesIO(data), allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+        except OutputError:
+            raise
+        except MemoryError:
+            raise OutputError(f"{path}: too large to read into memory; delete it to train it again") from None
+        except (OSError, ValueError, EOFError, TypeError, KeyError, zipfile.BadZipFile) as exc:
+            raise OutputError(f"{path}: a stored chunk cannot be read ({exc}); delete it to train it again") \
+                from None
+        owner = arrays.pop("__run__", None)
+        if "run_id" in m and (owner is None or owner.shape != (2,) or owner[0] != m["run_id"]
+                              or owner[1] != m["data_fingerprint"]):
+            raise OutputError(f"{path}: a chunk of another run (or of other data); delete it to train it again")
+        return arrays
 
     def load(self) -> dict[int, dict[str, dict[str, np.ndarray]]]:
         """Every committed chunk: ``{chunk index: part}``."""
         m = self.manifest()
+        real_folder(self.path)
         parts = {}
         for ci, chunk in enumerate(m["chunks"]):
             path = self._chunk_path(ci)
-            if not path.exists():
+            if not os.path.lexists(path):
                 continue
-            try:
-                with np.load(path, allow_pickle=False) as z:
-                    arrays = {k: z[k] for k in z.files}
-            except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-                raise OutputError(f"{path}: a stored chunk cannot be read ({exc}); delete it to train it again") \
-                    from None
+            arrays = self._read_chunk(path, m, ci)
+            if arrays is None:
+                continue
             keys = np.asarray([m["streams"][i] for i in chunk], dtype=np.float64)
             if not np.array_equal(arrays.pop("__streams__", None), keys):
                 raise OutputError(f"{path}: holds other streams than the manifest says; delete it to train it again")
             part: dict[str, dict[str, np.ndarray]] = {}
             for key, v in arrays.items():
+                if "/" not in key:
+                    raise OutputError(f"{path}: an array named {key!r} that this mmgain does not write; delete it to "
+                                      "train it again")
                 where, name = key.split("/", 1)
                 part.setdefault(where, {})[name] = v
             parts[ci] = part
@@ -182,9 +295,13 @@ class FolderLock:
 
     def acquire(self) -> "FolderLock":
         try:
-            f = open(self.path, "a+")
-        except OSError as exc:
-            raise OutputError(f"{self.path.parent}: cannot write the run folder ({exc.strerror})") from None
+            fd = _open_regular(self.path, os.O_RDWR | os.O_CREAT)
+        except OutputError as exc:
+            if os.path.lexists(self.path):
+                raise OutputError(f"{self.path}: the run folder's lock is not a plain file ({exc}); a run folder "
+                                  "from elsewhere? Remove it if it is yours") from None
+            raise OutputError(f"{self.path.parent}: cannot write the run folder ({exc})") from None
+        f = os.fdopen(fd, "r+")
         if fcntl is not None:
             try:
                 fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)

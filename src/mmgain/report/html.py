@@ -6,12 +6,14 @@ from __future__ import annotations
 import html
 import json
 import math
+import os
 from pathlib import Path
 from types import SimpleNamespace
 
 from ..errors import OutputError
 from .layouts import LAYOUTS, _ci
-from .outputs import atomic_write
+from .outputs import atomic_write, is_output_name, read_json
+from .schema import validate_folder_files
 from .tables import Table
 
 VERDICT_COLOURS = {"helps": "#1a9850", "hurts": "#d73027", "no effect": "#8c8c8c", "does not help": "#6b6b9c",
@@ -388,12 +390,12 @@ def _theory_figures(summary: dict, variants: list[dict], vlabel) -> list[tuple[s
 
 def _folder_result(folder: Path) -> SimpleNamespace:
     from ..experiments.spec import ExperimentSpec
-    try:
-        summary = json.loads((folder / "summary.json").read_text())
-        run = json.loads((folder / "run.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise OutputError(f"{folder}: not a finished run folder (summary.json and run.json are needed: {exc})") \
-            from None
+    for name in ("summary.json", "run.json"):
+        if not os.path.lexists(folder / name):
+            raise OutputError(f"{folder}: not a finished run folder ({name} is missing)")
+    summary = read_json(folder / "summary.json", "summary.json")
+    run = read_json(folder / "run.json", "run.json")
+    validate_folder_files(folder, summary, run)
     return SimpleNamespace(summary=summary, meta=run, spec=ExperimentSpec.from_dict(run["spec"]))
 
 
@@ -467,7 +469,8 @@ def build_report(folder: str | Path) -> Path:
                                   for k in ("observed", "bound_alg", "bound_lower", "bound")],
         "holds" if r["condition_holds"] else "fails", "yes" if r["M_beat_N"] else "no", g3(r["m_star_pred"]),
         f"{r['kappa_M']:.2f}"] for r in summary.get("theory") or []]
-    files = [f for f in run.get("files", []) if (folder / f).exists()]
+    files = [f for f in run.get("files", []) if is_output_name(f) and (folder / f).is_file()
+             and not (folder / f).is_symlink()]
     env = jinja2.Environment(loader=jinja2.PackageLoader("mmgain.report", "templates"),
                              autoescape=jinja2.select_autoescape(["html", "j2"]), undefined=jinja2.StrictUndefined)
     page = env.get_template("report.html.j2").render(

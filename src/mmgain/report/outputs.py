@@ -5,13 +5,14 @@ import csv
 import io
 import json
 import math
-import shutil
+import os
+import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from ..errors import OutputError
-from ..experiments.store import LOCK, FolderLock, ResultStore, atomic_write
+from ..experiments.store import LOCK, FolderLock, ResultStore, atomic_write, read_json, real_folder  # noqa: F401
 
 
 OUTPUTS = ("results.csv", "summary.json", "run.json", "outcomes.npz", "split.csv", "folds.csv", "theory.csv",
@@ -39,7 +40,8 @@ def prepare_out_dir(out: str | Path | None, name: str, overwrite: bool = False,
     Refuses to write over an earlier run unless asked (nothing a user ran is silently lost),
     never writes into the folder that holds the input data, and never into a folder another
     run is writing.  With ``overwrite`` the previous run's outputs and store are removed
-    first, so no stale file survives.
+    first, so no stale file survives; only what the previous run records (and mmgain's own
+    output names) is removed, and a folder that is not an mmgain run is refused.
     """
     if out is None:
         path = new_run_dir(name)
@@ -56,17 +58,61 @@ def prepare_out_dir(out: str | Path | None, name: str, overwrite: bool = False,
         hint = f", or continue it with 'mmgain resume {path}'" if ResultStore(path).exists() else ""
         raise OutputError(f"--out {path} already holds files (an earlier run?); "
                           f"choose another folder or pass --overwrite{hint}")
+    previous = _previous_run_files(path) if held else []
     created = not path.exists()
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"--out {path}: cannot create the run folder ({exc.strerror})") from None
     lock = FolderLock(path).acquire()
-    if held:
-        for f in [path / n for n in OUTPUTS] + list(path.glob("fig_*.png")):
-            f.unlink(missing_ok=True)
-        shutil.rmtree(ResultStore(path).path, ignore_errors=True)
+    for f in previous:
+        f.unlink(missing_ok=True)
+    store = ResultStore(path).path
+    if held and store.is_dir():
+        kept = sorted(f.name for f in store.iterdir())
+        if kept:
+            print(f"mmgain: warning: kept {len(kept)} file(s) in {store} that mmgain did not write: "
+                  f"{', '.join(kept[:5])}{' …' if len(kept) > 5 else ''}", file=sys.stderr)
+        else:
+            store.rmdir()
     return path, created, lock
+
+
+def is_output_name(name) -> bool:
+    """A file name an mmgain run writes into its folder (no path, nothing hidden)."""
+    return isinstance(name, str) and (name in OUTPUTS or (name.startswith("fig_") and name.endswith(".png")
+                                                          and "/" not in name and "\\" not in name
+                                                          and name.isprintable()))
+
+
+def _previous_run_files(path: Path) -> list[Path]:
+    """What an earlier mmgain run wrote into ``path``, from its own records (run.json's file list,
+    the store manifest's chunks), for --overwrite; a folder that is not an mmgain run is refused."""
+    store = ResultStore(path)
+    run = None
+    if os.path.lexists(path / "run.json"):
+        try:
+            run = read_json(path / "run.json", "run.json")
+        except OutputError:
+            run = None
+    if not (isinstance(run, dict) and "spec" in run) and not os.path.lexists(store.manifest_path):
+        raise OutputError(f"--out {path} holds files that no mmgain run wrote (no readable run.json, no "
+                          "store/manifest.json); --overwrite only replaces an earlier mmgain run. Choose another "
+                          "folder")
+    real_folder(store.path)
+    names = {"run.json", "report.html", *OUTPUTS}          # mmgain's own names in an mmgain run folder
+    listed = run.get("files") if isinstance(run, dict) else None
+    names |= {f for f in listed if is_output_name(f)} if isinstance(listed, list) else set()
+    files = [path / n for n in sorted(names)]
+    if os.path.lexists(store.manifest_path):
+        try:
+            n_chunks = len(store.manifest()["chunks"])
+        except OutputError:
+            n_chunks = 0
+        files += [store.manifest_path] + [store.path / f"chunk-{i:04d}.npz" for i in range(n_chunks)]
+    if store.path.is_dir():
+        files += [f for f in store.path.iterdir() if f.name.startswith(".") and ".tmp-" in f.name]
+    return [f for f in files if os.path.lexists(f)]
 
 
 def _clean(x: Any) -> Any:
