@@ -6,6 +6,7 @@ this module only parses arguments, manages the run folder and prints.
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 import shutil
 import sys
@@ -31,8 +32,39 @@ PRECISION_HELP = ("arithmetic of training: float32 (default), or bfloat16 (autoc
                   "AMX/AVX512-BF16 and on GPUs, e.g. 2.3x at the bench's shapes on an AMX CPU; probes stay float32)")
 
 
+def _int_in(lo: int, hi: int):
+    """An argparse type: a whole number in [lo, hi] (a clear exit-2 message otherwise)."""
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"must lie in {lo}..{hi:,}, got {v:,}")
+        return v
+    return parse
+
+
+def _float_in(lo: float, hi: float, low_open: bool = True):
+    """An argparse type: a finite number in (lo, hi] (or [lo, hi] with ``low_open=False``)."""
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not (math.isfinite(v) and (v > lo if low_open else v >= lo) and v <= hi):
+            raise argparse.ArgumentTypeError(f"must be a finite number in {'(' if low_open else '['}{lo:g}, {hi:g}], "
+                                             f"got {text}")
+        return v
+    return parse
+
+
+SEEDS, EPOCHS, BIG = _int_in(1, 10_000), _int_in(1, 100_000), _int_in(1, 10 ** 7)
+GB = _float_in(0, 1e6)
+
+
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seeds", type=int, help="number of seeds (0..N-1); default: the spec's (run: 1 with "
+    p.add_argument("--seeds", type=SEEDS, help="number of seeds (0..N-1); default: the spec's (run: 1 with "
                                              "cross-fitting, 5 on a fixed split)")
     p.add_argument("--out", type=Path, help="run folder (default: a new folder under runs/)")
     p.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty --out")
@@ -44,9 +76,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                                      "orderings)")
     p.add_argument("--protocol", choices=PROTOCOLS.names(), help="training protocol preset")
     g = p.add_argument_group("protocol overrides")
-    g.add_argument("--epochs", type=int)
-    g.add_argument("--lr", type=float)
-    g.add_argument("--batch-size", type=int)
+    g.add_argument("--epochs", type=EPOCHS)
+    g.add_argument("--lr", type=_float_in(0, 1e30))
+    g.add_argument("--batch-size", type=BIG)
     g.add_argument("--hidden", type=_widths, metavar="H|k=H,…",
                    help="encoder width: one for all modalities, or per modality, e.g. 'text=64,audio=32,video=128'")
     g.add_argument("--activation", choices=ACTIVATIONS.names())
@@ -54,13 +86,13 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--fusion", choices=FUSIONS.names(), help="how the encoders' latents are joined")
     g.add_argument("--precision", choices=PRECISIONS, help=PRECISION_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress bar, tables only")
-    p.add_argument("--threads", type=int,
+    p.add_argument("--threads", type=_int_in(1, 4096),
                    help="compute threads (default: the CPUs this process may use). Running several jobs "
                         "at once? Give each a share, e.g. --threads 1 for two jobs on 2 cores")
     p.add_argument("--yes", action="store_true",
                    help="run even when the up-front estimate exceeds the limits (models, hours, memory)")
     _add_engine(p)
-    p.add_argument("--memory-gb", type=float,
+    p.add_argument("--memory-gb", type=GB,
                    help="memory for one chunk of streams trained together (default: half the free GPU "
                         "memory, 2 GB on CPU); smaller means more, smaller chunks")
     p.add_argument("--resume", type=Path, metavar="DIR",
@@ -84,13 +116,13 @@ def _add_sweep(p: argparse.ArgumentParser) -> None:
     p.add_argument("--grid", choices=["paper", "dense"],
                    help="paper: the ratios above (default); dense: ~12 geometric sample sizes from 5 rows per "
                         "class to the full training set, for learning curves and the crossover m*")
-    p.add_argument("--probe-epochs", type=int, help="epochs after which the encoder is frozen for the probe")
-    p.add_argument("--max-load-gb", type=float,
+    p.add_argument("--probe-epochs", type=EPOCHS, help="epochs after which the encoder is frozen for the probe")
+    p.add_argument("--max-load-gb", type=GB,
                    help="memory cap for loading a pickled feature file (default 4 GB)")
-    p.add_argument("--margin", type=float,
+    p.add_argument("--margin", type=_float_in(0, 1e12, low_open=False),
                    help="equivalence margin for a 'no effect' verdict, in accuracy points (classification, "
                         "default 1) or MSE units (regression, default 1%% of the target variance)")
-    p.add_argument("--cv", type=int, metavar="K",
+    p.add_argument("--cv", type=_int_in(0, 1000), metavar="K",
                    help="cross-fit over K folds: every row is scored once, by models that did not train on it "
                         "(stratified; grouped when the data have groups). Default: 5 for data without a split of "
                         "their own, else their split; --cv 0 keeps one fixed split")
@@ -114,8 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     syn = rsub.add_parser("synthetic", help="the overlap study (paper Table 4, Fig. 2b)")
     _add_common(syn)
     syn.add_argument("--overlaps", type=float, nargs="+", help="overlap values ρ (default 1.0 0.8 0.5 0.2 0.0)")
-    syn.add_argument("--n-train", type=int, help="training samples per seed (default 7000)")
-    syn.add_argument("--n-test", type=int, help="test samples per seed (default 3000)")
+    syn.add_argument("--n-train", type=BIG, help="training samples per seed (default 7000)")
+    syn.add_argument("--n-test", type=BIG, help="test samples per seed (default 3000)")
     syn.set_defaults(build=_synthetic_spec)
 
     iem = rsub.add_parser("iemocap", help="the IEMOCAP study (paper Tables 1–3, Fig. 2a) on your feature file")
@@ -137,8 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a registered dataset (mfeat) or a path: .npz, IEMOCAP .pkl, or a folder (see README)")
     run.add_argument("--task", choices=["classification", "regression"],
                      help="task of a .npz or folder dataset (default classification)")
-    run.add_argument("--split-seed", type=int, help="seed of the split made for data without one (default 0)")
-    run.add_argument("--test-fraction", type=float, help="test share of that split (default 0.2)")
+    run.add_argument("--split-seed", type=_int_in(0, 2 ** 32 - 1), help="seed of the split made for data without one (default 0)")
+    run.add_argument("--test-fraction", type=_float_in(0, 0.95), help="test share of that split (default 0.2)")
     _add_common(run)
     _add_sweep(run)
     run.set_defaults(build=_run_spec)
@@ -146,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     res = sub.add_parser("resume", help="continue an interrupted run in its folder (what is done is kept)")
     res.add_argument("dir", type=Path, help="the run folder")
     res.add_argument("--device", default="auto", help=f"{DEVICE_FORMS} (default: auto)")
-    res.add_argument("--threads", type=int, help="compute threads (default: the CPUs this process may use)")
+    res.add_argument("--threads", type=_int_in(1, 4096), help="compute threads (default: the CPUs this process may use)")
     res.add_argument("--quiet", action="store_true", help="no progress bar, tables only")
     res.add_argument("--yes", action="store_true", help="run even when the estimate exceeds the limits")
     _add_engine(res)
@@ -167,10 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
     ben.add_argument("--naive-epochs", type=int, help="run the naive side for fewer epochs and scale its training "
                                                       "time linearly (said in the output)")
     ben.add_argument("--k", type=int, help="a synthetic lattice of K modalities (all 2^K − 1 subsets) instead")
-    ben.add_argument("--seeds", type=int, help="seeds (default 5; --quick 2)")
+    ben.add_argument("--seeds", type=SEEDS, help="seeds (default 5; --quick 2)")
     ben.add_argument("--batched-only", action="store_true",
                      help="time mmgain's side only (with --k: the scaling study, time per model against K)")
-    ben.add_argument("--threads", type=int, help="compute threads (default: the CPUs this process may use)")
+    ben.add_argument("--threads", type=_int_in(1, 4096), help="compute threads (default: the CPUs this process may use)")
     ben.add_argument("--encoder", choices=ENCODERS.names(), help="encoder of every model (default: linear)")
     ben.add_argument("--fusion", choices=FUSIONS.names(), help="fusion of every model (default: concat)")
     ben.add_argument("--precision", choices=PRECISIONS, help=PRECISION_HELP + "; both sides train in it")
@@ -387,8 +419,14 @@ def _execute(spec, args, out: Path, created: bool, previous: dict, threads: int,
     for note in notes:
         print(f"mmgain: warning: {note}", file=sys.stderr)
     all_diverged = bool((result.metrics["diverged"] > 0).all())
-    files = _write_outputs(out, result, {**status, "status": "diverged" if all_diverged else "complete"}, notes,
-                           figures=not all_diverged)
+    try:                 # summaries, figures and report are part of the run: run.json never stays 'running'
+        files = _write_outputs(out, result, {**status, "status": "diverged" if all_diverged else "complete"}, notes,
+                               figures=not all_diverged)
+    except BaseException as exc:
+        write_json(out / "run.json", {**status, "status": "interrupted" if isinstance(exc, KeyboardInterrupt)
+                                      else "failed", "error": f"{type(exc).__name__}: {exc}",
+                                      "note": f"training finished; rebuild the outputs with: mmgain collect {out}"})
+        raise
     if all_diverged:
         print(f"mmgain: error: every one of the {result.meta['n_models']} models diverged (non-finite loss); "
               f"nothing to compare. Lower --lr (now {spec.resolved_protocol().lr:g}). Outputs are in {out}/",

@@ -92,6 +92,9 @@ def _fail(ds: MultimodalDataset, msg: str) -> None:
 
 def _as_float_matrix(ds: MultimodalDataset, name: str, arr) -> np.ndarray:
     a = np.asarray(arr)
+    if a.dtype.kind in "cmM":
+        _fail(ds, f"modality '{name}': {'complex' if a.dtype.kind == 'c' else 'date/time'} values (dtype {a.dtype}); "
+                  "features must be real numbers")
     if a.dtype.kind not in "biuf":
         # Find the first row that cannot be read as numbers, to name it.
         flat = a.reshape(a.shape[0], -1) if a.ndim >= 1 and a.shape[0] else a.reshape(1, -1)
@@ -114,7 +117,14 @@ def _as_float_matrix(ds: MultimodalDataset, name: str, arr) -> np.ndarray:
         r, c = np.argwhere(bad)[0]
         _fail(ds, f"modality '{name}': non-finite value {a[r, c]} in row {r}, column {c} "
                   f"({int(bad.any(axis=1).sum())} rows affected)")
-    return np.ascontiguousarray(a, dtype=np.float32)
+    with np.errstate(over="ignore"):
+        a32 = np.ascontiguousarray(a, dtype=np.float32)     # the working dtype: checked after the cast
+    bad = ~np.isfinite(a32)
+    if bad.any():
+        r, c = np.argwhere(bad)[0]
+        _fail(ds, f"modality '{name}': value {a[r, c]:g} in row {r}, column {c} is beyond the float32 range "
+                  f"(±3.4e38) the models compute in ({int(bad.any(axis=1).sum())} rows affected); scale the features")
+    return a32
 
 
 def _validate(ds: MultimodalDataset) -> None:
@@ -155,6 +165,14 @@ def _validate(ds: MultimodalDataset) -> None:
             _fail(ds, f"regression target is not numeric (dtype {y.dtype})")
         if not np.isfinite(y).all():
             _fail(ds, f"target: non-finite value in row {int(np.flatnonzero(~np.isfinite(y))[0])}")
+        big = float(np.abs(y).max())
+        if big > 1e15:
+            _fail(ds, f"the regression target reaches {big:.3g}: its squared errors overflow the float32 the "
+                      "models compute in. Scale the target (e.g. standardize it, or change its unit)")
+        y64 = y.astype(np.float64)
+        if np.std(y64) <= 1e-6 * max(float(np.abs(y64).mean()), 1e-30):
+            _fail(ds, f"the regression target is constant (every row {float(y64[0]):g}, up to float32 rounding): "
+                      "there is nothing to predict")
         ds.classes = None
     else:
         if y.dtype.kind == "f":

@@ -32,11 +32,16 @@ def _reading(path: Path):
         yield
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.object[exc.start:exc.start + 1]!r} at offset "
+                        f"{exc.start}); save the file as UTF-8") from None
+    except csv.Error as exc:
+        raise DataError(f"{path}: not a readable CSV ({exc})") from None
 
 
 def read_numeric_csv(path: Path, header: bool) -> tuple[list[str] | None, np.ndarray]:
     """A numeric CSV as a float64 matrix; ragged lines and non-numbers are named by line."""
-    with _reading(path), open(path, newline="") as f:
+    with _reading(path), open(path, newline="", encoding="utf-8") as f:
         reader = csv.reader(f)
         names = next(reader, None) if header else None
         rows, width = [], None
@@ -78,7 +83,7 @@ def _read_table(path: Path):
             raise DataError(f"{path}: reading Parquet needs pandas and pyarrow "
                             "(pip install 'mmgain[parquet]')") from None
         return {str(c): frame[c].to_numpy() for c in frame.columns}
-    with _reading(path), open(path, newline="") as f:
+    with _reading(path), open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         data = list(reader)
         if reader.fieldnames is None:
@@ -94,6 +99,13 @@ def _read_modality(path: Path, n_labels: int) -> np.ndarray:
             warnings.warn(f"{path}: line 1 holds only numbers and the file has one row fewer than the labels "
                           "without it: read as a data row (the file has no header)", DataWarning)
             arr = np.vstack([np.asarray([float(x) for x in names])[None], arr])
+        elif names is not None and all(_is_float(x) for x in names) and names != [str(i) for i in range(len(names))]:
+            # Numbers in line 1 that are not pandas' 0,1,2,… header: a CSV without a header whose labels
+            # file is short by one too would otherwise lose its first row without a word.
+            raise DataError(f"{path}: line 1 holds only numbers ({', '.join(names[:3])}{', …' if len(names) > 3 else ''})"
+                            f", so it looks like data, not a header; the labels have {n_labels} rows, as many as the "
+                            "file without line 1. Add a header line (column names) to the file, and check that the "
+                            "labels file has one row per data row")
         return arr
     cols = _read_table(path)
     for c, v in cols.items():

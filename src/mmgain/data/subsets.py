@@ -36,6 +36,7 @@ def parse_subset(text: str, names: Sequence[str]) -> Subset:
     return tuple(n for n in names if n in parts)
 
 
+MAX_ORDERINGS = 10_000   # more orderings than this add nothing for K ≤ 12 and take minutes to draw
 SAMPLED_SEED = 0      # the orderings of ``sampled:N`` (also what the Shapley estimator replays)
 
 
@@ -110,8 +111,9 @@ def select_subsets(selection: str | Sequence[str] | None, names: Sequence[str]) 
                         "only mmgain run and reproduce can use it")
     if isinstance(selection, str) and selection.startswith("sampled:"):
         count = selection.split(":", 1)[1]
-        if not count.isdigit() or int(count) < 1:
-            raise DataError(f"--subsets {selection!r}: sampled:N needs a whole number N ≥ 1 of orderings")
+        if not (count.isascii() and count.isdigit()) or not 1 <= int(count) <= MAX_ORDERINGS:
+            raise DataError(f"--subsets {selection!r}: sampled:N needs a whole number N of orderings in "
+                            f"1..{MAX_ORDERINGS:,}")
         return sampled_subsets(names, int(count))
     items = selection.split(",") if isinstance(selection, str) else list(selection)
     out: list[Subset] = []

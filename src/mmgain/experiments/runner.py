@@ -171,6 +171,11 @@ def load_groups(spec: ExperimentSpec) -> tuple[list[DataGroup], dict[str, Any]]:
     sizes = {tuple(len(i) for i in g.dataset.train_test_indices()) for g in groups}
     if len(sizes) > 1:
         raise DataError(f"data variants have different train/test sizes: {sorted(sizes)}")
+    n_test, k = min(t for _, t in sizes), spec.resolved_protocol().probe_folds
+    if n_test < k:
+        raise DataError(f"{ref.source or ref.name}: the test part has {n_test} row(s); the cross-fitted probe "
+                        f"that measures latent quality splits it into {k} folds and needs at least {k} rows. "
+                        "Give the data more test rows (a larger test share, or --cv)")
     return groups, design
 
 

@@ -400,11 +400,24 @@ def _folder_result(folder: Path) -> SimpleNamespace:
 
 
 def build_report(folder: str | Path) -> Path:
-    """Write ``report.html`` into a run folder from its files alone; returns its path."""
-    import jinja2
+    """Write ``report.html`` into a run folder from its files alone; returns its path.
 
+    The files are checked against :mod:`.schema` first; content that passes the schema
+    but still cannot be drawn (a hand-edited value the schema does not describe) is an
+    OutputError naming the two files, not a traceback."""
     folder = Path(folder)
     res = _folder_result(folder)
+    try:
+        return _render(folder, res)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, ZeroDivisionError, OverflowError) as exc:
+        raise OutputError(f"{folder}: summary.json or run.json holds content the report cannot draw "
+                          f"({type(exc).__name__}: {str(exc)[:200]}); hand-edited, or written by another version "
+                          "of mmgain?") from None
+
+
+def _render(folder: Path, res: SimpleNamespace) -> Path:
+    import jinja2
+
     if res.meta.get("status") == "diverged":
         raise OutputError(f"{folder}: every model of this run diverged; there is nothing to report")
     summary, run = res.summary, res.meta

@@ -23,14 +23,17 @@ def new_run_dir(name: str, root: str | Path = "runs") -> Path:
     """A fresh folder ``runs/<name>-<timestamp>`` (suffixed if taken), created atomically so that
     two runs started in the same second never share one."""
     base = Path(root) / f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    base.parent.mkdir(parents=True, exist_ok=True)
     path, i = base, 2
     while True:
         try:
+            base.parent.mkdir(parents=True, exist_ok=True)
             path.mkdir()
             return path
         except FileExistsError:
             path, i = base.with_name(f"{base.name}-{i}"), i + 1
+        except OSError as exc:
+            raise OutputError(f"cannot create the run folder {path} ({exc.strerror}); run from a folder you can "
+                              "write to, or choose one with --out") from None
 
 
 def prepare_out_dir(out: str | Path | None, name: str, overwrite: bool = False,
