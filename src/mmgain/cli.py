@@ -301,7 +301,7 @@ def _read_run(folder: Path) -> dict:
 
 def _resume_spec(args) -> ExperimentSpec:
     args.resume = args.dir
-    return ExperimentSpec.from_dict(_read_run(args.dir)["spec"])
+    return ExperimentSpec.from_dict(_read_run(args.dir)["spec"], source=str(args.dir / "run.json"))
 
 
 def _write_outputs(out: Path, result, status: dict, notes: list[str], figures: bool) -> list[str]:
@@ -447,7 +447,7 @@ def _collect(folder: Path) -> int:
     lock = FolderLock(folder).acquire()
     try:
         store = ResultStore(folder)
-        spec = ExperimentSpec.from_dict(run["spec"])
+        spec = ExperimentSpec.from_dict(run["spec"], source=str(folder / "run.json"))
         store.check_spec(spec)
         plan = plan_run(spec, device="cpu", progress=False, allow_large=True, chunks=store.chunks(),
                         stored_selection=store.selection())

@@ -75,26 +75,75 @@ class ExperimentSpec:
         return sorted({k for v in self.variants for k in v})
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ExperimentSpec":
-        """The spec that :meth:`to_dict` wrote (as read back from run.json)."""
+    def from_dict(cls, d: dict, source: str | None = None) -> "ExperimentSpec":
+        """The spec that :meth:`to_dict` wrote (as read back from run.json).  The dict comes from a
+        file that may have been edited: every field's type is checked, and an error names ``source``."""
+        try:
+            return cls._from_dict(d)
+        except SpecError as e:
+            raise SpecError(f"{source}: spec: {e}" if source else str(e)) from None
+        except (TypeError, ValueError, AttributeError, KeyError, OverflowError, RecursionError) as e:
+            raise SpecError(f"{source + ': ' if source else ''}spec: not a valid mmgain spec ({e})") from None
+
+    @classmethod
+    def _from_dict(cls, d: dict) -> "ExperimentSpec":
+        if not isinstance(d, dict):
+            raise SpecError(f"expected an object, got {type(d).__name__}")
         d = {k: v for k, v in d.items() if k != "resolved_protocol"}
         unknown = set(d) - {f.name for f in fields(cls)}
         if unknown:
-            raise SpecError(f"unknown spec field(s) {sorted(unknown)} (written by another mmgain version?)")
+            raise SpecError(f"unknown spec field(s) {sorted(map(str, unknown))} (written by another mmgain version?)")
         d.setdefault("cv", 0)      # written before cross-fitting existed: it ran on one fixed split
-        for key in ("variants", "ratios"):
-            if key in d:
+        for key in ("variants", "ratios", "primary", "subsets"):
+            if isinstance(d.get(key), list):
                 d[key] = tuple(d[key])
-        if isinstance(d.get("primary"), list):
-            d["primary"] = tuple(d["primary"])
-        if isinstance(d.get("subsets"), list):
-            d["subsets"] = tuple(d["subsets"])
+        for key, value in d.items():
+            if not _FIELD_CHECKS[key](value):
+                raise SpecError(f"field {key!r} has the wrong type ({type(value).__name__}: {str(value)[:60]!r})")
         return cls(**d)
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["resolved_protocol"] = self.resolved_protocol().to_dict()
         return d
+
+
+def _num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _strs(v) -> bool:
+    return isinstance(v, tuple) and all(isinstance(x, str) for x in v)
+
+
+# What each field of a spec read back from a file may hold (the file may have been edited by hand).
+_FIELD_CHECKS = {
+    "name": lambda v: isinstance(v, str),
+    "data": lambda v: isinstance(v, str),
+    "data_args": lambda v: isinstance(v, dict) and all(isinstance(k, str) for k in v),
+    "variants": lambda v: isinstance(v, tuple) and all(isinstance(x, dict) and all(isinstance(k, str) for k in x)
+                                                       for x in v),
+    "subsets": lambda v: isinstance(v, str) or _strs(v),
+    "seeds": lambda v: v is None or _int(v),
+    "ratios": lambda v: isinstance(v, tuple) and all(_num(x) for x in v),
+    "protocol": lambda v: isinstance(v, str),
+    "protocol_overrides": lambda v: isinstance(v, dict) and all(isinstance(k, str) for k in v),
+    "bayes_risk": lambda v: v is None or _num(v),
+    "layout": lambda v: isinstance(v, str),
+    "reference": lambda v: v is None or isinstance(v, str),
+    "pairs": lambda v: isinstance(v, bool),
+    "null_control": lambda v: isinstance(v, bool),
+    "margin": lambda v: v is None or _num(v),
+    "alpha": _num,
+    "grid": lambda v: v is None or isinstance(v, str),
+    "theory": lambda v: isinstance(v, bool),
+    "cv": lambda v: v is None or _int(v),
+    "primary": lambda v: v is None or _strs(v),
+}
 
 
 DEFAULT_FOLDS = 5        # cross-fitting folds when the data bring no split

@@ -146,10 +146,13 @@ class ResultStore:
               and isinstance(m.get("chunks"), list) and all(isinstance(c, list) and all(
                   type(i) is int and 0 <= i < len(m["streams"]) for i in c) for c in m["chunks"])
               and isinstance(m.get("data_fingerprint"), str) and isinstance(m.get("subsets"), list)
-              and isinstance(m.get("hashes", {}), dict))
+              and isinstance(m.get("hashes", {}), dict)
+              and all(isinstance(k, list) and len(k) == len(m["streams"][0]) and all(
+                  isinstance(v, (int, float)) and not isinstance(v, bool) for v in k) for k in m["streams"]))
         if not ok:
             raise OutputError(f"{self.manifest_path}: not a valid mmgain store manifest (spec, streams, chunks, "
-                              "subsets and data_fingerprint are needed, chunks as lists of stream indices)")
+                              "subsets and data_fingerprint are needed, streams as lists of numbers of one length, "
+                              "chunks as lists of stream indices)")
         return m
 
     def chunks(self) -> list[list[int]] | None:

@@ -396,7 +396,7 @@ def _folder_result(folder: Path) -> SimpleNamespace:
     summary = read_json(folder / "summary.json", "summary.json")
     run = read_json(folder / "run.json", "run.json")
     validate_folder_files(folder, summary, run)
-    return SimpleNamespace(summary=summary, meta=run, spec=ExperimentSpec.from_dict(run["spec"]))
+    return SimpleNamespace(summary=summary, meta=run, spec=ExperimentSpec.from_dict(run["spec"], source=str(folder / "run.json")))
 
 
 def build_report(folder: str | Path) -> Path:
@@ -405,11 +405,14 @@ def build_report(folder: str | Path) -> Path:
     The files are checked against :mod:`.schema` first; content that passes the schema
     but still cannot be drawn (a hand-edited value the schema does not describe) is an
     OutputError naming the two files, not a traceback."""
+    import jinja2
+
     folder = Path(folder)
     res = _folder_result(folder)
     try:
         return _render(folder, res)
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError, ZeroDivisionError, OverflowError) as exc:
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, ZeroDivisionError, OverflowError,
+            jinja2.TemplateError) as exc:
         raise OutputError(f"{folder}: summary.json or run.json holds content the report cannot draw "
                           f"({type(exc).__name__}: {str(exc)[:200]}); hand-edited, or written by another version "
                           "of mmgain?") from None
