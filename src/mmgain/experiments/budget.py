@@ -18,6 +18,7 @@ TRAIN_RATE = 3.6e10          # training multiply–adds per second
 PROBE_RATE = 2.9e8           # probe work units (rows × latent width × L-BFGS passes) per second
 PROBE_OVERHEAD_S = 4.0       # per stream: four L-BFGS fits of per-iteration Python
 GPU_SPEEDUP = 30.0
+PROCESS_BYTES = 4e8          # Python, torch and numpy loaded, before any data
 MAX_MODELS = 20_000
 MAX_HOURS = 12.0
 
@@ -38,7 +39,8 @@ class Estimate:
 
 
 def estimate(protocol, dims: dict[str, int], subsets, sample_sizes, n_train: int, n_test: int, n_pairs: int,
-             n_groups: int, device_type: str, theory: bool = False) -> Estimate:
+             n_groups: int, device_type: str, theory: bool = False, memory_budget: float = 2e9,
+             n_out: int = 10, dense_probe: bool = False) -> Estimate:
     H = protocol.max_width()
     per_row = sum(sum(dims[k] + 1 for k in s) * H for s in subsets)         # one row through every model
     train = sum(protocol.epochs * n for n in sample_sizes) * per_row * 3      # forward + backward
@@ -47,11 +49,32 @@ def estimate(protocol, dims: dict[str, int], subsets, sample_sizes, n_train: int
     probe = len(sample_sizes) * (n_train + 2 * n_test) * latent_width * H * 60   # L-BFGS: ~60 passes
     seconds = (train / TRAIN_RATE + probe / PROBE_RATE + PROBE_OVERHEAD_S * len(sample_sizes)) \
         / (GPU_SPEEDUP if device_type == "cuda" else 1.0)
+    return Estimate(len(sample_sizes) * len(subsets), len(sample_sizes), len(subsets), seconds,
+                    peak_memory(protocol, dims, subsets, sample_sizes, n_train, n_test, n_pairs, n_groups,
+                                memory_budget, n_out, dense_probe) / 1e9)
+
+
+def peak_memory(protocol, dims, subsets, sample_sizes, n_train, n_test, n_pairs, n_groups, memory_budget,
+                n_out, dense_probe) -> float:
+    """Bytes at the run's peak: the process and its data, one chunk's parameters (with Adam's
+    state and gradients), and the larger of its training activations and its probes.  Chunks
+    and probe groups are sized to ``memory_budget``, but one stream (one model's probe) is the
+    least a chunk (a probe group) holds, so a budget below that is exceeded, and counted."""
+    from ..probes.latent import probe_bytes_per_model
+    from .runner import _bytes_per_row
+
+    H = protocol.max_width()
     data = n_groups * (n_train + n_test) * sum(dims.values()) * 4
     outcomes = len(sample_sizes) * (len(subsets) + n_pairs) * n_test * 30
-    working = 2e9                                                             # the chunk budget of the runner
-    return Estimate(len(sample_sizes) * len(subsets), len(sample_sizes), len(subsets), seconds,
-                    (data + outcomes + working) / 1e9)
+    params = 4 * 4 * sum(sum((dims[k] + 1) * H for k in s) + len(s) * H * n_out for s in subsets)  # per stream
+    batch = min(protocol.batch_size, max(sample_sizes, default=1))
+    stream = params + batch * _bytes_per_row(protocol, dims, subsets)
+    together = max(1, min(len(sample_sizes), int(memory_budget // max(stream, 1))))   # streams in one chunk
+    width = len(dims) * H if dense_probe else max((len(s) for s in subsets), default=1) * H
+    one = probe_bytes_per_model(n_train, width, n_out, dense_probe)
+    probes = max(one, min(memory_budget, one * together * (len(subsets) + n_pairs)))
+    latents = together * (n_train + n_test) * sum(len(s) for s in subsets) * H * 4 * 2
+    return PROCESS_BYTES + data + outcomes + max(together * stream, together * params + latents + probes)
 
 
 def available_memory_gb() -> float:

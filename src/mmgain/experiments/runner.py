@@ -24,7 +24,7 @@ from ..data.splits import cv_folds, fold_rows, make_split, nested_sample, sample
 from ..data.subsets import FORWARD, forward_path, proper_pairs, select_subsets, subset_name
 from ..errors import DataWarning, OutputError, SpecError
 from ..models.components import FUSIONS, resolve_widths
-from ..probes.latent import Latent, block_latent, cross_fitted_probe, latent_gap_probe, probe_folds
+from ..probes.latent import Latent, block_latent, cross_fitted_probe, in_model_groups, latent_gap_probe, probe_folds
 from ..tasks import Task, as_numpy_rows, get_task
 from ..training.batched import BatchedTrainer, DeviceData, Streams, chunk_streams, emulation_note, resolve_device
 from ..training.protocol import TrainingProtocol
@@ -325,7 +325,8 @@ def plan_run(spec: ExperimentSpec, device: str = "auto", progress: bool = True,
     elif forward:   # refuse a run beyond the limits before selecting (an upper bound: the widest modalities first)
         widest, _ = forward_path(names, lambda cands: [sum(ref.dims[k] for k in c) for c in cands])
         check(estimate(protocol, ref.dims, widest, [len(r) for r in sample], train.n, test.n,
-                       len(proper_pairs(widest)) if spec.pairs else 0, len(groups), dev.type, spec.theory),
+                       len(proper_pairs(widest)) if spec.pairs else 0, len(groups), dev.type, spec.theory,
+                       memory_budget or default_memory_budget(dev), ref.n_outputs, not task.stacked_probes),
               allow_large)
         top = [i for i, k in enumerate(keys) if k[2] == max(ratios)]
         subsets, selection = forward_subsets(names, protocol, ref.dims, ref.n_outputs, task, train,
@@ -344,13 +345,13 @@ def plan_run(spec: ExperimentSpec, device: str = "auto", progress: bool = True,
         if (m, n) not in known:
             raise SpecError(f"--primary {question}: not a pair this run compares (M must be N plus one modality, "
                             f"both among the trained subsets; modalities: {', '.join(names)})")
-    cost = estimate(protocol, ref.dims, subsets, [len(r) for r in sample], train.n, test.n, len(pair_index),
-                    len(groups), dev.type, spec.theory)
-    check(cost, allow_large)
-    if progress or cost.seconds > 600:
-        print(f"mmgain: {cost.line()}", file=sys.stderr)
     if memory_budget is None:
         memory_budget = default_memory_budget(dev)
+    cost = estimate(protocol, ref.dims, subsets, [len(r) for r in sample], train.n, test.n, len(pair_index),
+                    len(groups), dev.type, spec.theory, memory_budget, ref.n_outputs, not task.stacked_probes)
+    check(cost, allow_large)
+    if progress or cost.seconds > 60 or cost.memory_gb > 1:     # worth knowing even with --quiet
+        print(f"mmgain: {cost.line()}", file=sys.stderr)
     if chunks is None:
         chunks = plan_chunks(protocol, ref.dims, subsets, sample, memory_budget)
     elif sorted(i for c in chunks for i in c) != list(range(len(streams))):
@@ -536,8 +537,9 @@ def _probe_chunk(trainer: BatchedTrainer, groups: np.ndarray, train: DeviceData,
     per_stream = train.n * sum(len(model.members[k]) * model.widths[k] for k in model.used) * 4 * 4
     size = max(1, int(memory_budget // max(per_stream, 1))) if task.stacked_probes else 1
     folds = probe_folds(test.y[0].cpu().numpy(), protocol.probe_folds, stratify=task.stratified)
-    fit = lambda Z, y, Zt, yt: task.probe(Z, y, Zt, yt, n_out, protocol)   # noqa: E731
-    fit_heldout = lambda Z, y, Zt, yt: task.probe(Z, y, Zt, yt, n_out, protocol, heldout=True)   # noqa: E731
+    grouped = lambda probe: in_model_groups(probe, memory_budget, n_out, not task.stacked_probes)   # noqa: E731
+    fit = grouped(lambda Z, y, Zt, yt: task.probe(Z, y, Zt, yt, n_out, protocol))
+    fit_heldout = grouped(lambda Z, y, Zt, yt: task.probe(Z, y, Zt, yt, n_out, protocol, heldout=True))
     out: dict[str, dict[str, list[np.ndarray]]] = {}
     metric_names = list(task.metrics(as_numpy_rows(task.row_outcomes(torch.zeros(1, n_out, device=test.y.device),
                                                                       test.y[0, :1]))))

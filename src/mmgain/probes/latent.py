@@ -42,6 +42,64 @@ class Latent:
         """(n, A, Σ_k H_k), zero blocks for absent modalities."""
         return dense_latent(self.blocks, self.members, self.names, self.n_models)
 
+    def models(self, chosen: Sequence[int]) -> "Latent":
+        """The models ``chosen`` (ascending) alone, renumbered 0..len(chosen)-1."""
+        new = {m: i for i, m in enumerate(chosen)}
+        blocks, members = {}, {}
+        for k, blk in self.blocks.items():
+            cols = [j for j, m in enumerate(self.members[k]) if m in new]
+            if cols:
+                blocks[k] = blk if len(cols) == blk.shape[1] else blk[:, cols]
+                members[k] = [new[self.members[k][j]] for j in cols]
+        return Latent(blocks, members, [k for k in self.names if k in blocks], len(chosen))
+
+    def widest(self) -> int:
+        """The widest model's latent width."""
+        width = [0] * self.n_models
+        for k, blk in self.blocks.items():
+            for m in self.members[k]:
+                width[m] += blk.shape[-1]
+        return max(width, default=0)
+
+
+def probe_bytes_per_model(n_rows: int, width: int, n_out: int, dense: bool) -> float:
+    """Working memory of one model's probe: for L-BFGS (``dense`` False) its history and
+    vectors (~30 parameter vectors) and its standardized latent with the compacted working
+    sets (~4 copies); for least squares (``dense``) the float64 design, its centred copy and
+    test rows, and the Gram matrix and its factor."""
+    if dense:
+        return 8.0 * (3 * n_rows * width + 2 * width * width)
+    return 4.0 * (30 * (width + 1) * n_out + 4 * n_rows * width)
+
+
+def in_model_groups(probe: Callable[..., dict], max_bytes: float, n_out: int, dense: bool) -> Callable[..., dict]:
+    """``probe`` fitted on groups of models that fit ``max_bytes``, results concatenated: a
+    lattice of thousands of models is probed in pieces instead of exhausting memory.  Each
+    model's fit is its own problem (its own L-BFGS state, its own solve), so the grouping
+    does not change a logistic probe's numbers; a least-squares probe's ridge, relative to
+    the mean feature variance of the group's dense layout, can move by its own 1e-8 scale."""
+    def run(Z: Latent, y: Tensor, Zt: Latent, yt: Tensor) -> dict:
+        width = sum(b.shape[-1] for b in Z.blocks.values()) if dense else Z.widest()
+        per = probe_bytes_per_model(len(y), width, n_out, dense)
+        size = max(1, int(max_bytes // max(per, 1.0)))
+        if Z.n_models <= size:
+            return probe(Z, y, Zt, yt)
+        parts = []
+        for start in range(0, Z.n_models, size):
+            ms = list(range(start, min(start + size, Z.n_models)))
+            pick = (lambda t: t[:, ms]) if y.dim() == 2 else (lambda t: t)
+            parts.append(probe(Z.models(ms), pick(y), Zt.models(ms), pick(yt)))
+        return _concat_models(parts)
+    return run
+
+
+def _concat_models(parts: list) -> dict:
+    """Per-model results of model groups joined along the model axis (nested dicts of tensors)."""
+    first = parts[0]
+    if isinstance(first, dict):
+        return {k: _concat_models([p[k] for p in parts]) for k in first}
+    return torch.cat(parts, 0)
+
 
 @torch.no_grad()
 def least_squares_probe(Z: Latent, y: Tensor, Z_test: Latent, y_test: Tensor, ridge: float = 1e-8) -> dict[str, Tensor]:
