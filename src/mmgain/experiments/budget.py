@@ -17,6 +17,8 @@ from ..errors import SpecError
 TRAIN_RATE = 3.6e10          # training multiply–adds per second
 PROBE_RATE = 2.9e8           # probe work units (rows × latent width × L-BFGS passes) per second
 PROBE_OVERHEAD_S = 4.0       # per stream: four L-BFGS fits of per-iteration Python
+PROBE_PER_FIT_S = 4e-3       # per probe fit (model or control, per fold): iterations on small separable data
+                             # (calibrated 2026-12-03 on 8–12-modality lattices, see benchmarks/)
 GPU_SPEEDUP = 30.0
 PROCESS_BYTES = 4e8          # Python, torch and numpy loaded, before any data
 MAX_MODELS = 20_000
@@ -40,14 +42,18 @@ class Estimate:
 
 def estimate(protocol, dims: dict[str, int], subsets, sample_sizes, n_train: int, n_test: int, n_pairs: int,
              n_groups: int, device_type: str, theory: bool = False, memory_budget: float = 2e9,
-             n_out: int = 10, dense_probe: bool = False) -> Estimate:
+             n_out: int = 10, dense_probe: bool = False, pair_blocks: int | None = None) -> Estimate:
+    """``pair_blocks``: the modality blocks of the width-matched controls, Σ |M| over the pairs
+    (M, N); each control is as wide as M.  None: one block per pair."""
     H = protocol.max_width()
     per_row = sum(sum(dims[k] + 1 for k in s) * H for s in subsets)         # one row through every model
     train = sum(protocol.epochs * n for n in sample_sizes) * per_row * 3      # forward + backward
     train *= 2 if theory else 1                                               # --theory: the label-flip fits
-    latent_width = sum(len(s) for s in subsets) + n_pairs
+    latent_width = sum(len(s) for s in subsets) + (n_pairs if pair_blocks is None else pair_blocks)
     probe = len(sample_sizes) * (n_train + 2 * n_test) * latent_width * H * 60   # L-BFGS: ~60 passes
-    seconds = (train / TRAIN_RATE + probe / PROBE_RATE + PROBE_OVERHEAD_S * len(sample_sizes)) \
+    fits = len(sample_sizes) * (len(subsets) + n_pairs) * (1 + protocol.probe_folds)   # paper probe + cross-fit
+    seconds = (train / TRAIN_RATE + probe / PROBE_RATE + PROBE_OVERHEAD_S * len(sample_sizes)
+               + PROBE_PER_FIT_S * fits) \
         / (GPU_SPEEDUP if device_type == "cuda" else 1.0)
     return Estimate(len(sample_sizes) * len(subsets), len(sample_sizes), len(subsets), seconds,
                     peak_memory(protocol, dims, subsets, sample_sizes, n_train, n_test, n_pairs, n_groups,

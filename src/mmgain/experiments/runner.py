@@ -348,7 +348,8 @@ def plan_run(spec: ExperimentSpec, device: str = "auto", progress: bool = True,
     if memory_budget is None:
         memory_budget = default_memory_budget(dev)
     cost = estimate(protocol, ref.dims, subsets, [len(r) for r in sample], train.n, test.n, len(pair_index),
-                    len(groups), dev.type, spec.theory, memory_budget, ref.n_outputs, not task.stacked_probes)
+                    len(groups), dev.type, spec.theory, memory_budget, ref.n_outputs, not task.stacked_probes,
+                    sum(len(subsets[a]) for a, _ in pair_index))
     check(cost, allow_large)
     if progress or cost.seconds > 60 or cost.memory_gb > 1:     # worth knowing even with --quiet
         print(f"mmgain: {cost.line()}", file=sys.stderr)
