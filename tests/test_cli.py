@@ -61,7 +61,7 @@ def test_refuses_to_overwrite_an_earlier_run(tmp_path, capsys):
 
 @pytest.mark.parametrize("args, message", [
     (["--subsets", "m1+m7"], "unknown modality 'm7'"),
-    (["--epochs", "0"], "epochs must be ≥ 1"),
+    (["--epochs", "0"], "argument --epochs: must lie in 1..100,000, got 0"),
     (["--device", "cuda:7"] if True else [], "no CUDA device"),
 ])
 def test_bad_arguments_get_clear_errors(tmp_path, capsys, args, message):

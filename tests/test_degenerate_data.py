@@ -106,11 +106,7 @@ def test_a_csv_that_is_not_utf8_is_refused_by_name(tmp_path, capsys):
                                     ["--subsets", "sampled:999999999999"]])
 def test_options_out_of_range_are_refused_before_any_work(tmp_path, capsys, option):
     data = _npz(tmp_path / "d.npz")
-    try:
-        rc = main(["run", "--data", str(data), *FAST, *option, "--out", str(tmp_path / "r")])
-    except SystemExit as exc:            # argparse: usage error
-        rc = exc.code
-    assert rc == 2
+    assert main(["run", "--data", str(data), *FAST, *option, "--out", str(tmp_path / "r")]) == 2
     err = _err(capsys)
     assert option[0] in err or "sampled" in err
     assert not (tmp_path / "r").exists()
@@ -154,3 +150,30 @@ def test_the_memory_estimate_is_within_2x_of_the_peak_and_printed_with_quiet(tmp
     peak = float(re.search(r"PEAK (\d+)", proc.stdout).group(1))
     assert est > 1e9
     assert peak / 2 <= est <= 2 * peak, (est, peak)
+
+
+def test_a_default_folder_that_cannot_be_created_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    """Without --out, runs go to ./runs/; a file named 'runs' (or an unwritable folder) used to
+    loop for ever looking for a free name."""
+    data = _npz(tmp_path / "d.npz")
+    work = tmp_path / "w"
+    work.mkdir()
+    (work / "runs").write_text("not a folder")
+    monkeypatch.chdir(work)
+    assert main(["run", "--data", str(data), *FAST]) == 2
+    err = _err(capsys)
+    assert "runs" in err and "--out" in err
+
+
+def test_a_ray_address_where_nothing_listens_is_refused_at_once(tmp_path, capsys):
+    pytest.importorskip("ray")
+    data = _npz(tmp_path / "d.npz")
+    out = tmp_path / "r"
+    assert main(["run", "--data", str(data), *FAST, "--backend", "ray", "--address", "127.0.0.1:1",
+                 "--out", str(out)]) == 2
+    err = _err(capsys)
+    assert "--address 127.0.0.1:1: nothing answers" in err
+    assert not out.exists()                     # failed before training: no folder left behind
+    assert main(["run", "--data", str(data), *FAST, "--backend", "ray", "--address", "nowhere",
+                 "--out", str(tmp_path / "r2")]) == 2
+    assert "HOST:PORT" in _err(capsys)

@@ -119,7 +119,7 @@ def _add_sweep(p: argparse.ArgumentParser) -> None:
     p.add_argument("--probe-epochs", type=EPOCHS, help="epochs after which the encoder is frozen for the probe")
     p.add_argument("--max-load-gb", type=GB,
                    help="memory cap for loading a pickled feature file (default 4 GB)")
-    p.add_argument("--margin", type=_float_in(0, 1e12, low_open=False),
+    p.add_argument("--margin", type=_float_in(0, 1e12),
                    help="equivalence margin for a 'no effect' verdict, in accuracy points (classification, "
                         "default 1) or MSE units (regression, default 1%% of the target variance)")
     p.add_argument("--cv", type=_int_in(0, 1000), metavar="K",
@@ -485,7 +485,10 @@ def _list() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:          # usage errors (argparse printed them), --help, --version
+        return exc.code if isinstance(exc.code, int) else 2
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         if args.command == "list":

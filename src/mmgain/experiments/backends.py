@@ -59,6 +59,24 @@ def _ray_chunk(job: ChunkJob, train, test, device: str, threads: int) -> dict:
     return run_chunk(job, DeviceData.from_numpy(*train, dev), DeviceData.from_numpy(*test, dev), dev)
 
 
+def _check_reachable(address: str | None, timeout: float = 5.0) -> None:
+    """Refuse a cluster address where nothing listens: ``ray.init`` would retry it for minutes."""
+    if address in (None, "", "auto", "local"):
+        return
+    host_port = address.split("://", 1)[-1]
+    host, _, port = host_port.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise SpecError(f"--address {address!r}: give the Ray cluster as HOST:PORT (e.g. 10.0.0.5:6379), "
+                        "'auto', or leave it out for a local instance")
+    import socket
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise SpecError(f"--address {address}: nothing answers at {host}:{port} within {timeout:g} s "
+                        f"({exc.strerror or exc}); start the cluster there (ray start --head), or leave out "
+                        "--address to run on a local instance") from None
+
+
 @BACKENDS.register("ray")
 class RayBackend:
     """Chunks as Ray tasks on a local instance (default) or the cluster at ``address``.
@@ -80,10 +98,11 @@ class RayBackend:
 
         started = not ray.is_initialized()
         if started:
+            _check_reachable(self.address)
             try:
                 ray.init(address=self.address, include_dashboard=False, logging_level="ERROR",
                          log_to_driver=False, configure_logging=True)
-            except (ConnectionError, ValueError, RuntimeError) as exc:
+            except (ConnectionError, ValueError, RuntimeError, OSError, ray.exceptions.RayError) as exc:
                 where = self.address or "a new local instance"
                 raise SpecError(f"--backend ray: cannot start or reach Ray at {where} ({exc})") from None
         futures: dict = {}

@@ -64,9 +64,10 @@ def peak_memory(protocol, dims, subsets, sample_sizes, n_train, n_test, n_pairs,
                 n_out, dense_probe) -> float:
     """Bytes at the run's peak: the process and its data, one chunk's parameters (with Adam's
     state and gradients), and the larger of its training activations and its probes.  Chunks
-    and probe groups are sized to ``memory_budget``, but one stream (one model's probe) is the
-    least a chunk (a probe group) holds, so a budget below that is exceeded, and counted."""
-    from ..probes.latent import probe_bytes_per_model
+    are sized to ``memory_budget`` and probe groups to a fixed cap, but one stream (one
+    model's probe) is the least a chunk (a group) holds: a budget below that is exceeded, and
+    counted here."""
+    from ..probes.latent import PROBE_GROUP_BYTES, probe_bytes_per_model
     from .runner import _bytes_per_row
 
     H = protocol.max_width()
@@ -78,7 +79,7 @@ def peak_memory(protocol, dims, subsets, sample_sizes, n_train, n_test, n_pairs,
     together = max(1, min(len(sample_sizes), int(memory_budget // max(stream, 1))))   # streams in one chunk
     width = len(dims) * H if dense_probe else max((len(s) for s in subsets), default=1) * H
     one = probe_bytes_per_model(n_train, width, n_out, dense_probe)
-    probes = max(one, min(memory_budget, one * together * (len(subsets) + n_pairs)))
+    probes = max(one, min(PROBE_GROUP_BYTES, one * together * (len(subsets) + n_pairs)))
     latents = together * (n_train + n_test) * sum(len(s) for s in subsets) * H * 4 * 2
     return PROCESS_BYTES + data + outcomes + max(together * stream, together * params + latents + probes)
 

@@ -538,7 +538,7 @@ def _probe_chunk(trainer: BatchedTrainer, groups: np.ndarray, train: DeviceData,
     per_stream = train.n * sum(len(model.members[k]) * model.widths[k] for k in model.used) * 4 * 4
     size = max(1, int(memory_budget // max(per_stream, 1))) if task.stacked_probes else 1
     folds = probe_folds(test.y[0].cpu().numpy(), protocol.probe_folds, stratify=task.stratified)
-    grouped = lambda probe: in_model_groups(probe, memory_budget, n_out, not task.stacked_probes)   # noqa: E731
+    grouped = lambda probe: in_model_groups(probe, n_out, not task.stacked_probes)   # noqa: E731
     fit = grouped(lambda Z, y, Zt, yt: task.probe(Z, y, Zt, yt, n_out, protocol))
     fit_heldout = grouped(lambda Z, y, Zt, yt: task.probe(Z, y, Zt, yt, n_out, protocol, heldout=True))
     out: dict[str, dict[str, list[np.ndarray]]] = {}

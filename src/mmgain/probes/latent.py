@@ -72,12 +72,16 @@ def probe_bytes_per_model(n_rows: int, width: int, n_out: int, dense: bool) -> f
     return 4.0 * (30 * (width + 1) * n_out + 4 * n_rows * width)
 
 
-def in_model_groups(probe: Callable[..., dict], max_bytes: float, n_out: int, dense: bool) -> Callable[..., dict]:
+PROBE_GROUP_BYTES = 2e9      # the most one probe group holds
+
+
+def in_model_groups(probe: Callable[..., dict], n_out: int, dense: bool,
+                    max_bytes: float = PROBE_GROUP_BYTES) -> Callable[..., dict]:
     """``probe`` fitted on groups of models that fit ``max_bytes``, results concatenated: a
     lattice of thousands of models is probed in pieces instead of exhausting memory.  Each
-    model's fit is its own problem (its own L-BFGS state, its own solve), so the grouping
-    does not change a logistic probe's numbers; a least-squares probe's ridge, relative to
-    the mean feature variance of the group's dense layout, can move by its own 1e-8 scale."""
+    model's fit is its own problem, but the padded width of a group and its stopping
+    bookkeeping can move a model's numbers at the solver's tolerance, so the cap is a
+    constant, not ``--memory-gb``: the memory budget changes speed, never a number."""
     def run(Z: Latent, y: Tensor, Zt: Latent, yt: Tensor) -> dict:
         width = sum(b.shape[-1] for b in Z.blocks.values()) if dense else Z.widest()
         per = probe_bytes_per_model(len(y), width, n_out, dense)

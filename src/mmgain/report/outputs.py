@@ -24,9 +24,13 @@ def new_run_dir(name: str, root: str | Path = "runs") -> Path:
     two runs started in the same second never share one."""
     base = Path(root) / f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     path, i = base, 2
+    try:
+        base.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:          # unwritable, or 'runs' is a file
+        raise OutputError(f"cannot create the folder {base.parent} for runs ({exc.strerror or exc}); run from a "
+                          "folder you can write to, or choose one with --out") from None
     while True:
         try:
-            base.parent.mkdir(parents=True, exist_ok=True)
             path.mkdir()
             return path
         except FileExistsError:
