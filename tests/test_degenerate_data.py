@@ -177,3 +177,43 @@ def test_a_ray_address_where_nothing_listens_is_refused_at_once(tmp_path, capsys
     assert main(["run", "--data", str(data), *FAST, "--backend", "ray", "--address", "nowhere",
                  "--out", str(tmp_path / "r2")]) == 2
     assert "HOST:PORT" in _err(capsys)
+
+
+def test_a_full_disk_is_a_clear_error_and_the_committed_chunks_resume(tmp_path, capsys, monkeypatch):
+    import errno
+
+    from mmgain.experiments.store import ResultStore
+
+    data = _npz(tmp_path / "d.npz")
+    out = tmp_path / "r"
+    commit = ResultStore.commit
+    calls = []
+
+    def full_after_one(self, plan, ci, part):
+        calls.append(ci)
+        if len(calls) > 1:
+            raise OSError(errno.ENOSPC, "No space left on device", str(self._chunk_path(ci)))
+        return commit(self, plan, ci, part)
+
+    monkeypatch.setattr(ResultStore, "commit", full_after_one)
+    args = ["run", "--data", str(data), "--cv", "0", "--seeds", "3", "--ratios", "1", "--epochs", "2",
+            "--probe-epochs", "1", "--hidden", "8", "--quiet", "--memory-gb", "0.000001"]
+    assert main([*args, "--out", str(out)]) == 2
+    err = _err(capsys)
+    assert "the disk is full writing" in err and "mmgain resume" in err
+    assert json.loads((out / "run.json").read_text())["status"] == "failed"
+    monkeypatch.setattr(ResultStore, "commit", commit)          # space freed
+    assert main(["resume", str(out), "--quiet"]) == 0
+    assert json.loads((out / "run.json").read_text())["status"] == "complete"
+
+
+def test_a_ray_start_up_timeout_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    ray = pytest.importorskip("ray")
+
+    def slow(*a, **k):
+        raise TimeoutError("the local Ray instance did not start within 60 s")
+
+    monkeypatch.setattr(ray, "init", slow)
+    assert main(["run", "--data", str(_npz(tmp_path / "d.npz")), *FAST, "--backend", "ray",
+                 "--out", str(tmp_path / "r")]) == 2
+    assert "cannot start or reach Ray at a new local instance" in _err(capsys)

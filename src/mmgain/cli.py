@@ -6,6 +6,7 @@ this module only parses arguments, manages the run folder and prints.
 from __future__ import annotations
 
 import argparse
+import errno
 import math
 import signal
 import shutil
@@ -507,6 +508,14 @@ def main(argv: list[str] | None = None) -> int:
         return execute(args.build(args), args)
     except UserError as exc:          # the user can fix it: the message, no traceback
         print(f"mmgain: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+            raise
+        where = f" writing {exc.filename}" if exc.filename else ""
+        print(f"mmgain: error: the disk is full{where} ({exc.strerror}). Chunks already committed to a run "
+              "folder's store/ are kept whole; free some space, then continue with: mmgain resume DIR "
+              "(or mmgain collect DIR)", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
         print("\nmmgain: interrupted; the run folder's run.json says so", file=sys.stderr)
