@@ -76,3 +76,9 @@ def test_bad_arguments_get_clear_errors(tmp_path, capsys, args, message):
 def test_python_dash_m_entry_point():
     res = subprocess.run([sys.executable, "-m", "mmgain", "list"], capture_output=True, text=True, check=True)
     assert "synthetic" in res.stdout and "huang2021" in res.stdout
+
+
+def test_version_is_printed(capsys):
+    import mmgain
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"mmgain {mmgain.__version__}"

@@ -1,7 +1,6 @@
 """report.html: built from the run folder alone, and rendered in a real headless browser."""
 import os
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -1,5 +1,4 @@
 """The theorems' terms against closed forms and brute force (experiments.theory, theory.*)."""
-import itertools
 import json
 import math
 

@@ -140,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mmgain", description="Does adding a modality help, from how much data on, and why? "
                                    "(Huang et al., NeurIPS 2021)")
+    from . import __version__
+    parser.add_argument("--version", action="version", version=f"mmgain {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     rep = sub.add_parser("reproduce", help="reproduce one of the paper's experiments")

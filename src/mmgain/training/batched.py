@@ -316,7 +316,7 @@ class BatchedTrainer:
         model = self.model_
         narrow = [k for k, d in self.dims.items() if model.widths[k] < d]
         if narrow:
-            raise SpecError(f"protocol.solver 'lstsq' needs each encoder at least as wide as its modality: "
+            raise SpecError("protocol.solver 'lstsq' needs each encoder at least as wide as its modality: "
                             + ", ".join(f"{k} has {self.dims[k]} features, width {model.widths[k]}" for k in narrow))
         prm = {k: torch.zeros_like(v) for k, v in model.params.items()}
         for s, (g, rows) in enumerate(zip(streams.groups, streams.train_rows)):
