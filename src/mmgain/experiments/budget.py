@@ -60,6 +60,13 @@ def estimate(protocol, dims: dict[str, int], subsets, sample_sizes, n_train: int
                                 memory_budget, n_out, dense_probe) / 1e9)
 
 
+def bytes_per_row(protocol, dims: dict[str, int], subsets) -> float:
+    """Rough training working set per minibatch row of one stream (activations and inputs):
+    what the runner packs chunks by."""
+    pairs = sum(len(s) for s in subsets)           # (subset, modality) encoders
+    return pairs * protocol.max_width() * 4 * 8 + sum(dims.values()) * 4 * 2
+
+
 def peak_memory(protocol, dims, subsets, sample_sizes, n_train, n_test, n_pairs, n_groups, memory_budget,
                 n_out, dense_probe) -> float:
     """Bytes at the run's peak: the process and its data, one chunk's parameters (with Adam's
@@ -68,14 +75,13 @@ def peak_memory(protocol, dims, subsets, sample_sizes, n_train, n_test, n_pairs,
     model's probe) is the least a chunk (a group) holds: a budget below that is exceeded, and
     counted here."""
     from ..probes.latent import PROBE_GROUP_BYTES, probe_bytes_per_model
-    from .runner import _bytes_per_row
 
     H = protocol.max_width()
     data = n_groups * (n_train + n_test) * sum(dims.values()) * 4
     outcomes = len(sample_sizes) * (len(subsets) + n_pairs) * n_test * 30
     params = 4 * 4 * sum(sum((dims[k] + 1) * H for k in s) + len(s) * H * n_out for s in subsets)  # per stream
     batch = min(protocol.batch_size, max(sample_sizes, default=1))
-    stream = params + batch * _bytes_per_row(protocol, dims, subsets)
+    stream = params + batch * bytes_per_row(protocol, dims, subsets)
     together = max(1, min(len(sample_sizes), int(memory_budget // max(stream, 1))))   # streams in one chunk
     width = len(dims) * H if dense_probe else max((len(s) for s in subsets), default=1) * H
     one = probe_bytes_per_model(n_train, width, n_out, dense_probe)

@@ -28,7 +28,7 @@ from ..probes.latent import Latent, block_latent, cross_fitted_probe, in_model_g
 from ..tasks import Task, as_numpy_rows, get_task
 from ..training.batched import BatchedTrainer, DeviceData, Streams, chunk_streams, emulation_note, resolve_device
 from ..training.protocol import TrainingProtocol
-from .budget import check, estimate
+from .budget import bytes_per_row, check, estimate
 from .curves import dense_ratios
 from .diagnostics import joint_diagnostics
 from .estimates import add_latent_estimates
@@ -187,13 +187,7 @@ def default_memory_budget(dev: torch.device) -> float:
 def plan_chunks(protocol: TrainingProtocol, dims: dict[str, int], subsets, samples, memory_budget: float):
     """The streams (training samples ``samples``) grouped into chunks trained together."""
     return chunk_streams([min(protocol.batch_size, len(r)) for r in samples],
-                         _bytes_per_row(protocol, dims, subsets), memory_budget)
-
-
-def _bytes_per_row(protocol: TrainingProtocol, dims: dict[str, int], subsets) -> float:
-    """Rough training working set per minibatch row of one stream (activations and inputs)."""
-    pairs = sum(len(s) for s in subsets)           # (subset, modality) encoders
-    return pairs * protocol.max_width() * 4 * 8 + sum(dims.values()) * 4 * 2
+                         bytes_per_row(protocol, dims, subsets), memory_budget)
 
 
 @dataclass
@@ -286,6 +280,8 @@ def plan_run(spec: ExperimentSpec, device: str = "auto", progress: bool = True,
     task = get_task(ref.task)
     names = ref.names
     forward = spec.subsets == FORWARD
+    if memory_budget is None:
+        memory_budget = default_memory_budget(dev)
     subsets = None if forward else select_subsets(spec.subsets, names)
     widths = resolve_widths(protocol.hidden, names)  # per-modality widths must name these modalities
     FUSIONS.get(protocol.fusion)().out_width(list(widths.values()))   # and suit the fusion
@@ -326,7 +322,7 @@ def plan_run(spec: ExperimentSpec, device: str = "auto", progress: bool = True,
         widest, _ = forward_path(names, lambda cands: [sum(ref.dims[k] for k in c) for c in cands])
         check(estimate(protocol, ref.dims, widest, [len(r) for r in sample], train.n, test.n,
                        len(proper_pairs(widest)) if spec.pairs else 0, len(groups), dev.type, spec.theory,
-                       memory_budget or default_memory_budget(dev), ref.n_outputs, not task.stacked_probes),
+                       memory_budget, ref.n_outputs, not task.stacked_probes),
               allow_large)
         top = [i for i, k in enumerate(keys) if k[2] == max(ratios)]
         subsets, selection = forward_subsets(names, protocol, ref.dims, ref.n_outputs, task, train,
@@ -345,8 +341,6 @@ def plan_run(spec: ExperimentSpec, device: str = "auto", progress: bool = True,
         if (m, n) not in known:
             raise SpecError(f"--primary {question}: not a pair this run compares (M must be N plus one modality, "
                             f"both among the trained subsets; modalities: {', '.join(names)})")
-    if memory_budget is None:
-        memory_budget = default_memory_budget(dev)
     cost = estimate(protocol, ref.dims, subsets, [len(r) for r in sample], train.n, test.n, len(pair_index),
                     len(groups), dev.type, spec.theory, memory_budget, ref.n_outputs, not task.stacked_probes,
                     sum(len(subsets[a]) for a, _ in pair_index))
