@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from mmgain.experiments.attribution import (MISSING_P, attribution, interactions_exact, permutation_shapley,
+from mmgain.analysis.attribution import (MISSING_P, attribution, interactions_exact, permutation_shapley,
                                             shapley_exact)
-from mmgain.experiments.diagnostics import joint_diagnostics
-from mmgain.experiments.runner import run_experiment
-from mmgain.experiments.spec import ExperimentSpec
+from mmgain.run.diagnostics import joint_diagnostics
+from mmgain.run.runner import run_experiment
+from mmgain.spec import ExperimentSpec
 from mmgain.models.late_fusion import BatchedLateFusion
 from mmgain.tasks import get_task
 from mmgain.training.batched import DeviceData, Streams

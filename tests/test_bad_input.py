@@ -12,7 +12,7 @@ import pytest
 
 from iemocap_fixture import write_iemocap_fixture
 from mmgain.cli import main
-from mmgain.report.outputs import new_run_dir
+from mmgain.run.folder import new_run_dir
 
 FAST = ["--seeds", "2", "--ratios", "1", "--epochs", "2", "--probe-epochs", "1", "--hidden", "8", "--quiet"]
 
@@ -203,7 +203,8 @@ def test_same_command_twice_gives_byte_identical_results(tmp_path):
 
 def test_a_seed_means_the_same_models_whatever_the_other_seeds(tmp_path):
     """Seed 0 of a 2-seed run equals a 1-seed run up to floating-point grouping (README, Determinism)."""
-    from mmgain.experiments import EXPERIMENTS, run_experiment
+    from mmgain.catalog import EXPERIMENTS
+    from mmgain.run import run_experiment
     spec = EXPERIMENTS.get("run").with_(cv=0, data=str(_npz(tmp_path / "d.npz")), ratios=(1.0,),
                                         protocol_overrides={"epochs": 2, "probe_epochs": 1, "hidden": 8})
     one = run_experiment(spec.with_(seeds=1), device="cpu", progress=False)

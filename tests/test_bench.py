@@ -3,7 +3,7 @@ line is the JSON that scripts read (a smoke test: speed targets live in the READ
 import json
 
 from mmgain.cli import main
-from mmgain.experiments.bench import _useful_flops, workload
+from mmgain.run.bench import _useful_flops, workload
 from mmgain.training import TrainingProtocol
 
 

@@ -42,7 +42,7 @@ def test_reproduce_synthetic_end_to_end(tmp_path, capsys):
 
 def test_every_registered_experiment_can_be_reproduced_by_name():
     from mmgain.cli import build_parser
-    from mmgain.experiments import EXPERIMENTS
+    from mmgain.catalog import EXPERIMENTS
     parser = build_parser()
     for name in EXPERIMENTS.names():
         extra = ["--data", "x.pkl"] if name == "iemocap" else []

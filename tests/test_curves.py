@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from mmgain.experiments.curves import (crossover, curve_fit_ci, dense_ratios, fit_power_law, predict,
+from mmgain.analysis.curves import (crossover, curve_fit_ci, dense_ratios, fit_power_law, predict,
                                        degenerate_size)
 from mmgain.data.splits import sample_size
 
@@ -104,8 +104,8 @@ def test_the_dense_grid_maps_back_to_its_sizes():
 
 
 def test_a_dense_run_has_curves_and_crossovers(tmp_path):
-    from mmgain.experiments.runner import run_experiment
-    from mmgain.experiments.spec import ExperimentSpec
+    from mmgain.run.runner import run_experiment
+    from mmgain.spec import ExperimentSpec
     rng = np.random.default_rng(0)
     n = 500
     y = rng.integers(0, 2, n)

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from mmgain.cli import main
-from mmgain.experiments import EXPERIMENTS, run_experiment
-from mmgain.experiments.estimates import decide
-from mmgain.experiments.stats import cross_fitted, interval, naive_cross_fitted, paired, rows_needed
+from mmgain.catalog import EXPERIMENTS
+from mmgain.run import run_experiment
+from mmgain.analysis.estimates import decide
+from mmgain.analysis.stats import cross_fitted, interval, naive_cross_fitted, paired, rows_needed
 from mmgain.theory.coverage import coverage
 from toy_data import label_noise_npz
 
@@ -177,7 +178,7 @@ def test_a_cv_run_in_many_chunks_equals_the_single_chunk_run(tmp_path):
 
 
 def test_a_cv_run_resumes(tmp_path):
-    from mmgain.experiments.store import ResultStore
+    from mmgain.run.store import ResultStore
     data = _npz(tmp_path / "d.npz", n=200)
     out = tmp_path / "r"
     args = ["run", "--data", str(data), "--ratios", "0.5", "1", "--epochs", "3", "--probe-epochs", "2",

@@ -182,7 +182,7 @@ def test_a_ray_address_where_nothing_listens_is_refused_at_once(tmp_path, capsys
 def test_a_full_disk_is_a_clear_error_and_the_committed_chunks_resume(tmp_path, capsys, monkeypatch):
     import errno
 
-    from mmgain.experiments.store import ResultStore
+    from mmgain.run.store import ResultStore
 
     data = _npz(tmp_path / "d.npz")
     out = tmp_path / "r"

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from mmgain.data.synthetic import make_overlap_dataset
-from mmgain.probes.latent import Latent, latent_gap_probe, least_squares_probe, logistic_probe, probe_folds
+from mmgain.probes.latent import Latent, fit_probe, latent_gap_probe, least_squares_probe, logistic_probe, probe_folds
 from mmgain.tasks import get_task
 from mmgain.theory import eta_star
 from mmgain.training.protocol import PROTOCOLS
@@ -54,7 +54,7 @@ def _latent(a, w, z):
 def _gaussian_gaps(reps=2):
     """(corrected γ̂ weak, corrected γ̂ noise, paper γ weak, paper γ noise), averaged over draws."""
     task = get_task("classification")
-    probe = lambda Z, y, Zt, yt: task.probe(Z, y, Zt, yt, C, PROTOCOL, heldout=True)  # noqa: E731
+    probe = lambda Z, y, Zt, yt: fit_probe(task, Z, y, Zt, yt, C, PROTOCOL, heldout=True)  # noqa: E731
     out = []
     for rep in range(reps):
         rng = np.random.default_rng(100 + rep)

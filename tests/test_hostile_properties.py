@@ -27,7 +27,7 @@ from mmgain.cli import main  # noqa: E402
 from mmgain.data.loaders import load_path  # noqa: E402
 from mmgain.data.safe_pickle import safe_load  # noqa: E402
 from mmgain.errors import DataError, UserError  # noqa: E402
-from mmgain.experiments.store import ResultStore  # noqa: E402
+from mmgain.run.store import ResultStore  # noqa: E402
 from mmgain.report.html import build_report  # noqa: E402
 from toy_data import label_noise_npz  # noqa: E402
 

@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 
 from mmgain.cli import main
-from mmgain.experiments import EXPERIMENTS, run_experiment
-from mmgain.experiments.estimates import PairAnalysis
-from mmgain.experiments.runner import _probe_chunk
+from mmgain.catalog import EXPERIMENTS
+from mmgain.run import run_experiment
+from mmgain.analysis.estimates import PairAnalysis
+from mmgain.run.chunk import _probe_chunk
 from mmgain.tasks import get_task
 from toy_data import label_noise_npz
 

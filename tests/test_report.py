@@ -1,8 +1,8 @@
 """The printed tables: our numbers in the paper's layouts, the paper's beside them."""
 from types import SimpleNamespace
 
-from mmgain.experiments import EXPERIMENTS
-from mmgain.experiments.references import REFERENCES
+from mmgain.catalog import EXPERIMENTS
+from mmgain.analysis.references import REFERENCES
 from mmgain.report.layouts import LAYOUTS
 
 

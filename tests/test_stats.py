@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from mmgain.experiments.stats import benjamini_yekutieli, sign_flip_p, two_level
+from mmgain.analysis.stats import benjamini_yekutieli, sign_flip_p, two_level
 
 
 def paired_stats(a, b):

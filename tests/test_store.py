@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from mmgain.cli import main
-from mmgain.experiments.store import FolderLock, ResultStore, atomic_write
+from mmgain.run.store import FolderLock, ResultStore, atomic_write
 
 # Six chunks of one stream each (a tiny --memory-gb), each a fraction of a second: room to
 # interrupt a run between chunks.

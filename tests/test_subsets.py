@@ -103,7 +103,7 @@ def test_forward_path_ties_and_failures():
 
 
 def test_forward_selection_scores_on_held_out_training_rows():
-    from mmgain.experiments.selection import split_streams
+    from mmgain.run.selection import split_streams
     from mmgain.training import Streams
     streams = Streams(np.array([0, 0]), np.array([3, 4]), [np.arange(100), np.arange(50, 60)])
     fit, held = split_streams(streams)

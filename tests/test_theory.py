@@ -1,4 +1,4 @@
-"""The theorems' terms against closed forms and brute force (experiments.theory, theory.*)."""
+"""The theorems' terms against closed forms and brute force (run.theory_terms, analysis.theory, theory.*)."""
 import json
 import math
 
@@ -9,7 +9,7 @@ import torch
 from conftest import toy_modalities
 from mmgain.cli import main
 from mmgain.data import enumerate_subsets
-from mmgain.experiments import theory as th
+from mmgain.run import theory_terms as th
 from mmgain.tasks import get_task
 from mmgain.theory import bounds
 from mmgain.theory.rademacher import (GRID_STEP, enumerate_signs, finite_class, from_fit, grid_up, linear_class,
@@ -264,7 +264,7 @@ def test_run_without_theory_has_no_theory_outputs(tmp_path):
 # ------------------------------------------------------------ known populations (linear-Gaussian data)
 
 from mmgain.data.synthetic import make_linear_dataset                                       # noqa: E402
-from mmgain.experiments.stats import clopper_pearson                                         # noqa: E402
+from mmgain.analysis.stats import clopper_pearson                                         # noqa: E402
 from mmgain.theory.closed_form import (bayes_excess, linear_eta, linear_risk, ols_crossover,  # noqa: E402
                                        ols_risk)
 

@@ -12,20 +12,24 @@ import signal
 import shutil
 import sys
 import time
-import traceback
 import warnings
 from pathlib import Path
 
 from .data.sources import SOURCES
 from .errors import DataError, DataWarning, OutputError, SpecError, Terminated, UserError
-from .experiments import EXPERIMENTS, ExperimentSpec, run_experiment
-from .experiments.backends import BACKENDS, get_backend
-from .experiments.runner import RunInterrupted, assemble, plan_run
-from .experiments.store import FolderLock, ResultStore, read_json
+from .catalog import EXPERIMENTS
+from .spec import ExperimentSpec
+from .run import run_experiment
+from .run.backends import BACKENDS, get_backend
+from .analysis import analyze
+from .files import read_json, write_json
+from .run.folder import prepare_out_dir
+from .run.runner import RunInterrupted, assemble, plan_run
+from .run.store import FolderLock, ResultStore
 from .models import ACTIVATIONS, ENCODERS, FUSIONS, HEADS
 from .report.html import build_report
-from .report.layouts import LAYOUTS, theory_rows
-from .report.outputs import prepare_out_dir, write_csv, write_json, write_outcomes
+from .report.layouts import LAYOUTS
+from .report.outputs import write_run_folder
 from .training.batched import DEVICE_FORMS, resolve_device, set_threads
 from .training.protocol import PRECISIONS, PROTOCOLS
 
@@ -307,45 +311,6 @@ def _resume_spec(args) -> ExperimentSpec:
     return ExperimentSpec.from_dict(_read_run(args.dir)["spec"], source=str(args.dir / "run.json"))
 
 
-def _write_outputs(out: Path, result, status: dict, notes: list[str], figures: bool) -> list[str]:
-    """results.csv, outcomes.npz, split.csv, summary.json (and figures) of a result; run.json last."""
-    write_csv(out / "results.csv", result.table())
-    write_outcomes(out / "outcomes.npz", result)
-    files = ["results.csv", "summary.json", "outcomes.npz"]
-    ds = result.groups[0].dataset
-    if result.groups[0].fold is not None:     # cross-fitting: which fold scored each row of the data file
-        fold_of = {}
-        for g in result.groups:
-            _, te = g.dataset.train_test_indices()
-            fold_of.update({int(r): g.fold for r in g.rows[te]})
-        write_csv(out / "folds.csv", [{"row": r, "fold": fold_of.get(r, "")} for r in range(result.design["n_rows"])])
-        files.append("folds.csv")
-    elif "split" in ds.notes:  # a split we made: record which row went where
-        write_csv(out / "split.csv", [{"row": i, "part": p, **({"group": g} if ds.groups is not None else {})}
-                                      for i, (p, g) in enumerate(zip(ds.split, ds.groups if ds.groups is not None
-                                                                     else ds.split))])
-        files.append("split.csv")
-    if result.summary.get("theory"):
-        write_csv(out / "theory.csv", theory_rows(result.summary["theory"]))
-        files.append("theory.csv")
-    summary = dict(result.summary)
-    if "partial" in result.meta:
-        summary["partial"] = result.meta["partial"]
-    write_json(out / "summary.json", summary)
-    if figures:
-        files += [f.name for f in LAYOUTS.get(result.spec.layout).figures(result, out)]
-    write_json(out / "run.json", {**status, **result.meta, "warnings": notes,
-                                  "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "files": files})
-    try:                                          # from the files just written, as `mmgain report` does
-        if figures or "partial" in result.meta:   # not when every model diverged: nothing to show
-            files.append(build_report(out).name)
-    except Exception:                             # a bug in the report must not cost the run: say so, go on
-        traceback.print_exc()
-        print(f"mmgain: warning: report.html could not be written (a bug; the results above are complete). "
-              f"Rebuild it with: mmgain report {out}", file=sys.stderr)
-    return files
-
-
 def execute(spec: ExperimentSpec, args) -> int:
     """Run a spec into a run folder; run.json says 'running', then 'complete', 'diverged',
     'failed' or 'interrupted'.  Every finished chunk is committed to the folder's store at
@@ -405,7 +370,7 @@ def _execute(spec, args, out: Path, created: bool, previous: dict, threads: int,
             stopped = {**status, "status": "interrupted", "interrupted_by": how,
                        "chunks_done": exc.done, "chunks": exc.total}
             if exc.partial is not None:
-                _write_outputs(out, exc.partial, stopped, notes, figures=False)
+                write_run_folder(out, exc.partial, stopped, notes, figures=False)
             else:
                 write_json(out / "run.json", stopped)
             print(f"\nmmgain: interrupted ({how}) after {exc.done} of {exc.total} chunks; what finished is "
@@ -423,7 +388,7 @@ def _execute(spec, args, out: Path, created: bool, previous: dict, threads: int,
         print(f"mmgain: warning: {note}", file=sys.stderr)
     all_diverged = bool((result.metrics["diverged"] > 0).all())
     try:                 # summaries, figures and report are part of the run: run.json never stays 'running'
-        files = _write_outputs(out, result, {**status, "status": "diverged" if all_diverged else "complete"}, notes,
+        files = write_run_folder(out, result, {**status, "status": "diverged" if all_diverged else "complete"}, notes,
                                figures=not all_diverged)
     except BaseException as exc:
         write_json(out / "run.json", {**status, "status": "interrupted" if isinstance(exc, KeyboardInterrupt)
@@ -461,13 +426,13 @@ def _collect(folder: Path) -> int:
             return 1
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", DataWarning)
-            result = assemble(plan, parts)
+            result = analyze(assemble(plan, parts))
         notes = _notes(caught)
         partial = "partial" in result.meta
         state = run.get("status")
         if partial and state in ("running", "failed", None):
             state = "interrupted"          # no process holds the folder: it crashed or was killed
-        files = _write_outputs(folder, result, {**run, "status": state if partial else "complete"}, notes,
+        files = write_run_folder(folder, result, {**run, "status": state if partial else "complete"}, notes,
                                figures=not partial)
     finally:
         lock.release()
@@ -499,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "collect":
             return _collect(args.dir)
         if args.command == "bench":
-            from .experiments.bench import run_bench
+            from .run.bench import run_bench
             set_threads(args.threads)
             run_bench(args.quick, args.device, args.naive_epochs, args.k, args.seeds, naive=not args.batched_only,
                       encoder=args.encoder, fusion=args.fusion, precision=args.precision)

@@ -5,17 +5,20 @@ owns everything that differs between classification and regression, so the
 trainer, runner, statistics and report ask the task instead of testing a
 string.  Per-row outcomes are the currency: a metric is always the mean of a
 per-row value, so paired differences and test-row uncertainty come for free.
+
+The tensor methods use tensor methods only, so this module imports no torch and the
+analysis (numpy only) can hold a task.  The probe that fits the best head for a task is
+named by ``probe_kind`` and lives in :mod:`mmgain.probes.latent`.
 """
 from __future__ import annotations
 
 from typing import Mapping
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import Tensor
 
 from .registry import Registry
+
+Tensor = "torch.Tensor"     # annotations only: this module never imports torch (the analysis uses it)
 
 
 class Task:
@@ -28,6 +31,7 @@ class Task:
     margin_help: str
     stratified: bool         # folds and splits keep the class proportions
     stacked_probes: bool     # probes of several streams fit in memory together (not so for Gram matrices)
+    probe_kind: str          # the best head on a frozen latent (:func:`mmgain.probes.latent.fit_probe`)
 
     def n_outputs(self, n_classes: int) -> int:
         raise NotImplementedError
@@ -46,11 +50,6 @@ class Task:
 
     def metric_rows(self, rows: Mapping[str, np.ndarray]) -> np.ndarray:
         """Per-row values whose mean is the primary metric."""
-        raise NotImplementedError
-
-    def probe(self, Z, y: Tensor, Z_test, y_test: Tensor, n_outputs: int, protocol, heldout: bool = False) -> dict:
-        """The best head on a frozen latent: ``{"train": rows, "test": rows, **diagnostics}``;
-        ``heldout`` selects the cross-fitted probe's stopping rule."""
         raise NotImplementedError
 
     def default_margin(self, y_train: np.ndarray) -> float:
@@ -78,14 +77,14 @@ class Classification(Task):
     name, metric, metric_label, higher_is_better = "classification", "acc", "accuracy %", True
     risk, risk_label = "ce", "cross-entropy (nats)"
     margin_help = "accuracy points"
-    stratified, stacked_probes = True, True
+    stratified, stacked_probes, probe_kind = True, True, "logistic"
 
     def n_outputs(self, n_classes: int) -> int:
         return n_classes
 
     def loss(self, out: Tensor, y: Tensor) -> Tensor:
-        O = out.shape[-1]
-        return F.cross_entropy(out.reshape(-1, O), y.reshape(-1), reduction="none").reshape(y.shape)
+        # = F.cross_entropy(reduction="none"), bit for bit (also under bfloat16 autocast: in float32)
+        return -out.float().log_softmax(-1).gather(-1, y[..., None])[..., 0]
 
     def row_outcomes(self, out: Tensor, y: Tensor) -> dict[str, Tensor]:
         return {"loss": self.loss(out, y), "correct": (out.argmax(-1) == y).float()}
@@ -96,12 +95,6 @@ class Classification(Task):
 
     def metric_rows(self, rows):
         return 100.0 * np.asarray(rows["correct"], np.float64)
-
-    def probe(self, Z, y, Z_test, y_test, n_outputs, protocol, heldout=False):
-        from .probes.latent import logistic_probe
-        return logistic_probe(Z, y, Z_test, y_test, n_outputs, l2=protocol.probe_l2,
-                              max_iter=protocol.heldout_max_iter if heldout else protocol.probe_max_iter,
-                              tol=protocol.heldout_tol if heldout else protocol.probe_tol)
 
     def default_margin(self, y_train):
         return 1.0      # one accuracy point: the paper's Table 3 effects are 0.2–3.6 points
@@ -118,7 +111,7 @@ class Regression(Task):
     name, metric, metric_label, higher_is_better = "regression", "mse", "MSE", False
     risk, risk_label = "mse", "MSE"
     margin_help = "MSE units"
-    stratified, stacked_probes = False, False
+    stratified, stacked_probes, probe_kind = False, False, "least_squares"
 
     def n_outputs(self, n_classes: int) -> int:
         return 1
@@ -135,16 +128,12 @@ class Regression(Task):
     def metric_rows(self, rows):
         return np.asarray(rows["loss"], np.float64)
 
-    def probe(self, Z, y, Z_test, y_test, n_outputs, protocol, heldout=False):
-        from .probes.latent import least_squares_probe
-        return least_squares_probe(Z, y, Z_test, y_test, ridge=protocol.probe_ridge)
-
     def default_margin(self, y_train):
         return 0.01 * float(np.var(y_train))   # 1 % of the target's variance
 
     def loss_scale(self, y_train):
         """τ = Var(y) of the training set: the squared error is truncated at τ."""
-        v = float(torch.as_tensor(y_train, dtype=torch.float64).var(unbiased=False))
+        v = float(y_train.double().var(unbiased=False))
         return v if v > 0 else 1.0
 
     def bounded_loss(self, loss, scale=1.0):
@@ -166,4 +155,4 @@ def get_task(name: str | Task) -> Task:
 
 def as_numpy_rows(rows: Mapping[str, Tensor]) -> dict[str, np.ndarray]:
     """Per-row outcomes to compact numpy: ``correct`` as uint8, losses as float32."""
-    return {k: (v.to(torch.uint8) if k == "correct" else v.float()).cpu().numpy() for k, v in rows.items()}
+    return {k: (v.byte() if k == "correct" else v.float()).cpu().numpy() for k, v in rows.items()}

@@ -42,7 +42,7 @@ SAMPLED_SEED = 0      # the orderings of ``sampled:N`` (also what the Shapley es
 
 def sampled_orderings(names: Sequence[str], n: int, seed: int = SAMPLED_SEED) -> list[tuple[str, ...]]:
     """``n`` random orderings of the modalities: the draws of
-    :func:`mmgain.experiments.attribution.permutation_shapley` with the same seed."""
+    :func:`mmgain.analysis.attribution.permutation_shapley` with the same seed."""
     import numpy as np
     rng = np.random.default_rng(seed)
     return [tuple(names[i] for i in rng.permutation(len(names))) for _ in range(n)]
@@ -69,7 +69,7 @@ def _leave_one_out(names: Sequence[str]) -> list[Subset]:
 # Named subset policies that grow polynomially in K (``all`` grows as 2^K).
 POLICIES = {"singles+pairs+full": _singles_pairs_full, "leave-one-out": _leave_one_out}
 # Greedy forward selection (K(K+1)/2 subsets): it needs training, so the runner picks the subsets
-# (:mod:`mmgain.experiments.selection`); the pure search is :func:`forward_path`.
+# (:mod:`mmgain.run.selection`); the pure search is :func:`forward_path`.
 FORWARD = "forward"
 
 

@@ -3,7 +3,7 @@
 η(g) = inf_h r(h∘g) − r(h*∘g*).  We freeze the trained encoder, fit the best
 head on its latent over the full training set, and measure that head's test
 risk.  The probes return per-row losses on the training and the test rows;
-:mod:`mmgain.experiments.estimates` turns them into the bias-corrected η̂ and
+:mod:`mmgain.analysis.estimates` turns them into the bias-corrected η̂ and
 γ̂_S(M, N) = η̂(ĝ_M) − η̂(ĝ_N).
 
 Each probe fits the A models of one stream at once.  A latent comes as
@@ -296,7 +296,7 @@ def cross_fitted_probe(probe: Callable[..., dict], Z: Latent, y: Tensor, folds: 
     (``eval``: every row's out-of-fold outcome), and each row's in-sample
     outcomes are averaged over the fits that used it (``fit``).  Both are
     (A, n).  ½(fit + eval) is the bias-corrected risk of the best head
-    (:mod:`mmgain.experiments.estimates`).
+    (:mod:`mmgain.analysis.estimates`).
     """
     k = int(folds.max()) + 1
     if k < 2:
@@ -375,3 +375,16 @@ def latent_gap_probe(probe: Callable[..., dict], Z: Latent, y: Tensor, folds: np
     A = Z.n_models
     return {"models": {w: {k: v[:A] for k, v in d.items()} for w, d in held.items()},
             "controls": {w: {k: v[A:] for k, v in d.items()} for w, d in held.items()}}
+
+
+def fit_probe(task, Z: Latent, y: Tensor, Z_test: Latent, y_test: Tensor, n_outputs: int, protocol,
+              heldout: bool = False) -> dict:
+    """The best head on a frozen latent for ``task`` (its ``probe_kind``): ``{"train": rows,
+    "test": rows, **diagnostics}``; ``heldout`` selects the cross-fitted probe's stopping rule."""
+    if task.probe_kind == "least_squares":
+        return least_squares_probe(Z, y, Z_test, y_test, ridge=protocol.probe_ridge)
+    if task.probe_kind == "logistic":
+        return logistic_probe(Z, y, Z_test, y_test, n_outputs, l2=protocol.probe_l2,
+                              max_iter=protocol.heldout_max_iter if heldout else protocol.probe_max_iter,
+                              tol=protocol.heldout_tol if heldout else protocol.probe_tol)
+    raise ValueError(f"no probe of kind {task.probe_kind!r}")

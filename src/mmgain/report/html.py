@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 from ..errors import OutputError
 from .layouts import LAYOUTS, _ci
-from .outputs import atomic_write, is_output_name, read_json
+from ..files import atomic_write, is_output_name, read_json
 from .schema import validate_folder_files
 from .tables import Table
 
@@ -389,7 +389,7 @@ def _theory_figures(summary: dict, variants: list[dict], vlabel) -> list[tuple[s
 
 
 def _folder_result(folder: Path) -> SimpleNamespace:
-    from ..experiments.spec import ExperimentSpec
+    from ..spec import ExperimentSpec
     for name in ("summary.json", "run.json"):
         if not os.path.lexists(folder / name):
             raise OutputError(f"{folder}: not a finished run folder ({name} is missing)")

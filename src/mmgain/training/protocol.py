@@ -28,7 +28,7 @@ class TrainingProtocol:
     ``probe_l2``/``probe_max_iter``/``probe_tol`` set the logistic probe (L2 on
     standardized latents; stop when every gradient entry is below ``probe_tol``).
     ``probe_folds`` is the number of folds of the cross-fitted probe on the
-    test rows that gives the corrected γ̂ (see :mod:`mmgain.experiments.estimates`);
+    test rows that gives the corrected γ̂ (see :mod:`mmgain.analysis.estimates`);
     ``heldout_tol``/``heldout_max_iter`` its stopping rule (looser than the paper
     probe's: it fits many more heads, and γ̂ compares heads fitted to the same
     tolerance; measured: 1e-4/200 moves γ̂ by < 0.002 nats on mfeat).

@@ -142,7 +142,9 @@ def run_bench(quick: bool = False, device: str = "auto", naive_epochs: int | Non
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
     _sync(dev)
-    from .runner import _stacked_latent, default_memory_budget, plan_chunks
+    from ..probes.latent import fit_probe
+    from .chunk import _stacked_latent
+    from .runner import default_memory_budget, plan_chunks
     chunks = plan_chunks(protocol, w.dims, subsets, samples, default_memory_budget(dev))   # as the runner chunks
     t_train = t_probe = 0.0
     probe_acc, test_acc = np.zeros((len(stream_keys), len(subsets))), np.zeros((len(stream_keys), len(subsets)))
@@ -156,7 +158,7 @@ def run_bench(quick: bool = False, device: str = "auto", naive_epochs: int | Non
         t0 = time.perf_counter()
         Z, y = _stacked_latent(trainer.model_, train, g)
         Zt, yt = _stacked_latent(trainer.model_, test, g)
-        probe = task.probe(Z, y, Zt, yt, w.n_classes, protocol)
+        probe = fit_probe(task, Z, y, Zt, yt, w.n_classes, protocol)
         _sync(dev)
         t_probe += time.perf_counter() - t0
         probe_acc[chunk] = 100 * probe["test"]["correct"].float().mean(1).cpu().numpy().reshape(len(chunk), -1)

@@ -148,7 +148,7 @@ def attribution(result) -> dict:
     task = result.task
     m = task.metric
     sign = 1.0 if task.higher_is_better else -1.0           # v = accuracy, or −MSE
-    names = result.groups[0].dataset.names
+    names = result.data.names
     K = len(names)
     subsets = [s for s, c in zip(result.subsets, result.controls) if not c]
     index = {frozenset(s): a for a, s in enumerate(result.subsets) if not result.controls[a]}

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..analysis import analyze
+from ..analysis.curves import dense_ratios
 from ..data.controls import control_subsets, with_permuted_copies
 from ..data.dataset import DataError, MultimodalDataset
 from ..data.sources import is_per_seed, load_source
@@ -24,22 +26,16 @@ from ..data.splits import cv_folds, fold_rows, make_split, nested_sample, sample
 from ..data.subsets import FORWARD, forward_path, proper_pairs, select_subsets, subset_name
 from ..errors import DataWarning, OutputError, SpecError
 from ..models.components import FUSIONS, resolve_widths
-from ..probes.latent import Latent, block_latent, cross_fitted_probe, in_model_groups, latent_gap_probe, probe_folds
-from ..tasks import Task, as_numpy_rows, get_task
-from ..training.batched import BatchedTrainer, DeviceData, Streams, chunk_streams, emulation_note, resolve_device
+from ..results import DataFacts, Group, RunResult, StreamTable
+from ..tasks import Task, get_task
+from ..training.batched import DeviceData, Streams, chunk_streams, emulation_note, resolve_device
+from ..training.batched import BatchedTrainer
 from ..training.protocol import TrainingProtocol
+from .backends import LocalBackend
 from .budget import bytes_per_row, check, estimate
-from .curves import dense_ratios
-from .diagnostics import joint_diagnostics
-from .estimates import add_latent_estimates
-from .references import REFERENCES
+from .chunk import DIVERGED_OUTPUT, ChunkJob
 from .selection import forward_subsets
-from .spec import ExperimentSpec, resolve_design
-from .summary import summarize
-from .theory import add_theory_metrics, population_metrics, theory_chunk
-
-DIVERGED_OUTPUT = 1e6   # a trained model whose outputs exceed this on the test rows has diverged
-
+from ..spec import ExperimentSpec, resolve_design
 
 @dataclass
 class DataGroup:
@@ -48,86 +44,6 @@ class DataGroup:
     dataset: MultimodalDataset
     fold: int | None = None   # cross-fitting: the fold whose rows are this group's test rows
     rows: np.ndarray | None = None   # cross-fitting: the data file's row of each of this group's rows
-
-
-@dataclass
-class StreamTable:
-    """What identifies each stream: its data group, seed, sample-size ratio and training rows."""
-
-    group: np.ndarray
-    seed: np.ndarray
-    ratio: np.ndarray
-    n_train: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.seed)
-
-    def where(self, group_ids, ratio: float) -> np.ndarray:
-        """The streams of these data groups at this ratio, in seed order."""
-        js = np.flatnonzero(np.isin(self.group, list(group_ids)) & (self.ratio == ratio))
-        return js[np.argsort(self.seed[js], kind="stable")]
-
-
-@dataclass
-class RunResult:
-    """A run's results as arrays, kept structured until they are written.
-
-    ``metrics[name]`` is (S, A) — stream × subset; ``rows[name]`` is (S, A, n_test):
-    per-row outcomes on the test rows of the models (``test``), of the paper's
-    probe (``probe_test``) and of the cross-fitted probe (``heldout_fit``: in-fold,
-    ``heldout_eval``: out-of-fold), each a dict of the task's row outcomes
-    (``loss``, ``correct``); ``rows["matched_*"]`` is (S, Q, n_test) for the width-matched
-    control of each pair in ``pairs``.  :meth:`table` flattens to one row per
-    model for the CSV writer only.
-    """
-
-    spec: ExperimentSpec
-    task: Task
-    subsets: list[tuple[str, ...]]
-    controls: list[bool]                      # per subset: a null-control subset (holds a permuted copy)
-    groups: list[DataGroup]
-    streams: StreamTable
-    metrics: dict[str, np.ndarray]
-    rows: dict[str, dict[str, np.ndarray]]
-    pairs: list[tuple[int, int]] = field(default_factory=list)   # (a, b): subsets[a] = subsets[b] + one modality
-    summary: dict[str, Any] = field(default_factory=dict)
-    meta: dict[str, Any] = field(default_factory=dict)
-    eta_reference: list[dict[str, Any]] = field(default_factory=list)
-    extras: dict[str, np.ndarray] = field(default_factory=dict)   # per stream (S, ...): see .diagnostics
-    design: dict[str, Any] = field(default_factory=dict)          # folds and seeds (.spec.resolve_design)
-
-    def group_ids(self, variant: dict[str, Any]) -> list[int]:
-        """The data groups (one per seed for generated data, else one) of a data variant."""
-        return [gi for gi, g in enumerate(self.groups) if g.variant == variant]
-
-    def replicates(self, group_ids, ratio: float) -> np.ndarray:
-        """The streams of these data groups at this ratio as (seeds, folds): row s holds seed s's
-        stream of each cross-fitting fold (one column without cross-fitting).  A seed missing a
-        fold (an unfinished run) is left out."""
-        js = self.streams.where(group_ids, ratio)
-        folds = [self.groups[int(self.streams.group[j])].fold or 0 for j in js]
-        K = max(folds, default=-1) + 1
-        by_seed: dict[int, dict[int, int]] = {}
-        for j, f in zip(js, folds):
-            by_seed.setdefault(int(self.streams.seed[j]), {})[f] = int(j)
-        rows = [[d[f] for f in range(K)] for _, d in sorted(by_seed.items()) if len(d) == K]
-        return np.array(rows, dtype=np.int64).reshape(len(rows), K)
-
-    def table(self) -> list[dict[str, Any]]:
-        """One row per model, in spec order (subsets within streams)."""
-        out = []
-        for s in range(len(self.streams)):
-            g = self.groups[int(self.streams.group[s])]
-            for a, sub in enumerate(self.subsets):
-                row = {"experiment": self.spec.name, "subset": subset_name(sub), "n_modalities": len(sub),
-                       **g.variant, **({"fold": g.fold} if g.fold is not None else {}),
-                       "seed": int(self.streams.seed[s]), "ratio": float(self.streams.ratio[s]),
-                       "n_train": int(self.streams.n_train[s])}
-                if any(self.controls):
-                    row["control"] = int(self.controls[a])
-                row.update({k: float(v[s, a]) for k, v in self.metrics.items()})
-                out.append(row)
-        return out
 
 
 def load_groups(spec: ExperimentSpec) -> tuple[list[DataGroup], dict[str, Any]]:
@@ -188,24 +104,6 @@ def plan_chunks(protocol: TrainingProtocol, dims: dict[str, int], subsets, sampl
     """The streams (training samples ``samples``) grouped into chunks trained together."""
     return chunk_streams([min(protocol.batch_size, len(r)) for r in samples],
                          bytes_per_row(protocol, dims, subsets), memory_budget)
-
-
-@dataclass
-class ChunkJob:
-    """One chunk of streams: the unit a backend trains and the store commits.  Picklable, so
-    that a Ray worker can run it; the data travel separately."""
-
-    streams: Streams
-    protocol: TrainingProtocol
-    dims: dict[str, int]
-    subsets: list[tuple[str, ...]]
-    n_outputs: int
-    task: str
-    pairs: list[tuple[int, int]]
-    memory_budget: float
-    block_probes: list[bool] = field(default_factory=list)   # per stream: probe each modality's block alone
-    theory: bool = False                                      # the theorems' per-model terms (.theory)
-    populations: list | None = None                           # per data group: its known distribution, if any
 
 
 @dataclass
@@ -355,38 +253,6 @@ def plan_run(spec: ExperimentSpec, device: str = "auto", progress: bool = True,
                    pair_index, [list(map(int, c)) for c in chunks], memory_budget, seeds, selection, design)
 
 
-def run_chunk(job: ChunkJob, train: DeviceData, test: DeviceData, device: torch.device,
-              on_step=None, on_probe=None) -> dict[str, dict[str, np.ndarray]]:
-    """Train, score and probe one chunk of streams.  Returns ``{"metrics": {name: (s, A)},
-    <rows part>: {name: (s, A|Q, n_test)}}`` for the chunk's s streams, in chunk order."""
-    task = get_task(job.task)
-    cs = job.streams
-    trainer = BatchedTrainer(job.protocol, job.dims, job.subsets, job.n_outputs, task, device)
-    trainer.fit(train, cs, on_step=on_step)
-    test_rows = trainer.test_rows(test, cs.groups)
-    test_max_output = trainer.max_abs_output_.cpu().numpy()            # before the training rows reset it
-    train_rows = trainer.train_rows(train, cs)
-    scores = {**task.metrics(test_rows, "test_"), **trainer.train_metrics(train, cs, train_rows)}
-    # Diverged: a non-finite loss, or outputs so large (|output| > 1e6) that softmax/MSE are meaningless.
-    scores["diverged"] = (~np.isfinite(scores[f"train_{task.risk}"]) | ~np.isfinite(scores[f"test_{task.risk}"])
-                          | (test_max_output > DIVERGED_OUTPUT)).astype(np.float64)
-    extra = joint_diagnostics(trainer.model_, train, test, cs, task)
-    part: dict[str, dict[str, np.ndarray]] = {"metrics": {**scores, **extra["metrics"]}, "test": dict(test_rows),
-                                              "extras": extra["extras"]}
-    if job.theory:
-        part["metrics"].update(theory_chunk(trainer, train, cs, task, job.n_outputs, on_step, train_rows))
-    if job.populations is not None:
-        part["metrics"].update(population_metrics(trainer.model_, job.populations, cs.groups))
-    probe = _probe_chunk(trainer, cs.groups, train, test, task, job.n_outputs, job.protocol, job.memory_budget,
-                         on_probe, job.pairs, job.block_probes)
-    for where, values in probe.items():
-        if where == "diagnostics":
-            part["metrics"].update({f"probe_{k}": v for k, v in values.items()})
-        else:
-            part[where] = values
-    return part
-
-
 def run_experiment(spec: ExperimentSpec, device: str = "auto", progress: bool = True,
                    memory_budget: float | None = None, allow_large: bool = False,
                    store=None, backend=None) -> RunResult:
@@ -398,8 +264,6 @@ def run_experiment(spec: ExperimentSpec, device: str = "auto", progress: bool = 
     is done and chunks already in the store are not trained again; an interrupt (Ctrl-C,
     SIGTERM) raises :class:`RunInterrupted` carrying the result of what is done.  The
     ``backend`` (:mod:`.backends`; default: this process) trains the chunks."""
-    from .backends import LocalBackend
-
     t0 = time.time()
     stored = None
     if store is not None:
@@ -425,9 +289,9 @@ def run_experiment(spec: ExperimentSpec, device: str = "auto", progress: bool = 
                     store.commit(plan, ci, part)
                 parts[ci] = part
     except KeyboardInterrupt as exc:
-        partial = assemble(plan, parts, time.time() - t0) if parts else None
+        partial = analyze(assemble(plan, parts, time.time() - t0)) if parts else None
         raise RunInterrupted(partial, len(parts), len(plan.chunks), exc) from None
-    return assemble(plan, parts, time.time() - t0)
+    return analyze(assemble(plan, parts, time.time() - t0))
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -439,8 +303,9 @@ class RunInterrupted(KeyboardInterrupt):
 
 
 def assemble(plan: RunPlan, parts: dict[int, dict], wall_time: float = 0.0) -> RunResult:
-    """The run's result from its chunks' parts: every stream if every chunk is there, else the
-    streams of the chunks finished (``meta["partial"]``)."""
+    """The run's result from its chunks' parts, before analysis (:func:`mmgain.analysis.analyze`):
+    every stream if every chunk is there, else the streams of the chunks finished
+    (``meta["partial"]``)."""
     done = sorted(parts)
     streams = [i for ci in done for i in plan.chunks[ci]]
     order = np.argsort(streams, kind="stable")
@@ -477,16 +342,13 @@ def assemble(plan: RunPlan, parts: dict[int, dict], wall_time: float = 0.0) -> R
                       DataWarning)
     t = plan.table
     table = StreamTable(t.group[keep], t.seed[keep], t.ratio[keep], t.n_train[keep])
-    result = RunResult(plan.spec, task, subsets, plan.controls, plan.groups, table, metrics, rows, plan.pairs,
-                       extras=extras, design=plan.design)
-    add_latent_estimates(result)
-    if plan.spec.theory:
-        add_theory_metrics(result)
-    result.summary = summarize(result)
-    reference = REFERENCES.get(plan.spec.reference) if plan.spec.reference else None
-    if reference is not None:
-        reference.annotate(result.summary)
     ref = plan.groups[0].dataset
+    tr = ref.train_test_indices()[0]
+    facts = DataFacts(list(ref.names), dict(ref.dims), ref.n_classes, ref.n_outputs, task.default_margin(ref.y[tr]),
+                      None if ref.classes is None else [str(c) for c in ref.classes], _row_file(plan))
+    groups = [Group(g.variant, g.seed, g.fold, g.dataset.population) for g in plan.groups]
+    result = RunResult(plan.spec, task, subsets, plan.controls, groups, facts, table, metrics, rows, plan.pairs,
+                       extras=extras, design=plan.design)
     S, A = len(table), len(subsets)
     result.meta = {
         "spec": plan.spec.to_dict(), "seeds": plan.seeds, "device": _device_name(plan.device),
@@ -500,110 +362,27 @@ def assemble(plan: RunPlan, parts: dict[int, dict], wall_time: float = 0.0) -> R
     }
     if plan.selection is not None:
         result.meta["forward_selection"] = plan.selection
-        result.summary["forward_selection"] = plan.selection
     if len(done) < len(plan.chunks):
         result.meta["partial"] = {"chunks_done": len(done), "chunks": len(plan.chunks),
                                   "streams_done": S, "streams": len(plan.table)}
     return result
 
 
-def _probe_chunk(trainer: BatchedTrainer, groups: np.ndarray, train: DeviceData, test: DeviceData, task: Task,
-                 n_out: int, protocol: TrainingProtocol, memory_budget: float, report,
-                 pairs: list[tuple[int, int]] = (), block_streams=None) -> dict[str, dict]:
-    """The latent probes of every model of a trained chunk.
-
-    Two probes per model: the paper's (fitted on the full training set of its group, scored
-    on the test rows: per-row ``probe_test`` outcomes, in-sample ``diagnostics``), and the
-    cross-fitted probe on the test rows that no encoder has seen (``heldout_fit``,
-    ``heldout_eval``, per test row), fitted also to one width-matched control per pair
-    (``matched_fit``, ``matched_eval``, (S, Q, n) for the Q ``pairs`` (a, b) of subset
-    indices, M = subsets[a]), which gives the corrected γ̂.  For the streams flagged in
-    ``block_streams``, the cross-fitted probe also fits each modality's block of each model
-    with two or more modalities alone (``diagnostics`` ``block_<k>_<metric>``, NaN elsewhere):
-    the per-modality deficit, against the k-only model's own cross-fitted probe.
-    Arrays are (S, A, ...).
-
-    The probes of as many streams as fit the memory budget are fitted together (one batched
-    L-BFGS, or one batched solve); least-squares probes, whose Gram matrices are large, one
-    stream at a time.
-    """
-    model = trainer.probe_model_
-    S, A = model.n_streams, len(model.subsets)
-    per_stream = train.n * sum(len(model.members[k]) * model.widths[k] for k in model.used) * 4 * 4
-    size = max(1, int(memory_budget // max(per_stream, 1))) if task.stacked_probes else 1
-    folds = probe_folds(test.y[0].cpu().numpy(), protocol.probe_folds, stratify=task.stratified)
-    grouped = lambda probe: in_model_groups(probe, n_out, not task.stacked_probes)   # noqa: E731
-    fit = grouped(lambda Z, y, Zt, yt: task.probe(Z, y, Zt, yt, n_out, protocol))
-    fit_heldout = grouped(lambda Z, y, Zt, yt: task.probe(Z, y, Zt, yt, n_out, protocol, heldout=True))
-    out: dict[str, dict[str, list[np.ndarray]]] = {}
-    metric_names = list(task.metrics(as_numpy_rows(task.row_outcomes(torch.zeros(1, n_out, device=test.y.device),
-                                                                      test.y[0, :1]))))
-
-    def keep(where: str, values: dict, js: list[int], width: int = A) -> None:
-        if where.endswith("_fit"):        # in-fold averages: fractions, not 0/1
-            values = {k: v.float().cpu().numpy() for k, v in values.items()}
-        elif where != "diagnostics":
-            values = as_numpy_rows(values)
-        for k, v in values.items():       # (S·width, ...)
-            out.setdefault(where, {}).setdefault(k, []).append(np.asarray(v).reshape(len(js), width, *np.shape(v)[1:]))
-
-    for start in range(0, S, size):
-        js = list(range(start, min(start + size, S)))
-        part = model.select(js)
-        g = torch.as_tensor(groups[js], device=train.y.device)
-        Z, y = _stacked_latent(part, train, g)
-        Zt, yt = _stacked_latent(part, test, g)
-        paper = fit(Z, y, Zt, yt)                      # the paper's probe: fitted on the training rows
-        keep("probe_test", paper["test"], js)
-        keep("diagnostics", {f"train_{k}": v for k, v in task.metrics(as_numpy_rows(paper["train"])).items()}, js)
-        keep("diagnostics", {k: paper[k].cpu().numpy() for k in ("iterations", "converged") if k in paper}, js)
-        # The cross-fitted probe on rows no encoder has seen, with one width-matched control
-        # per pair (M, N) and stream; permutations keyed by (seed, modality).
-        matches, seeds_ = [], []
-        for s in range(len(js)):
-            for a, b in pairs:
-                (k,) = set(model.subsets[a]) - set(model.subsets[b])
-                matches.append((s * A + a, s * A + b, k))
-                seeds_.append(int(model.seeds[js[s]]) * 1009 + model.names.index(k))
-        held = latent_gap_probe(fit_heldout, Zt, yt, folds, matches, seeds_)
-        for where in ("fit", "eval"):
-            keep(f"heldout_{where}", held["models"][where], js)
-            if pairs:
-                keep(f"matched_{where}", held["controls"][where], js, width=len(pairs))
-        # Each modality's block of each model alone (flagged streams; the others NaN, same keys).
-        cols = {f"block_{k}_{name}": np.full(len(js) * A, np.nan) for k in model.names for name in metric_names}
-        flagged = [s for s in range(len(js)) if block_streams is not None and block_streams[js[s]]]
-        if flagged and any(len(sub) > 1 for sub in model.subsets):
-            # single-modality models are left out: their block is their whole latent, probed above
-            Zb = Zt if model.latent_members() == model.members else _stacked_latent(part, test, g, "encoders")[0]
-            blocks, origin = block_latent(Zb, {s * A + a for s in flagged for a in range(A)
-                                               if len(model.subsets[a]) > 1})
-            res = cross_fitted_probe(fit_heldout, blocks, yt[:, [m for m, _ in origin]] if yt.dim() == 2 else yt,
-                                     folds)
-            for name, v in task.metrics(as_numpy_rows(res["eval"])).items():     # (n_blocks,)
-                for i, (mi, k) in enumerate(origin):
-                    cols[f"block_{k}_{name}"][mi] = v[i]
-        keep("diagnostics", cols, js)
-        if report:
-            report(js[-1] + 1)
-    return {w: {k: np.concatenate(v) for k, v in d.items()} for w, d in out.items()}
-
-
-def _stacked_latent(model, data: DeviceData, groups: torch.Tensor, view: str = "latent") -> tuple[Latent, torch.Tensor]:
-    """Latents of S streams × A subsets as one Latent of S·A models (stream-major), and y (n, S·A).
-    ``view``: the latent the head reads (``"latent"``), or each modality's encoder output
-    (``"encoders"``; the same for concat fusion)."""
-    S, A = model.n_streams, len(model.subsets)
-    with torch.no_grad():
-        r = torch.arange(data.n, device=data.y.device)[None].expand(S, -1)
-        xs, y = data.gather(groups, r)                                  # (S, n, d_k), (S, n)
-        raw = model.latent_blocks(xs) if view == "latent" else model.encoder_blocks(xs)
-        owners = model.latent_members() if view == "latent" else model.members
-        blocks = {k: v.permute(1, 0, 2, 3).reshape(data.n, -1, v.shape[-1])   # (n, S·A_k, H_k)
-                  for k, v in raw.items()}
-    members = {k: [s * A + a for s in range(S) for a in owners[k]] for k in blocks}
-    names = [k for k in owners if k in blocks]
-    return Latent(blocks, members, names, S * A), y.T[:, :, None].expand(-1, S, A).reshape(data.n, S * A)
+def _row_file(plan: RunPlan) -> tuple[str, list[dict]] | None:
+    """Which row of the data file went where, for a split or folds that mmgain made:
+    ``folds.csv`` (cross-fitting: the fold that scored each row) or ``split.csv``."""
+    ds = plan.groups[0].dataset
+    if plan.groups[0].fold is not None:
+        fold_of = {}
+        for g in plan.groups:
+            _, te = g.dataset.train_test_indices()
+            fold_of.update({int(r): g.fold for r in g.rows[te]})
+        return "folds.csv", [{"row": r, "fold": fold_of.get(r, "")} for r in range(plan.design["n_rows"])]
+    if "split" in ds.notes:
+        return "split.csv", [{"row": i, "part": p, **({"group": g} if ds.groups is not None else {})}
+                             for i, (p, g) in enumerate(zip(ds.split, ds.groups if ds.groups is not None
+                                                            else ds.split))]
+    return None
 
 
 def _device_name(dev: torch.device) -> str:

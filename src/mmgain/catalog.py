@@ -1,7 +1,10 @@
-"""The registered experiments.  Adding an experiment means adding a spec here."""
+"""The registered experiments.  Adding an experiment means adding a spec here; import
+``EXPERIMENTS`` from this module so that the built-in ones are registered."""
 from __future__ import annotations
 
 from .spec import EXPERIMENTS, ExperimentSpec
+
+__all__ = ["EXPERIMENTS"]
 
 OVERLAPS = (1.0, 0.8, 0.5, 0.2, 0.0)
 

@@ -57,7 +57,7 @@ def summarize(result) -> dict[str, Any]:
                     cell["baseline_mse_mean"] = float(base[ok].mean())
                     cell["r2_mean"] = float(np.mean(1.0 - res.metrics["test_mse"][ok, a] / base[ok]))
                     cell["worse_than_baseline"] = bool(cell["test_mse_mean"] > cell["baseline_mse_mean"])
-                cell["degenerate"] = degenerate_size(cell["n_train"], res.groups[0].dataset.n_classes)
+                cell["degenerate"] = degenerate_size(cell["n_train"], res.data.n_classes)
                 cells.append(cell)
     summary: dict[str, Any] = {"experiment": spec.name, "design": dict(res.design), "task": res.task.name, "metric": res.task.metric,
                                "eta_reference": res.eta_reference, "cells": cells}

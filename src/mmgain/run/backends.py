@@ -2,20 +2,23 @@
 
 A backend takes a :class:`~.runner.RunPlan` and the chunks still to do, and yields
 ``(chunk index, part)`` as each chunk finishes, in any order; the runner commits each
-part to the run's store at once.  Both backends call the same :func:`~.runner.run_chunk`,
+part to the run's store at once.  Both backends call the same :func:`~.chunk.run_chunk`,
 so they compute the same numbers.
 """
 from __future__ import annotations
 
 import sys
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import torch
 
 from ..errors import SpecError
 from ..registry import Registry
 from ..training.batched import DeviceData, set_threads
-from .runner import ChunkJob, RunPlan, run_chunk
+from .chunk import ChunkJob, run_chunk
+
+if TYPE_CHECKING:
+    from .runner import RunPlan
 
 try:  # progress bars are a nicety, not a requirement
     from tqdm.auto import tqdm
@@ -35,7 +38,7 @@ def _bar(total: int, desc: str, unit: str, progress: bool):
 class LocalBackend:
     """Every chunk in this process, one after another, on the plan's device."""
 
-    def run(self, plan: RunPlan, todo: list[int], progress: bool = True) -> Iterator[tuple[int, dict]]:
+    def run(self, plan: "RunPlan", todo: list[int], progress: bool = True) -> Iterator[tuple[int, dict]]:
         n_models = sum(len(plan.chunks[ci]) for ci in todo) * len(plan.subsets)
         bar = _bar(plan.n_steps(todo), f"{plan.spec.name}: training {n_models} models", "step", progress)
         try:
@@ -93,7 +96,7 @@ class RayBackend:
             raise SpecError("--backend ray needs Ray: pip install 'mmgain[ray]'") from None
         self.address, self.threads, self.max_retries = address, threads, max_retries
 
-    def run(self, plan: RunPlan, todo: list[int], progress: bool = True) -> Iterator[tuple[int, dict]]:
+    def run(self, plan: "RunPlan", todo: list[int], progress: bool = True) -> Iterator[tuple[int, dict]]:
         import ray
 
         started = not ray.is_initialized()

@@ -146,8 +146,7 @@ class PairAnalysis:
         groups = result.groups
         self.shared_rows = all(g.seed is None for g in groups)
         if margin is None:
-            tr = groups[0].dataset.train_test_indices()[0]
-            margin = sig3(self.task.default_margin(groups[0].dataset.y[tr]))
+            margin = sig3(result.data.default_margin)
         self.margin = float(margin)
         self.primary = primary
         rows = result.rows

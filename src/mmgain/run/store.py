@@ -22,7 +22,6 @@ import hashlib
 import io
 import json
 import os
-import stat
 import uuid
 import zipfile
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import OutputError, SpecError
+from ..files import atomic_write, open_regular, read_json, read_regular, real_folder  # noqa: F401
 from ..training.protocol import TrainingProtocol
 
 try:
@@ -40,82 +40,12 @@ except ImportError:  # pragma: no cover - not POSIX: no lock
 
 FORMAT = 1
 LOCK = ".lock"
-MAX_JSON_BYTES = 256 * 2 ** 20
 MAX_CHUNK_BYTES = 16 * 2 ** 30          # declared (uncompressed) arrays of one chunk
-
-
-def _open_regular(path: Path, flags: int = os.O_RDONLY, mode: int = 0o644) -> int:
-    """A file descriptor for ``path`` if it is a regular file reached without a symlink
-    (O_NOFOLLOW; O_NONBLOCK so that a FIFO cannot block the open); an OutputError otherwise."""
-    try:
-        fd = os.open(path, flags | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0), mode)
-    except OSError as exc:
-        if os.path.islink(path):
-            raise OutputError(f"{path} is a symbolic link; a run folder's files must be plain files "
-                              "(refusing to follow it)") from None
-        raise OutputError(f"{path}: cannot be opened ({exc.strerror})") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise OutputError(f"{path} is not a regular file (a FIFO, device or folder); refusing to read it")
-    return fd
-
-
-def read_regular(path: Path, max_bytes: int = MAX_JSON_BYTES) -> bytes:
-    """The bytes of a run-folder file, if it is a regular file of at most ``max_bytes``."""
-    fd = _open_regular(path)
-    with os.fdopen(fd, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        if size > max_bytes:
-            raise OutputError(f"{path}: {size} bytes, more than the {max_bytes} a run folder's file may have")
-        return f.read(max_bytes + 1)
-
-
-def read_json(path: Path, what: str = "file") -> Any:
-    """A run-folder JSON file (regular, bounded, not absurdly nested) or an OutputError naming it."""
-    try:
-        return json.loads(read_regular(path))
-    except (ValueError, RecursionError) as exc:
-        raise OutputError(f"{path}: not a readable {what} ({type(exc).__name__}: {str(exc)[:200]})") from None
-
-
-def real_folder(path: Path) -> None:
-    """Refuse a run folder's sub-folder that is a symlink (writing into it would write elsewhere)."""
-    if os.path.islink(path):
-        raise OutputError(f"{path} is a symbolic link; refusing to write through it")
 
 
 def _normal(obj: Any) -> Any:
     """``obj`` as it reads back from JSON (tuples become lists), for comparisons."""
     return json.loads(json.dumps(obj, default=str))
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, write) -> None:
-    """Write ``path`` whole or not at all: ``write(file)`` into a temporary file beside it,
-    fsync, rename over ``path``, fsync the folder."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.unlink(missing_ok=True)                      # never write through something left there
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
 
 
 def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
@@ -298,7 +228,7 @@ class FolderLock:
 
     def acquire(self) -> "FolderLock":
         try:
-            fd = _open_regular(self.path, os.O_RDWR | os.O_CREAT)
+            fd = open_regular(self.path, os.O_RDWR | os.O_CREAT)
         except OutputError as exc:
             if os.path.lexists(self.path):
                 raise OutputError(f"{self.path}: the run folder's lock is not a plain file ({exc}); a run folder "

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-from ..errors import SpecError
-from ..registry import Registry
-from ..training.protocol import PROTOCOLS, TrainingProtocol
+from .errors import SpecError
+from .registry import Registry
+from .training.protocol import PROTOCOLS, TrainingProtocol
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class ExperimentSpec:
     margin: float | None = None                 # equivalence margin (accuracy points / MSE); None: the task's default
     alpha: float = 0.05                         # level of every test and verdict
     grid: str | None = None                     # "dense": ~12 geometric sample sizes instead of ``ratios``
-    theory: bool = False                        # measure the theorems' terms (experiments.theory)
+    theory: bool = False                        # measure the theorems' terms (run.theory_terms, analysis.theory)
     cv: int | None = None                       # folds of cross-fitting; 0: the one fixed split; None: auto
     primary: tuple[str, ...] | None = None      # the confirmatory pairs 'M:N'; None: each modality left out of all
 

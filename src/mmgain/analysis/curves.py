@@ -174,7 +174,7 @@ def curve_summary(result, pairs: list[dict]) -> dict:
     task = result.task
     m = task.metric
     err_of = (lambda v: 100.0 - v) if m == "acc" else (lambda v: v)
-    n_classes = result.groups[0].dataset.n_classes
+    n_classes = result.data.n_classes
     test, diverged = result.metrics[f"test_{m}"], result.metrics["diverged"] > 0
     out: dict = {"curves": [], "crossovers": []}
     ratios = sorted(set(result.streams.ratio.tolist()))
