@@ -7,7 +7,7 @@ import pytest
 
 from mmgain.cli import main
 from mmgain.catalog import EXPERIMENTS
-from mmgain.run import run_experiment
+from mmgain.run import plan_run, run_experiment
 from mmgain.analysis.estimates import decide
 from mmgain.analysis.stats import cross_fitted, interval, naive_cross_fitted, paired, rows_needed
 from mmgain.theory.coverage import coverage
@@ -117,9 +117,13 @@ def test_data_without_a_split_are_cross_fitted_by_default(cv_run):
     assert cv_run.design["folds"] == 5 and cv_run.design["seeds"] == 1
     assert cv_run.design["n_scored"] == 400                 # every row scored once
     assert {g.fold for g in cv_run.groups} == set(range(5))
-    tested = np.concatenate([g.rows[g.dataset.train_test_indices()[1]] for g in cv_run.groups])
+    name, rows = cv_run.data.row_file                       # folds.csv: the fold that scored each row
+    assert name == "folds.csv" and [r["row"] for r in rows] == list(range(400))
+    plan = plan_run(cv_run.spec, device="cpu", progress=False)
+    tested = np.concatenate([g.rows[g.dataset.train_test_indices()[1]] for g in plan.groups])
     assert sorted(tested.tolist()) == list(range(400))
-    for g in cv_run.groups:                                 # no fold trains on its own test rows
+    assert all(r["fold"] == g.fold for g in plan.groups for r in (rows[i] for i in g.rows[g.dataset.train_test_indices()[1]]))
+    for g in plan.groups:                                   # no fold trains on its own test rows
         tr, te = g.dataset.train_test_indices()
         assert not set(g.rows[tr]) & set(g.rows[te])
     p = next(p for p in cv_run.summary["pairs"] if p["M"] == "label+noise" and p["N"] == "noise" and p["ratio"] == 1)

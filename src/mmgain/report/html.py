@@ -504,3 +504,14 @@ def _render(folder: Path, res: SimpleNamespace) -> Path:
     path = folder / "report.html"
     atomic_write(path, lambda f: f.write(page.encode()))
     return path
+
+
+def cards_html(summary: dict, names: list[str]) -> str:
+    """The answer cards alone, as an HTML fragment with their styles (a notebook's view of a run)."""
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.PackageLoader("mmgain.report", "templates"),
+                             autoescape=jinja2.select_autoescape(["html", "j2"]))
+    css = env.get_template("cards.css.j2").render()
+    body = env.get_template("cards.html.j2").render(cards=_cards(summary, names))
+    return f'<div class="mmgain-cards"><style>{css}</style>{body}</div>'
