@@ -4,5 +4,19 @@ The framework of Huang et al., "What Makes Multimodal Learning Better than
 Single (Provably)", NeurIPS 2021, as software: late-fusion models over every
 modality subset, trained as one batched program, and the latent-quality probe
 η̂ that explains when more modalities win.
+
+    import mmgain
+    study = mmgain.analyze({"image": X_img, "text": X_txt}, y=labels)
+    study.verdicts            # a DataFrame: does each modality help, at which n, and why
+    study.save("runs/mine")   # the run folder and report.html; mmgain.load() reads it back
 """
 __version__ = "0.1.0"
+__all__ = ["Study", "analyze", "load", "__version__"]
+
+
+def __getattr__(name: str):
+    # The API pulls in torch; `import mmgain` (and `mmgain --version`) stays light until it is used.
+    if name in ("Study", "analyze", "load"):
+        from . import api
+        return getattr(api, name)
+    raise AttributeError(f"module 'mmgain' has no attribute {name!r}")

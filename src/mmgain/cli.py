@@ -9,28 +9,20 @@ import argparse
 import errno
 import math
 import signal
-import shutil
 import sys
-import time
-import warnings
 from pathlib import Path
 
 from .data.sources import SOURCES
-from .errors import DataError, DataWarning, OutputError, SpecError, Terminated, UserError
+from .errors import SpecError, Terminated, UserError
 from .catalog import EXPERIMENTS
 from .spec import ExperimentSpec
-from .run import run_experiment
-from .run.backends import BACKENDS, get_backend
-from .analysis import analyze
-from .files import read_json, write_json
-from .run.folder import prepare_out_dir
-from .run.runner import RunInterrupted, assemble, plan_run
-from .run.store import FolderLock, ResultStore
+from .run.backends import BACKENDS
+from . import api
+from .api import Execution, configure, read_run
 from .models import ACTIVATIONS, ENCODERS, FUSIONS, HEADS
 from .report.html import build_report
 from .report.layouts import LAYOUTS
-from .report.outputs import write_run_folder
-from .training.batched import DEVICE_FORMS, resolve_device, set_threads
+from .training.batched import DEVICE_FORMS, set_threads
 from .training.protocol import PRECISIONS, PROTOCOLS
 
 PRECISION_HELP = ("arithmetic of training: float32 (default), or bfloat16 (autocast; faster training on CPUs with "
@@ -168,8 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
             gen = rsub.add_parser(name, help=f"the registered experiment {name!r} with its own data and settings")
             _add_common(gen)
             _add_sweep(gen)
-            gen.set_defaults(build=lambda args, name=name: _sweep_overrides(
-                _apply_common(EXPERIMENTS.get(name), args), args))
+            gen.set_defaults(build=lambda args, name=name: _options(EXPERIMENTS.get(name), args))
 
     run = sub.add_parser("run", help="every subset × sample size × seed on a dataset (default: embedded mfeat)")
     run.add_argument("--data", default="mfeat",
@@ -233,15 +224,14 @@ def _widths(text: str):
     return out
 
 
-def _apply_common(spec: ExperimentSpec, args) -> ExperimentSpec:
-    overrides = dict(spec.protocol_overrides)
-    overrides.update({k: v for k, v in {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
-                                        "hidden": args.hidden, "activation": args.activation,
-                                        "encoder": args.encoder, "fusion": args.fusion,
-                                        "precision": args.precision}.items()
-                      if v is not None})
-    return spec.with_(seeds=args.seeds, subsets=args.subsets, protocol=args.protocol,
-                      protocol_overrides=overrides, theory=args.theory or None)
+def _options(spec: ExperimentSpec, args, data_args: dict | None = None) -> ExperimentSpec:
+    """``spec`` with the command's flags (:func:`mmgain.api.configure`: the API's keywords are the same)."""
+    sweep = {k: getattr(args, k, None) for k in ("ratios", "grid", "margin", "null_control", "cv", "primary",
+                                                  "probe_epochs")}
+    return configure(spec, seeds=args.seeds, subsets=args.subsets, protocol=args.protocol, theory=args.theory,
+                     data_args=data_args, quiet=False, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+                     hidden=args.hidden, activation=args.activation, encoder=args.encoder, fusion=args.fusion,
+                     precision=args.precision, **sweep)
 
 
 def _synthetic_spec(args) -> ExperimentSpec:
@@ -252,32 +242,13 @@ def _synthetic_spec(args) -> ExperimentSpec:
     if args.n_test is not None:
         data_args["n_test"] = args.n_test
     variants = tuple({"overlap": r} for r in args.overlaps) if args.overlaps else None
-    return _apply_common(spec.with_(data_args=data_args, variants=variants), args)
-
-
-def _sweep_overrides(spec: ExperimentSpec, args) -> ExperimentSpec:
-    overrides = dict(spec.protocol_overrides)
-    if args.probe_epochs is not None:
-        overrides["probe_epochs"] = args.probe_epochs
-    elif args.epochs is not None:
-        preset = PROTOCOLS.get(args.protocol or spec.protocol).probe_epochs
-        if preset is not None and preset > args.epochs:
-            print(f"mmgain: --epochs {args.epochs} is below the preset's probe budget ({preset}); "
-                  f"probing after {args.epochs} epochs", file=sys.stderr)
-            overrides["probe_epochs"] = args.epochs
-    if args.grid == "dense" and args.ratios:
-        raise SpecError("--grid dense chooses the sample sizes itself; leave out --ratios")
-    primary = tuple(x.strip() for x in args.primary.split(",") if x.strip()) if args.primary else None
-    return spec.with_(ratios=tuple(args.ratios) if args.ratios else None, protocol_overrides=overrides, grid=args.grid,
-                      margin=args.margin, null_control=args.null_control or None, cv=args.cv, primary=primary)
+    return _options(spec.with_(data_args=data_args, variants=variants), args)
 
 
 def _run_spec(args) -> ExperimentSpec:
-    data_args = {k: v for k, v in {"task": args.task, "split_seed": args.split_seed,
-                                   "test_fraction": args.test_fraction, "max_load_gb": args.max_load_gb}.items()
-                 if v is not None}
-    spec = EXPERIMENTS.get("run").with_(data=args.data, data_args=data_args)
-    return _sweep_overrides(_apply_common(spec, args), args)
+    return _options(EXPERIMENTS.get("run").with_(data=args.data), args,
+                    {"task": args.task, "split_seed": args.split_seed, "test_fraction": args.test_fraction,
+                     "max_load_gb": args.max_load_gb})
 
 
 def _iemocap_spec(args) -> ExperimentSpec:
@@ -285,162 +256,21 @@ def _iemocap_spec(args) -> ExperimentSpec:
         raise SpecError(f"reproduce iemocap compares with the paper's IEMOCAP numbers and needs the bc-LSTM "
                         f"feature file IEMOCAP_features_raw.pkl, not {args.data}; use 'mmgain run --data "
                         f"{args.data}' for other data")
-    spec = EXPERIMENTS.get("iemocap").with_(data=args.data, data_args={"max_load_gb": args.max_load_gb}
-                                            if args.max_load_gb is not None else None)
-    return _sweep_overrides(_apply_common(spec, args), args)
-
-
-def _notes(caught) -> list[str]:
-    """The data warnings recorded while a run ran: printed, and kept in run.json."""
-    return list(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, DataWarning)))
-
-
-def _read_run(folder: Path) -> dict:
-    """A run folder's run.json, for ``resume`` and ``collect``."""
-    if not ResultStore(folder).exists():
-        raise OutputError(f"{folder}: no mmgain run store here (no store/manifest.json); "
-                          "only runs of mmgain ≥ 0.1 with a store can be resumed or collected")
-    run = read_json(folder / "run.json", "run.json")
-    if not isinstance(run, dict) or not isinstance(run.get("spec"), dict):
-        raise OutputError(f"{folder / 'run.json'}: not an mmgain run.json (no 'spec' object)")
-    return run
+    return _options(EXPERIMENTS.get("iemocap").with_(data=args.data), args, {"max_load_gb": args.max_load_gb})
 
 
 def _resume_spec(args) -> ExperimentSpec:
     args.resume = args.dir
-    return ExperimentSpec.from_dict(_read_run(args.dir)["spec"], source=str(args.dir / "run.json"))
+    return ExperimentSpec.from_dict(read_run(args.dir)["spec"], source=str(args.dir / "run.json"))
 
 
 def execute(spec: ExperimentSpec, args) -> int:
-    """Run a spec into a run folder; run.json says 'running', then 'complete', 'diverged',
-    'failed' or 'interrupted'.  Every finished chunk is committed to the folder's store at
-    once, so an interrupted run keeps what it did and ``mmgain resume`` continues it.  A
-    command that fails on the user's input before anything was trained leaves no folder."""
-    if spec.data not in SOURCES and not Path(spec.data).exists():   # a typo makes no run folder
-        raise DataError(f"{spec.data}: no such file or folder, and no registered dataset of that name "
-                        f"({', '.join(SOURCES.names())})")
-    resolve_device(args.device)      # a bad --device is answered before any folder is made
-    threads = set_threads(args.threads)
-    backend = get_backend(args.backend, args.address, threads)
-    memory_gb = getattr(args, "memory_gb", None)
-    if memory_gb is not None and not memory_gb > 0:
-        raise SpecError(f"--memory-gb must be > 0, got {memory_gb}")
-    resume = getattr(args, "resume", None)
-    previous: dict = {}
-    if resume is not None:
-        if getattr(args, "out", None) is not None and Path(args.out).resolve() != Path(resume).resolve():
-            raise SpecError(f"--out {args.out} and --resume {resume} name different folders; give one")
-        previous = _read_run(resume)
-        out, created, lock = Path(resume), False, FolderLock(resume).acquire()
-    else:
-        out, created, lock = prepare_out_dir(args.out, spec.name, overwrite=args.overwrite,
-                                             data=None if spec.data in SOURCES else spec.data)
-    try:
-        return _execute(spec, args, out, created, previous, threads, backend,
-                        None if memory_gb is None else memory_gb * 1e9)
-    finally:
-        lock.release()
-
-
-def _execute(spec, args, out: Path, created: bool, previous: dict, threads: int, backend, memory) -> int:
-    now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    status = {"status": "running", "started": previous.get("started", now), "command": sys.argv,
-              "spec": spec.to_dict(), "threads": threads, "backend": args.backend}
-    if previous:
-        status["resumed"] = previous.get("resumed", []) + [now]
-        status["commands"] = previous.get("commands", [previous.get("command")]) + [sys.argv]
-    write_json(out / "run.json", status)
-    print(f"mmgain: run folder {out}", file=sys.stderr)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", DataWarning)
-        try:
-            result = run_experiment(spec, device=args.device, progress=not args.quiet, allow_large=args.yes,
-                                    memory_budget=memory, store=ResultStore(out), backend=backend)
-        except UserError:
-            if created:              # nothing was trained: leave nothing behind
-                shutil.rmtree(out, ignore_errors=True)
-            elif previous:           # a refused resume leaves the folder as it was
-                write_json(out / "run.json", previous)
-            else:
-                write_json(out / "run.json", {**status, "status": "failed"})
-            raise
-        except RunInterrupted as exc:
-            notes = _notes(caught)
-            how = "SIGTERM" if isinstance(exc.cause, Terminated) else "SIGINT"
-            stopped = {**status, "status": "interrupted", "interrupted_by": how,
-                       "chunks_done": exc.done, "chunks": exc.total}
-            if exc.partial is not None:
-                write_run_folder(out, exc.partial, stopped, notes, figures=False)
-            else:
-                write_json(out / "run.json", stopped)
-            print(f"\nmmgain: interrupted ({how}) after {exc.done} of {exc.total} chunks; what finished is "
-                  f"kept in {out}/ (results.csv holds it). Continue with: mmgain resume {out}", file=sys.stderr)
-            return 143 if how == "SIGTERM" else 130
-        except BaseException as exc:
-            write_json(out / "run.json", {**status, "status": "failed" if not isinstance(exc, KeyboardInterrupt)
-                                          else "interrupted", "error": f"{type(exc).__name__}: {exc}"})
-            raise
-    notes = _notes(caught)
-    for w in caught:
-        if not issubclass(w.category, DataWarning):
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    for note in notes:
-        print(f"mmgain: warning: {note}", file=sys.stderr)
-    all_diverged = bool((result.metrics["diverged"] > 0).all())
-    try:                 # summaries, figures and report are part of the run: run.json never stays 'running'
-        files = write_run_folder(out, result, {**status, "status": "diverged" if all_diverged else "complete"}, notes,
-                               figures=not all_diverged)
-    except BaseException as exc:
-        write_json(out / "run.json", {**status, "status": "interrupted" if isinstance(exc, KeyboardInterrupt)
-                                      else "failed", "error": f"{type(exc).__name__}: {exc}",
-                                      "note": f"training finished; rebuild the outputs with: mmgain collect {out}"})
-        raise
-    if all_diverged:
-        print(f"mmgain: error: every one of the {result.meta['n_models']} models diverged (non-finite loss); "
-              f"nothing to compare. Lower --lr (now {spec.resolved_protocol().lr:g}). Outputs are in {out}/",
-              file=sys.stderr)
-        return 3
-    print(LAYOUTS.get(spec.layout).text(result))
-    precision = spec.resolved_protocol().precision
-    print(f"\n{result.meta['n_models']} models, {result.meta['wall_time_s']:.1f} s on {result.meta['device']}"
-          + (f", trained in {precision}" if precision != "float32" else "") + "; "
-          f"wrote {out}/ ({', '.join(files + ['run.json'])})"
-          + (f"\nreport: {out / 'report.html'}" if "report.html" in files else ""))
-    return 0
-
-
-def _collect(folder: Path) -> int:
-    """Derive a run folder's outputs from its store: what a crashed (kill -9) run finished."""
-    run = _read_run(folder)
-    lock = FolderLock(folder).acquire()
-    try:
-        store = ResultStore(folder)
-        spec = ExperimentSpec.from_dict(run["spec"], source=str(folder / "run.json"))
-        store.check_spec(spec)
-        plan = plan_run(spec, device="cpu", progress=False, allow_large=True, chunks=store.chunks(),
-                        stored_selection=store.selection())
-        store.open(plan)
-        parts = store.load()
-        if not parts:
-            print(f"mmgain: {folder}: no chunk has finished yet; nothing to collect", file=sys.stderr)
-            return 1
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", DataWarning)
-            result = analyze(assemble(plan, parts))
-        notes = _notes(caught)
-        partial = "partial" in result.meta
-        state = run.get("status")
-        if partial and state in ("running", "failed", None):
-            state = "interrupted"          # no process holds the folder: it crashed or was killed
-        files = write_run_folder(folder, result, {**run, "status": state if partial else "complete"}, notes,
-                               figures=not partial)
-    finally:
-        lock.release()
-    done = f"{result.meta['partial']['chunks_done']} of {result.meta['partial']['chunks']} chunks" if partial \
-        else "every chunk"
-    print(f"mmgain: collected {done} ({result.meta['n_models']} models) into {folder}/ ({', '.join(files)})"
-          + (f"; continue with: mmgain resume {folder}" if partial else ""))
-    return 0
+    """Run ``spec`` into a run folder (:func:`mmgain.api.execute`) with the command's flags."""
+    how = Execution(device=args.device, threads=args.threads, backend=args.backend, address=args.address,
+                    memory_gb=getattr(args, "memory_gb", None), allow_large=args.yes, progress=not args.quiet,
+                    out=getattr(args, "out", None), overwrite=getattr(args, "overwrite", False),
+                    resume=getattr(args, "resume", None))
+    return api.execute(spec, how)[0]
 
 
 def _list() -> int:
@@ -462,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "list":
             return _list()
         if args.command == "collect":
-            return _collect(args.dir)
+            return api.collect(args.dir)
         if args.command == "bench":
             from .run.bench import run_bench
             set_threads(args.threads)

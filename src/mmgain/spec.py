@@ -65,7 +65,14 @@ class ExperimentSpec:
             raise SpecError("a spec needs at least one data variant ({} for none)")
 
     def resolved_protocol(self) -> TrainingProtocol:
-        return PROTOCOLS.get(self.protocol).with_(**self.protocol_overrides)
+        """The preset with the overrides.  Fewer ``epochs`` than the preset's probe budget, with no
+        ``probe_epochs`` of their own, probe after the last epoch (the CLI and the API alike)."""
+        preset, overrides = PROTOCOLS.get(self.protocol), dict(self.protocol_overrides)
+        epochs = overrides.get("epochs")
+        if ("probe_epochs" not in overrides and isinstance(epochs, int) and preset.probe_epochs is not None
+                and preset.probe_epochs > epochs):
+            overrides["probe_epochs"] = epochs
+        return preset.with_(**overrides)
 
     def with_(self, **changes) -> "ExperimentSpec":
         return replace(self, **{k: v for k, v in changes.items() if v is not None})

@@ -116,7 +116,11 @@ def _read_modality(path: Path, n_labels: int) -> np.ndarray:
 
 def load_folder(path: Path, task: str = "classification") -> MultimodalDataset:
     """One ``<modality>.csv|.parquet`` per modality (header row, rows aligned) plus
-    ``labels.csv|.parquet`` with column ``y`` and optional ``split``, ``group``."""
+    ``labels.csv|.parquet`` with column ``y`` and optional ``split``, ``group``.
+
+    The modalities' order (it decides the models' initial weights) is the one listed in an
+    optional ``modalities.txt`` (one name per line), else alphabetical: list them in your .npz's
+    key order and both formats give identical numbers."""
     labels = [p for p in (path / "labels.csv", path / "labels.parquet") if p.exists()]
     if not labels:
         raise DataError(f"{path}: no labels.csv or labels.parquet (column 'y', optional 'split', 'group')")
@@ -135,6 +139,9 @@ def load_folder(path: Path, task: str = "classification") -> MultimodalDataset:
     if twice:
         raise DataError(f"{path}: modality {', '.join(map(repr, twice))} has both a .csv and a .parquet file; "
                         "keep one")
+    order = path / "modalities.txt"
+    if order.exists():
+        files = _ordered(files, order)
     lab = _read_table(labels[0])
     if "y" not in lab:
         raise DataError(f"{labels[0]}: no column 'y' (columns: {', '.join(lab)})")
@@ -149,6 +156,22 @@ def load_folder(path: Path, task: str = "classification") -> MultimodalDataset:
         y = np.array([_maybe_number(v) for v in y])
     return MultimodalDataset(mods, y, task=task, split=lab.get("split"), groups=lab.get("group"),
                              name=path.name, source=str(path))
+
+
+def _ordered(files: list[Path], listing: Path) -> list[Path]:
+    """The modality files in the order ``modalities.txt`` lists them (every file, each once)."""
+    with _reading(listing):
+        names = [line.strip() for line in listing.read_text(encoding="utf-8").splitlines() if line.strip()]
+    by_stem = {f.stem: f for f in files}
+    unknown = [n for n in names if n not in by_stem]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    left = [s for s in by_stem if s not in names]
+    if unknown or twice or left:
+        raise DataError(f"{listing}: must list every modality file once (files: {', '.join(by_stem)})"
+                        + (f"; no file for {', '.join(unknown)}" if unknown else "")
+                        + (f"; listed twice: {', '.join(twice)}" if twice else "")
+                        + (f"; not listed: {', '.join(left)}" if left else ""))
+    return [by_stem[n] for n in names]
 
 
 def _maybe_number(v):
