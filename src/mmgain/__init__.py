@@ -10,7 +10,7 @@ modality subset, trained as one batched program, and the latent-quality probe
     study.verdicts            # a DataFrame: does each modality help, at which n, and why
     study.save("runs/mine")   # the run folder and report.html; mmgain.load() reads it back
 """
-__version__ = "0.1.0"
+from ._version import __version__
 __all__ = ["Study", "analyze", "load", "__version__"]
 
 

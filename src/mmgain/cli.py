@@ -136,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mmgain", description="Does adding a modality help, from how much data on, and why? "
                                    "(Huang et al., NeurIPS 2021)")
-    from . import __version__
+    from ._version import __version__
     parser.add_argument("--version", action="version", version=f"mmgain {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 

@@ -487,9 +487,7 @@ def _render(folder: Path, res: SimpleNamespace) -> Path:
         f"{r['kappa_M']:.2f}"] for r in summary.get("theory") or []]
     files = [f for f in run.get("files", []) if is_output_name(f) and (folder / f).is_file()
              and not (folder / f).is_symlink()]
-    env = jinja2.Environment(loader=jinja2.PackageLoader("mmgain.report", "templates"),
-                             autoescape=jinja2.select_autoescape(["html", "j2"]), undefined=jinja2.StrictUndefined)
-    page = env.get_template("report.html.j2").render(
+    page = _templates().get_template("report.html.j2").render(
         title=f"mmgain — {summary.get('experiment', '')} on {Path(str((run.get('data') or {}).get('source', ''))).name}",
         summary=summary, run=run, names=names, cards=_cards(summary, names), label=label, metric=m,
         verdict_colours=VERDICT_COLOURS, lattice=jinja2.utils.markupsafe.Markup(lattice),
@@ -508,10 +506,15 @@ def _render(folder: Path, res: SimpleNamespace) -> Path:
 
 def cards_html(summary: dict, names: list[str]) -> str:
     """The answer cards alone, as an HTML fragment with their styles (a notebook's view of a run)."""
-    import jinja2
-
-    env = jinja2.Environment(loader=jinja2.PackageLoader("mmgain.report", "templates"),
-                             autoescape=jinja2.select_autoescape(["html", "j2"]))
+    env = _templates()
     css = env.get_template("cards.css.j2").render()
     body = env.get_template("cards.html.j2").render(cards=_cards(summary, names))
     return f'<div class="mmgain-cards"><style>{css}</style>{body}</div>'
+
+
+def _templates():
+    """The report's Jinja2 templates: autoescaped, and an unknown name is an error, not blank."""
+    import jinja2
+
+    return jinja2.Environment(loader=jinja2.PackageLoader("mmgain.report", "templates"),
+                              autoescape=jinja2.select_autoescape(["html", "j2"]), undefined=jinja2.StrictUndefined)

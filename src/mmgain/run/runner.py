@@ -392,6 +392,6 @@ def _device_name(dev: torch.device) -> str:
 
 
 def _versions() -> dict[str, str]:
-    from .. import __version__
+    from .._version import __version__
     return {"mmgain": __version__, "python": platform.python_version(), "torch": torch.__version__,
             "numpy": np.__version__}
