@@ -132,3 +132,34 @@ def test_a_modality_listing_must_name_every_file_once(tmp_path):
         load_folder(tmp_path / "f")
     (tmp_path / "f" / "modalities.txt").write_text("b\na\n")
     assert load_folder(tmp_path / "f").names == ["b", "a"]
+
+
+def test_collect_and_report_need_no_data_file(tmp_path):
+    """The store records the run's layout: a run folder is re-analysed after its data file is gone,
+    to the same bytes."""
+    arrays, y = _arrays(200)
+    np.savez(tmp_path / "d.npz", **arrays, y=y)
+    out = tmp_path / "run"
+    assert main(["run", "--data", str(tmp_path / "d.npz"), "--seeds", "1", "--ratios", "0.5", "1", "--epochs", "3",
+                 "--quiet", "--out", str(out)]) == 0
+    before = {f: (out / f).read_bytes() for f in ("results.csv", "summary.json", "folds.csv")}
+    (tmp_path / "d.npz").unlink()
+    for f in ("results.csv", "summary.json", "report.html"):
+        (out / f).unlink()
+    assert main(["collect", str(out)]) == 0
+    assert {f: (out / f).read_bytes() for f in before} == before
+    assert main(["report", str(out)]) == 0 and (out / "report.html").is_file()
+
+
+def test_a_damaged_stored_layout_is_named(tmp_path, capsys):
+    arrays, y = _arrays(120)
+    np.savez(tmp_path / "d.npz", **arrays, y=y)
+    out = tmp_path / "run"
+    assert main(["run", "--data", str(tmp_path / "d.npz"), "--cv", "0", "--seeds", "1", "--ratios", "1", "--epochs",
+                 "2", "--quiet", "--out", str(out)]) == 0
+    manifest = out / "store" / "manifest.json"
+    m = json.loads(manifest.read_text())
+    m["layout"]["pairs"] = [[0, 99]]
+    manifest.write_text(json.dumps(m))
+    assert main(["collect", str(out)]) == 2
+    assert "manifest.json: the run's stored layout is not readable" in capsys.readouterr().err

@@ -25,7 +25,7 @@ import numpy as np
 from .analysis import analyze as _analyze_result
 from .catalog import EXPERIMENTS
 from .data.dataset import MultimodalDataset
-from .data.sources import SOURCES, DataSource
+from .data.sources import SOURCES, DataSource, is_per_seed
 from .errors import DataError, DataWarning, OutputError, SpecError, Terminated, UserError
 from .files import is_output_name, read_json, read_regular, write_json
 from .report.html import build_report, cards_html
@@ -274,16 +274,19 @@ def _execute(spec, how: Execution, out: Path, created: bool, previous: dict, thr
 
 
 def collect(folder: Path) -> int:
-    """Derive a run folder's outputs from its store: what a crashed (kill -9) run finished."""
+    """Derive a run folder's outputs from its store: what a crashed (kill -9) run finished.  The
+    data are not needed: the store records the run's layout (:mod:`mmgain.run.layout`)."""
     run = read_run(folder)
     lock = FolderLock(folder).acquire()
     try:
         store = ResultStore(folder)
         spec = ExperimentSpec.from_dict(run["spec"], source=str(folder / "run.json"))
         store.check_spec(spec)
-        plan = plan_run(spec, device="cpu", progress=False, allow_large=True, chunks=store.chunks(),
-                        stored_selection=store.selection())
-        store.open(plan)
+        plan = None if is_per_seed(spec.data) else store.layout(spec)    # generated data: no file to miss
+        if plan is None:             # a store without a layout: from the data, checked against it
+            plan = plan_run(spec, device="cpu", progress=False, allow_large=True, chunks=store.chunks(),
+                            stored_selection=store.selection())
+            store.open(plan)
         parts = store.load()
         if not parts:
             print(f"mmgain: {folder}: no chunk has finished yet; nothing to collect", file=sys.stderr)

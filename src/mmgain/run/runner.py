@@ -34,6 +34,7 @@ from ..training.protocol import TrainingProtocol
 from .backends import LocalBackend
 from .budget import bytes_per_row, check, estimate
 from .chunk import DIVERGED_OUTPUT, ChunkJob
+from .layout import RunLayout
 from .selection import forward_subsets
 from ..spec import ExperimentSpec, resolve_design
 
@@ -137,6 +138,19 @@ class RunPlan:
                         ref.n_outputs, self.task.name, self.pairs, self.memory_budget,
                         [bool(self.table.ratio[i] == top) for i in self.chunks[ci]], self.spec.theory,
                         [g.dataset.population for g in self.groups] if ref.population is not None else None)
+
+    def layout(self) -> RunLayout:
+        """The run without its data (:mod:`.layout`): what assembling and analysing its chunks needs."""
+        ref = self.groups[0].dataset
+        tr = ref.train_test_indices()[0]
+        facts = DataFacts(list(ref.names), dict(ref.dims), ref.n_classes, ref.n_outputs,
+                          self.task.default_margin(ref.y[tr]),
+                          None if ref.classes is None else [str(c) for c in ref.classes], _row_file(self))
+        data = {"modalities": ref.dims, "task": self.task.name, "n_train": self.train.n, "n_test": self.test.n,
+                "source": ref.source or ref.name, **ref.notes, "classes": facts.classes}
+        return RunLayout(self.spec, self.task, self.subsets, self.controls, self.pairs, self.chunks, self.table,
+                         [Group(g.variant, g.seed, g.fold, g.dataset.population) for g in self.groups], facts,
+                         self.design, self.seeds, data, _device_name(self.device), self.selection)
 
     def n_steps(self, chunks) -> int:
         """Training steps of these chunks (twice as many with the theory's label-flip fits)."""
@@ -302,10 +316,11 @@ class RunInterrupted(KeyboardInterrupt):
         self.partial, self.done, self.total, self.cause = partial, done, total, cause
 
 
-def assemble(plan: RunPlan, parts: dict[int, dict], wall_time: float = 0.0) -> RunResult:
-    """The run's result from its chunks' parts, before analysis (:func:`mmgain.analysis.analyze`):
-    every stream if every chunk is there, else the streams of the chunks finished
-    (``meta["partial"]``)."""
+def assemble(plan: RunPlan | RunLayout, parts: dict[int, dict], wall_time: float = 0.0) -> RunResult:
+    """The run's result from its chunks' parts and its plan (or only its stored layout: no data
+    needed), before analysis (:func:`mmgain.analysis.analyze`): every stream if every chunk is
+    there, else the streams of the chunks finished (``meta["partial"]``)."""
+    plan = plan.layout() if isinstance(plan, RunPlan) else plan
     done = sorted(parts)
     streams = [i for ci in done for i in plan.chunks[ci]]
     order = np.argsort(streams, kind="stable")
@@ -342,23 +357,15 @@ def assemble(plan: RunPlan, parts: dict[int, dict], wall_time: float = 0.0) -> R
                       DataWarning)
     t = plan.table
     table = StreamTable(t.group[keep], t.seed[keep], t.ratio[keep], t.n_train[keep])
-    ref = plan.groups[0].dataset
-    tr = ref.train_test_indices()[0]
-    facts = DataFacts(list(ref.names), dict(ref.dims), ref.n_classes, ref.n_outputs, task.default_margin(ref.y[tr]),
-                      None if ref.classes is None else [str(c) for c in ref.classes], _row_file(plan))
-    groups = [Group(g.variant, g.seed, g.fold, g.dataset.population) for g in plan.groups]
-    result = RunResult(plan.spec, task, subsets, plan.controls, groups, facts, table, metrics, rows, plan.pairs,
-                       extras=extras, design=plan.design)
+    result = RunResult(plan.spec, task, subsets, plan.controls, plan.groups, plan.facts, table, metrics, rows,
+                       plan.pairs, extras=extras, design=plan.design)
     S, A = len(table), len(subsets)
     result.meta = {
-        "spec": plan.spec.to_dict(), "seeds": plan.seeds, "device": _device_name(plan.device),
+        "spec": plan.spec.to_dict(), "seeds": plan.seeds, "device": plan.device_name,
         "n_models": S * A, "n_streams": S, "n_chunks": len(plan.chunks),
         "wall_time_s": round(wall_time, 2),
         "design": plan.design,
-        "versions": _versions(), "data": {"modalities": ref.dims, "task": task.name,
-                                           "n_train": plan.train.n, "n_test": plan.test.n,
-                                           "source": ref.source or ref.name, **ref.notes,
-                                           "classes": None if ref.classes is None else [str(c) for c in ref.classes]},
+        "versions": _versions(), "data": plan.data_meta,
     }
     if plan.selection is not None:
         result.meta["forward_selection"] = plan.selection

@@ -94,6 +94,13 @@ class ResultStore:
         does not select again."""
         return self.manifest().get("selection") if self.exists() else None
 
+    def layout(self, spec):
+        """The run's layout as the manifest recorded it (:mod:`.layout`), or None (a store written
+        before layouts were stored)."""
+        from .layout import RunLayout
+        m = self.manifest()
+        return None if "layout" not in m else RunLayout.from_json(m["layout"], m, spec, self.manifest_path)
+
     def check_spec(self, spec) -> None:
         """Refuse to continue a run with another spec or protocol; name what differs."""
         if not self.exists():
@@ -119,7 +126,8 @@ class ResultStore:
             self._manifest = {"format": FORMAT, "spec": _normal(plan.spec.to_dict()),
                               "data_fingerprint": fingerprint, "run_id": uuid.uuid4().hex, "subsets": subsets,
                               "streams": streams, "chunks": plan.chunks, "device": str(plan.device),
-                              "selection": plan.selection, "hashes": {}}
+                              "selection": plan.selection, "layout": _normal(plan.layout().to_json()),
+                              "hashes": {}}
             self._write_manifest()
             return
         m = self._manifest = self.manifest()
