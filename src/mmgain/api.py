@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
+import torch
 
 from .analysis import analyze as _analyze_result
 from .catalog import EXPERIMENTS
@@ -38,6 +39,7 @@ from .run.runner import RunInterrupted, assemble, plan_run, run_experiment
 from .run.store import FolderLock, ResultStore
 from .spec import ExperimentSpec
 from .training.batched import resolve_device, set_threads
+from .models.components import ENCODERS, OwnEncoders, resolve_widths
 from .training.protocol import PROTOCOLS
 
 __all__ = ["Study", "analyze", "load", "configure", "Execution"]
@@ -322,7 +324,8 @@ def analyze(data, *, y=None, task: str | None = None, modalities: Mapping[str, l
             split_seed: int | None = None, test_fraction: float | None = None, max_load_gb: float | None = None,
             out: str | Path | None = None, overwrite: bool = False, device: str = "auto",
             threads: int | None = None, backend: str = "local", address: str | None = None,
-            memory_gb: float | None = None, allow_large: bool = False, progress: bool = True) -> "Study":
+            memory_gb: float | None = None, allow_large: bool = False, progress: bool = True,
+            encoders: Mapping[str, Any] | None = None, init: str = "reset", frozen=()) -> "Study":
     """Does adding each modality help, from how much data on, and why?  Trains every subset ×
     sample size × seed, probes the latents, and returns the answer as a :class:`Study`.
 
@@ -333,14 +336,27 @@ def analyze(data, *, y=None, task: str | None = None, modalities: Mapping[str, l
     default and the same check.  With ``out``, the run folder is written as the CLI writes it
     (resumable with ``mmgain resume``); without, the results stay in memory until
     :meth:`Study.save`.
+
+    ``encoders``: your own encoders for some modalities (``{"image": module}``, or a factory
+    ``(d_in, width, activation) -> module``); the others get ``encoder``.  ``init="keep"`` starts
+    from the modules' own weights (pretrained), ``"reset"`` redraws them per seed; ``frozen``
+    (``True`` or modality names) keeps those encoders fixed.  Their latent widths are read from the
+    modules.  See docs/api.md ("Bring your own encoder").
     """
     how = Execution(device=device, threads=threads, backend=backend, address=address, memory_gb=memory_gb,
                     allow_large=allow_large, progress=progress, out=Path(out) if out is not None else None,
                     overwrite=overwrite, tables=False)
+    ds = None
     if isinstance(data, (str, Path)):
         source, data_task = str(data), task
     else:
-        source, data_task = _register_memory(_as_dataset(data, y, task, modalities)), None
+        ds = _as_dataset(data, y, task, modalities)
+        source, data_task = _register_memory(ds), None
+    if encoders:
+        encoder, hidden = _own_encoders(encoders, init, frozen, ds, source, data_task, encoder, protocol, hidden,
+                                        activation, max_load_gb)
+    elif init != "reset" or frozen:
+        raise SpecError("init= and frozen= apply to your own encoders: give encoders={'modality': module}")
     spec = configure(EXPERIMENTS.get("run").with_(data=source), seeds=seeds, subsets=subsets, protocol=protocol,
                      theory=theory, ratios=ratios, grid=grid, margin=margin, null_control=null_control, cv=cv,
                      primary=primary, quiet=not progress,
@@ -358,6 +374,30 @@ def analyze(data, *, y=None, task: str | None = None, modalities: Mapping[str, l
                             memory_budget=None if memory_gb is None else memory_gb * 1e9,
                             backend=get_backend(backend, address, set_threads(threads)))
     return Study.from_result(result)
+
+
+def _own_encoders(encoders, init, frozen, ds, source, task, encoder, protocol, hidden, activation, max_load_gb):
+    """Register the user's encoders as one part for this process; returns its name and the latent
+    widths (the modules' own, read with one trial forward pass; ``hidden`` for the rest)."""
+    if ds is None:                           # a path or a registered name: the modalities' widths
+        from .data.sources import load_source
+        ds = load_source(source, 0, {}, {k: v for k, v in {"task": task, "max_load_gb": max_load_gb}.items()
+                                          if v is not None}, split=False)
+    unknown = sorted(set(encoders) - set(ds.names))
+    if unknown:
+        raise SpecError(f"encoders name modalities the data do not have: {', '.join(unknown)} "
+                        f"(modalities: {', '.join(ds.names)})")
+    preset = PROTOCOLS.get(protocol or EXPERIMENTS.get("run").protocol)
+    frozen = list(encoders) if frozen is True else list(frozen or ())
+    part = OwnEncoders(encoders, default=encoder or preset.encoder, init=init, frozen=frozen)
+    base = resolve_widths(hidden if hidden is not None else preset.hidden, ds.names)
+    widths = {k: OwnEncoders.out_width(part.modules[k] if isinstance(part.modules[k], torch.nn.Module)
+                                       else part.modules[k](ds.dims[k], base[k], activation or preset.activation),
+                                       ds.dims[k], k)
+              if k in encoders else base[k] for k in ds.names}
+    name = f"own-{len([n for n in ENCODERS.names() if n.startswith('own-')]) + 1}"
+    ENCODERS.register(name, part)
+    return name, widths
 
 
 def load(folder: str | Path) -> "Study":

@@ -19,6 +19,7 @@ paired.
 from __future__ import annotations
 
 import copy
+import warnings
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -63,6 +64,68 @@ def mlp2_encoder(d_in: int, width: int, activation: str) -> nn.Module:
                          Activation(activation))
 
 
+def make_encoder(name: str, d_in: int, width: int, activation: str, modality: str | None = None) -> nn.Module:
+    """Modality ``modality``'s encoder from the registered part ``name`` (a part made for named
+    modalities, :class:`OwnEncoders`, is told which one)."""
+    make = ENCODERS.get(name)
+    if getattr(make, "per_modality", False):
+        return make(d_in, width, activation, modality=modality)
+    return make(d_in, width, activation)
+
+
+class OwnEncoders:
+    """A user's encoders for some modalities (modules, possibly pretrained, or factories
+    ``(d_in, width, activation) -> nn.Module``); the other modalities get the registered part
+    ``default``.  ``init="keep"`` starts every seed from the modules' own weights (a pretrained
+    encoder), ``"reset"`` draws them by the one rule of :func:`initial_state`; modalities in
+    ``frozen`` keep their encoder fixed (only the head and the other encoders train).  Buffer-free
+    modules only: the batched trainer stacks parameters, and BatchNorm's running statistics would
+    be shared across the models it trains."""
+
+    per_modality = True
+
+    def __init__(self, modules: Mapping[str, nn.Module | Callable[[int, int, str], nn.Module]],
+                 default: str = "linear", init: str = "reset", frozen: Sequence[str] = ()):
+        if init not in ("keep", "reset"):
+            raise SpecError(f"init must be 'keep' (the modules' own weights) or 'reset', got {init!r}")
+        unknown = sorted(set(frozen) - set(modules))
+        if unknown:
+            raise SpecError(f"frozen names modalities without an encoder of yours: {', '.join(unknown)}")
+        self.modules, self.default, self.init, self.frozen = dict(modules), default, init, set(frozen)
+
+    def __call__(self, d_in: int, width: int, activation: str, modality: str | None = None) -> nn.Module:
+        given = self.modules.get(modality)
+        if given is None:
+            return make_encoder(self.default, d_in, width, activation)
+        module = copy.deepcopy(given) if isinstance(given, nn.Module) else given(d_in, width, activation)
+        out = self.out_width(module, d_in, modality)
+        if out != width:
+            raise SpecError(f"your encoder for {modality!r} outputs {out} features, but its latent width (hidden) is "
+                            f"{width}: give hidden={{{modality!r}: {out}, …}} (mmgain.analyze sets it for you)")
+        module.mmgain_keep_weights = self.init == "keep"
+        module.mmgain_frozen = modality in self.frozen
+        return module
+
+
+    @staticmethod
+    def out_width(module: nn.Module, d_in: int, modality: str | None = None) -> int:
+        """The width of a module's output on rows of ``d_in`` features (one trial forward pass)."""
+        if any(True for _ in module.buffers()):
+            raise SpecError(f"your encoder for {modality!r} has buffers (e.g. BatchNorm running statistics): the "
+                            "batched trainer stacks and trains parameters only; use a buffer-free module "
+                            "(LayerNorm works)")
+        try:
+            with torch.no_grad():
+                out = module(torch.zeros(2, d_in))
+        except Exception as exc:
+            raise SpecError(f"your encoder for {modality!r} does not take rows of {d_in} features "
+                            f"({type(exc).__name__}: {str(exc)[:200]})") from None
+        if not isinstance(out, Tensor) or out.dim() != 2 or out.shape[0] != 2:
+            raise SpecError(f"your encoder for {modality!r} must map (rows, {d_in}) to (rows, width), got "
+                            f"{getattr(out, 'shape', type(out).__name__)}")
+        return int(out.shape[1])
+
+
 class ConcatFusion(nn.Module):
     """z = [z_k]_k, in the order of the encoders; the head has one block per modality."""
 
@@ -91,6 +154,27 @@ class SumFusion(nn.Module):
     def forward(self, zs: Mapping[str, Tensor]) -> Tensor:
         return torch.stack(list(zs.values())).sum(0)
 
+
+def load_entry_points(group: str = "mmgain.encoders") -> list[str]:
+    """Register the encoders that installed packages declare under the entry-point group
+    ``mmgain.encoders`` (name → a factory ``(d_in, width, activation) -> nn.Module``), so that the
+    CLI's ``--encoder`` can select them.  Returns the names registered."""
+    from importlib.metadata import entry_points
+
+    added = []
+    for ep in entry_points(group=group):
+        if ep.name in ENCODERS:
+            continue
+        try:
+            ENCODERS.register(ep.name, ep.load())
+            added.append(ep.name)
+        except Exception as exc:       # a broken plug-in must not break mmgain: say so, go on
+            warnings.warn(f"mmgain: the encoder entry point {ep.name!r} ({ep.value}) could not be loaded: "
+                          f"{type(exc).__name__}: {exc}")
+    return added
+
+
+load_entry_points()
 
 FUSIONS: Registry[Callable[[], nn.Module]] = Registry("fusion")
 FUSIONS.register("concat", ConcatFusion)
@@ -132,8 +216,12 @@ def initial_state(module: nn.Module, seed: int, modality: int) -> dict[str, Tens
 
     Every ``nn.Linear`` is drawn like torch's default, U(±1/√fan_in), from a generator keyed by
     (seed, modality, layer); any other parameter comes from the module's own initialisation
-    under a torch seed keyed the same way.  The result does not depend on the subset.
+    under a torch seed keyed the same way.  The result does not depend on the subset.  A module
+    marked to keep its weights (:class:`OwnEncoders` with ``init="keep"``) starts from them.
     """
+    if getattr(module, "mmgain_keep_weights", False):        # a pretrained encoder: its own weights, every seed
+        return {k: v.detach().clone().float() if v.is_floating_point() else v.detach().clone()
+                for k, v in module.state_dict().items()}
     module = copy.deepcopy(module)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(np.random.default_rng([int(seed), modality + 1, 77]).integers(2 ** 62)))

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from ..errors import SpecError
-from .components import (ENCODERS, Activation, FUSIONS, HEADS, initial_head, initial_head_bias, initial_state,
+from .components import (Activation, FUSIONS, HEADS, initial_head, initial_head_bias, initial_state, make_encoder,
                          resolve_widths)
 
 
@@ -72,9 +72,8 @@ class LateFusion(nn.Module):
               head: str = "linear") -> "LateFusion":
         """The model over the modalities of ``dims`` from registered parts, by name."""
         widths = resolve_widths(hidden, list(dims))
-        make = ENCODERS.get(encoder)
         fuse = FUSIONS.get(fusion)()
-        return cls({k: make(d, widths[k], activation) for k, d in dims.items()}, fuse,
+        return cls({k: make_encoder(encoder, d, widths[k], activation, k) for k, d in dims.items()}, fuse,
                    HEADS.get(head)(fuse.out_width(list(widths.values())), n_outputs))
 
     @classmethod
@@ -124,7 +123,7 @@ class BatchedLateFusion:
         self.members = {k: [a for a, s in enumerate(self.subsets) if k in s] for k in self.names}
         self.used = [k for k in self.names if self.members[k]]
         self._members_t = {k: torch.tensor(self.members[k], device=self.device) for k in self.used}
-        self.templates = {k: ENCODERS.get(encoder)(self.dims[k], self.widths[k], activation) for k in self.used}
+        self.templates = {k: make_encoder(encoder, self.dims[k], self.widths[k], activation, k) for k in self.used}
         for k, t in self.templates.items():
             if any(True for _ in t.buffers()):
                 raise SpecError(f"encoder {encoder!r} ({k}) has buffers (e.g. BatchNorm running statistics): the "
@@ -159,7 +158,9 @@ class BatchedLateFusion:
             params["V"] = torch.tensor(np.stack([w[None] * scale[:, None, None] for w in draws]), dtype=torch.float32)
         params["c"] = torch.tensor(np.stack([initial_head_bias(seed, O)[None, :] * scale[:, None]
                                              for seed in self.seeds]), dtype=torch.float32)
-        return {name: p.to(self.device).requires_grad_() for name, p in params.items()}
+        frozen = tuple(f"enc.{k}." for k, t in self.templates.items() if getattr(t, "mmgain_frozen", False))
+        return {name: p.to(self.device).requires_grad_(not name.startswith(frozen) if frozen else True)
+                for name, p in params.items()}
 
     def with_params(self, params: Mapping[str, Tensor], seeds: Sequence[int] | None = None) -> "BatchedLateFusion":
         """The same architecture holding other (detached) parameters, e.g. a snapshot."""

@@ -268,7 +268,7 @@ class BatchedTrainer:
     def _fit_adam(self, model: BatchedLateFusion, train: DeviceData, streams: Streams,
                   on_step: Callable[[], None] | None) -> "BatchedTrainer":
         p, S = self.protocol, len(streams)
-        opt = BatchedAdam(list(model.params.values()), S, p.lr, p.betas, p.eps)
+        opt = BatchedAdam([v for v in model.params.values() if v.requires_grad], S, p.lr, p.betas, p.eps)
         schedules = [BatchSchedule(s, len(r), p.batch_size, p.epochs)
                      for s, r in zip(streams.seeds, streams.train_rows)]
         batches = [iter(sc) for sc in schedules]
