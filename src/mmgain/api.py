@@ -33,6 +33,7 @@ from .report.html import build_report, cards_html
 from .report.layouts import LAYOUTS
 from .report.outputs import write_run_folder
 from .report.schema import validate_folder_files
+from .report.sections import sections_text
 from .run.backends import get_backend
 from .run.folder import prepare_out_dir
 from .run.runner import RunInterrupted, assemble, plan_run, run_experiment
@@ -52,7 +53,7 @@ PROTOCOL_OPTIONS = ("epochs", "lr", "batch_size", "hidden", "activation", "encod
 
 
 def configure(spec: ExperimentSpec, *, seeds=None, subsets=None, protocol=None, theory=None, ratios=None,
-              grid=None, margin=None, null_control=None, cv=None, primary=None, data_args=None,
+              grid=None, margin=None, null_control=None, cv=None, primary=None, probes=None, data_args=None,
               quiet: bool = False, **protocol_options) -> ExperimentSpec:
     """``spec`` with the user's options, as the CLI's flags and :func:`analyze`'s keywords give
     them (None: the spec's own).  ``protocol_options`` are the protocol overrides
@@ -73,6 +74,8 @@ def configure(spec: ExperimentSpec, *, seeds=None, subsets=None, protocol=None, 
         raise SpecError("--grid dense chooses the sample sizes itself; leave out --ratios")
     if isinstance(primary, str):
         primary = tuple(x.strip() for x in primary.split(",") if x.strip()) or None
+    if isinstance(probes, str):
+        probes = tuple(x.strip() for x in probes.split(",") if x.strip())
     if isinstance(subsets, (list, tuple)):
         subsets = ",".join(subsets)
     merged = dict(spec.data_args)
@@ -80,7 +83,8 @@ def configure(spec: ExperimentSpec, *, seeds=None, subsets=None, protocol=None, 
     return spec.with_(seeds=seeds, subsets=subsets, protocol=protocol, protocol_overrides=overrides,
                       theory=theory or None, ratios=tuple(float(r) for r in ratios) if ratios else None,
                       grid=grid, margin=margin, null_control=null_control or None, cv=cv,
-                      primary=tuple(primary) if primary else None, data_args=merged)
+                      primary=tuple(primary) if primary else None, data_args=merged,
+                      probes=tuple(probes) if probes else None)
 
 
 # ------------------------------------------------------------------ data given in memory
@@ -266,6 +270,8 @@ def _execute(spec, how: Execution, out: Path, created: bool, previous: dict, thr
         return 3, result
     if how.tables:
         print(LAYOUTS.get(spec.layout).text(result))
+        if extra := sections_text(result.summary, result.meta):
+            print("\n" + extra)
     precision = spec.resolved_protocol().precision
     print(f"\n{result.meta['n_models']} models, {result.meta['wall_time_s']:.1f} s on {result.meta['device']}"
           + (f", trained in {precision}" if precision != "float32" else "") + "; "
@@ -318,6 +324,7 @@ def collect(folder: Path) -> int:
 def analyze(data, *, y=None, task: str | None = None, modalities: Mapping[str, list] | None = None,
             subsets=None, ratios=None, seeds: int | None = None, grid: str | None = None, cv: int | None = None,
             margin: float | None = None, primary=None, null_control: bool = False, theory: bool = False,
+            probes=None,
             protocol: str | None = None, epochs: int | None = None, lr: float | None = None,
             batch_size: int | None = None, hidden=None, activation: str | None = None, encoder: str | None = None,
             fusion: str | None = None, precision: str | None = None, probe_epochs: int | None = None,
@@ -359,7 +366,7 @@ def analyze(data, *, y=None, task: str | None = None, modalities: Mapping[str, l
         raise SpecError("init= and frozen= apply to your own encoders: give encoders={'modality': module}")
     spec = configure(EXPERIMENTS.get("run").with_(data=source), seeds=seeds, subsets=subsets, protocol=protocol,
                      theory=theory, ratios=ratios, grid=grid, margin=margin, null_control=null_control, cv=cv,
-                     primary=primary, quiet=not progress,
+                     primary=primary, probes=probes, quiet=not progress,
                      data_args={"task": data_task, "split_seed": split_seed, "test_fraction": test_fraction,
                                 "max_load_gb": max_load_gb},
                      epochs=epochs, lr=lr, batch_size=batch_size, hidden=hidden, activation=activation,

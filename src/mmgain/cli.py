@@ -20,6 +20,7 @@ from .run.backends import BACKENDS
 from . import api
 from .api import Execution, configure, read_run
 from .models import ACTIVATIONS, ENCODERS, FUSIONS, HEADS
+from .probes import PROBES
 from .report.html import build_report
 from .report.layouts import LAYOUTS
 from .training.batched import DEVICE_FORMS, set_threads
@@ -127,6 +128,9 @@ def _add_sweep(p: argparse.ArgumentParser) -> None:
                    help="the confirmatory questions, e.g. 'text+audio:text,text+video:text' (at the largest sample "
                         "size; default: each modality added to all the others). Their intervals are simultaneous; "
                         "every other pair is exploratory")
+    p.add_argument("--probes", metavar="NAME,…",
+                   help="registered probes to fit beside the paper's on every latent, compared in one run "
+                        f"(their columns: <name>_acc …); registered: {', '.join(n for n in PROBES.names() if n != 'paper') or 'none besides paper'}")
     p.add_argument("--null-control", action="store_true",
                    help="also train N + perm(k) for every pair (N+k, N): a row-permuted copy of k that "
                         "carries no information (one extra model per pair and stream)")
@@ -227,7 +231,7 @@ def _widths(text: str):
 def _options(spec: ExperimentSpec, args, data_args: dict | None = None) -> ExperimentSpec:
     """``spec`` with the command's flags (:func:`mmgain.api.configure`: the API's keywords are the same)."""
     sweep = {k: getattr(args, k, None) for k in ("ratios", "grid", "margin", "null_control", "cv", "primary",
-                                                  "probe_epochs")}
+                                                  "probe_epochs", "probes")}
     return configure(spec, seeds=args.seeds, subsets=args.subsets, protocol=args.protocol, theory=args.theory,
                      data_args=data_args, quiet=False, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                      hidden=args.hidden, activation=args.activation, encoder=args.encoder, fusion=args.fusion,
@@ -276,7 +280,7 @@ def execute(spec: ExperimentSpec, args) -> int:
 def _list() -> int:
     for title, reg in (("experiments", EXPERIMENTS), ("protocols", PROTOCOLS), ("data sources", SOURCES),
                        ("activations", ACTIVATIONS), ("encoders", ENCODERS),
-                       ("fusions", FUSIONS), ("heads", HEADS), ("layouts", LAYOUTS)):
+                       ("fusions", FUSIONS), ("heads", HEADS), ("probes", PROBES), ("layouts", LAYOUTS)):
         print(f"{title}: {', '.join(reg.names())}")
     return 0
 

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from .errors import SpecError
+from .probes.kinds import PROBES
 from .registry import Registry
 from .training.protocol import PROTOCOLS, TrainingProtocol
 
@@ -37,6 +38,7 @@ class ExperimentSpec:
     theory: bool = False                        # measure the theorems' terms (run.theory_terms, analysis.theory)
     cv: int | None = None                       # folds of cross-fitting; 0: the one fixed split; None: auto
     primary: tuple[str, ...] | None = None      # the confirmatory pairs 'M:N'; None: each modality left out of all
+    probes: tuple[str, ...] = ()                # registered probes fitted beside the paper's (probes.kinds)
 
     def __post_init__(self) -> None:
         if self.seeds is not None and self.seeds < 1:
@@ -63,6 +65,10 @@ class ExperimentSpec:
             raise SpecError(f"grid must be 'paper' or 'dense', got {self.grid!r}")
         if not self.variants:
             raise SpecError("a spec needs at least one data variant ({} for none)")
+        for name in self.probes:
+            PROBES.get(name)                    # an unknown probe is named, with the registered ones
+        if "paper" in self.probes or len(set(self.probes)) < len(self.probes):
+            raise SpecError(f"probes: each extra probe once, and not 'paper' (it always runs), got {list(self.probes)}")
 
     def resolved_protocol(self) -> TrainingProtocol:
         """The preset with the overrides.  Fewer ``epochs`` than the preset's probe budget, with no
@@ -101,7 +107,7 @@ class ExperimentSpec:
         if unknown:
             raise SpecError(f"unknown spec field(s) {sorted(map(str, unknown))} (written by another mmgain version?)")
         d.setdefault("cv", 0)      # written before cross-fitting existed: it ran on one fixed split
-        for key in ("variants", "ratios", "primary", "subsets"):
+        for key in ("variants", "ratios", "primary", "subsets", "probes"):
             if isinstance(d.get(key), list):
                 d[key] = tuple(d[key])
         for key, value in d.items():
@@ -150,6 +156,7 @@ _FIELD_CHECKS = {
     "theory": lambda v: isinstance(v, bool),
     "cv": lambda v: v is None or _int(v),
     "primary": lambda v: v is None or _strs(v),
+    "probes": _strs,
 }
 
 

@@ -40,12 +40,14 @@ better.  γ̂ is the paper's γ_S(M, N) = η̂_M − η̂_N: − = M's latent be
 from __future__ import annotations
 
 import math
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 
 from ..data.controls import control_of
 from ..data.subsets import proper_pairs, subset_name
+from ..registry import Registry
 from .stats import benjamini_yekutieli, interval, paired, rows_needed
 
 SIGNS = {
@@ -128,6 +130,24 @@ def decide(lo: float, hi: float, margin: float) -> str:
     return "inconclusive"
 
 
+@dataclass(frozen=True)
+class PairStatistic:
+    """A registered statistic of every pair (M, N): ``compute(analysis, js, a, b) -> {column: value}``
+    with ``js`` the (seeds, folds) streams and a, b the subsets' indices (the per-row values are
+    ``analysis.metric_rows`` (streams, subsets, rows); ``analysis.shared_rows`` says whether the
+    seeds share their test rows).  Its ``columns`` appear in every pair and verdict of
+    summary.json, in ``Study.pairs`` and ``Study.verdicts``."""
+
+    compute: Callable[["PairAnalysis", np.ndarray, int, int], dict[str, Any]]
+    columns: tuple[str, ...]
+    description: str
+
+
+# Statistics beyond the built-in ones (difference, γ̂, p-values, intervals): one function and one
+# registration each, e.g. PAIR_STATISTICS.register("median", PairStatistic(median_diff, ("median_diff",), "…")).
+PAIR_STATISTICS: Registry[PairStatistic] = Registry("pair statistic")
+
+
 class PairAnalysis:
     """Every pair (M, N), N ⊂ M, |M| = |N| + 1, at every variant and sample size.
 
@@ -181,6 +201,10 @@ class PairAnalysis:
             co, te = self.correct["corrected"], self.correct["paper"]
             ga = paired(co[js, a] - self.correct["matched"][js, q], sh)
             out.update(_ga=ga, gamma_acc=ga["mean"], gamma_acc_raw=float((te[js, a] - te[js, b]).mean()))
+        for name in PAIR_STATISTICS.names():
+            stat = PAIR_STATISTICS.get(name)
+            values = stat.compute(self, js, a, b)
+            out.update({c: values.get(c) for c in stat.columns})
         return out
 
     def pairs(self) -> tuple[list[dict], list[dict]]:
@@ -337,7 +361,8 @@ VERDICT_KEYS = ("modality", "M", "N", "ratio", "n_train", "family", "verdict", "
 
 
 def verdict_records(pairs: list[dict], metric: str, variant_keys) -> list[dict]:
-    keys = [k.format(m=metric) for k in VERDICT_KEYS]
+    keys = [k.format(m=metric) for k in VERDICT_KEYS] + [c for n in PAIR_STATISTICS.names()
+                                                        for c in PAIR_STATISTICS.get(n).columns]
     return [{**{v: p[v] for v in variant_keys}, **{k: p.get(k) for k in keys}} for p in pairs]
 
 

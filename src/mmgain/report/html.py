@@ -14,6 +14,7 @@ from ..errors import OutputError
 from .layouts import LAYOUTS, _ci
 from ..files import atomic_write, is_output_name, read_json
 from .schema import validate_folder_files
+from .sections import produce_sections
 from .tables import Table
 
 VERDICT_COLOURS = {"helps": "#1a9850", "hurts": "#d73027", "no effect": "#8c8c8c", "does not help": "#6b6b9c",
@@ -490,6 +491,7 @@ def _render(folder: Path, res: SimpleNamespace) -> Path:
     page = _templates().get_template("report.html.j2").render(
         title=f"mmgain — {summary.get('experiment', '')} on {Path(str((run.get('data') or {}).get('source', ''))).name}",
         summary=summary, run=run, names=names, cards=_cards(summary, names), label=label, metric=m,
+        sections=produce_sections(summary, run),
         verdict_colours=VERDICT_COLOURS, lattice=jinja2.utils.markupsafe.Markup(lattice),
         lattice_all=jinja2.utils.markupsafe.Markup(lattice_all), full_lattice_k=FULL_LATTICE_K,
         curves=[(t, jinja2.utils.markupsafe.Markup(svg)) for t, svg in curves if svg], top=top,

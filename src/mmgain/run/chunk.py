@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..probes.kinds import PROBES, column_prefix
 from ..probes.latent import Latent, block_latent, cross_fitted_probe, fit_probe, in_model_groups, latent_gap_probe, probe_folds
 from ..tasks import Task, as_numpy_rows, get_task
 from ..training.batched import BatchedTrainer, DeviceData, Streams
@@ -32,6 +33,7 @@ class ChunkJob:
     block_probes: list[bool] = field(default_factory=list)   # per stream: probe each modality's block alone
     theory: bool = False                                      # the theorems' per-model terms (.theory)
     populations: list | None = None                           # per data group: its known distribution, if any
+    probes: tuple[str, ...] = ()                              # registered probes beside the paper's
 
 
 def run_chunk(job: ChunkJob, train: DeviceData, test: DeviceData, device: torch.device,
@@ -57,7 +59,7 @@ def run_chunk(job: ChunkJob, train: DeviceData, test: DeviceData, device: torch.
     if job.populations is not None:
         part["metrics"].update(population_metrics(trainer.model_, job.populations, cs.groups))
     probe = _probe_chunk(trainer, cs.groups, train, test, task, job.n_outputs, job.protocol, job.memory_budget,
-                         on_probe, job.pairs, job.block_probes)
+                         on_probe, job.pairs, job.block_probes, job.probes)
     for where, values in probe.items():
         if where == "diagnostics":
             part["metrics"].update({f"probe_{k}": v for k, v in values.items()})
@@ -68,7 +70,7 @@ def run_chunk(job: ChunkJob, train: DeviceData, test: DeviceData, device: torch.
 
 def _probe_chunk(trainer: BatchedTrainer, groups: np.ndarray, train: DeviceData, test: DeviceData, task: Task,
                  n_out: int, protocol: TrainingProtocol, memory_budget: float, report,
-                 pairs: list[tuple[int, int]] = (), block_streams=None) -> dict[str, dict]:
+                 pairs: list[tuple[int, int]] = (), block_streams=None, extra_probes=()) -> dict[str, dict]:
     """The latent probes of every model of a trained chunk.
 
     Two probes per model: the paper's (fitted on the full training set of its group, scored
@@ -92,7 +94,7 @@ def _probe_chunk(trainer: BatchedTrainer, groups: np.ndarray, train: DeviceData,
     size = max(1, int(memory_budget // max(per_stream, 1))) if task.stacked_probes else 1
     folds = probe_folds(test.y[0].cpu().numpy(), protocol.probe_folds, stratify=task.stratified)
     grouped = lambda probe: in_model_groups(probe, n_out, not task.stacked_probes)   # noqa: E731
-    fit = grouped(lambda Z, y, Zt, yt: fit_probe(task, Z, y, Zt, yt, n_out, protocol))
+    fit = grouped(lambda Z, y, Zt, yt: PROBES.get("paper").fit(task, Z, y, Zt, yt, n_out, protocol))
     fit_heldout = grouped(lambda Z, y, Zt, yt: fit_probe(task, Z, y, Zt, yt, n_out, protocol, heldout=True))
     out: dict[str, dict[str, list[np.ndarray]]] = {}
     metric_names = list(task.metrics(as_numpy_rows(task.row_outcomes(torch.zeros(1, n_out, device=test.y.device),
@@ -114,6 +116,10 @@ def _probe_chunk(trainer: BatchedTrainer, groups: np.ndarray, train: DeviceData,
         Zt, yt = _stacked_latent(part, test, g)
         paper = fit(Z, y, Zt, yt)                      # the paper's probe: fitted on the training rows
         keep("probe_test", paper["test"], js)
+        for name in extra_probes:                     # registered probes beside the paper's (probes.kinds)
+            kind = PROBES.get(name)
+            res = grouped(lambda Z, y, Zt, yt, kind=kind: kind.fit(task, Z, y, Zt, yt, n_out, protocol))(Z, y, Zt, yt)
+            keep(f"{column_prefix(name)}_test", res["test"], js)
         keep("diagnostics", {f"train_{k}": v for k, v in task.metrics(as_numpy_rows(paper["train"])).items()}, js)
         keep("diagnostics", {k: paper[k].cpu().numpy() for k in ("iterations", "converged") if k in paper}, js)
         # The cross-fitted probe on rows no encoder has seen, with one width-matched control

@@ -35,6 +35,7 @@ from .backends import LocalBackend
 from .budget import bytes_per_row, check, estimate
 from .chunk import DIVERGED_OUTPUT, ChunkJob
 from .layout import RunLayout
+from ..probes.kinds import column_prefix
 from .selection import forward_subsets
 from ..spec import ExperimentSpec, resolve_design
 
@@ -137,7 +138,8 @@ class RunPlan:
         return ChunkJob(self.streams.subset(self.chunks[ci]), self.protocol, ref.dims, self.subsets,
                         ref.n_outputs, self.task.name, self.pairs, self.memory_budget,
                         [bool(self.table.ratio[i] == top) for i in self.chunks[ci]], self.spec.theory,
-                        [g.dataset.population for g in self.groups] if ref.population is not None else None)
+                        [g.dataset.population for g in self.groups] if ref.population is not None else None,
+                        probes=tuple(self.spec.probes))
 
     def layout(self) -> RunLayout:
         """The run without its data (:mod:`.layout`): what assembling and analysing its chunks needs."""
@@ -347,6 +349,8 @@ def assemble(plan: RunPlan | RunLayout, parts: dict[int, dict], wall_time: float
     metrics.update(task.metrics(rows["probe_test"], "probe_"))
     metrics.update(task.metrics(rows["heldout_eval"], "heldout_"))
     metrics.update(task.metrics(rows["heldout_fit"], "heldout_fit_"))
+    for name in plan.spec.probes:                  # registered probes beside the paper's
+        metrics.update(task.metrics(rows[f"{column_prefix(name)}_test"], f"{column_prefix(name)}_"))
     diverged = metrics["diverged"] > 0
     if diverged.any():
         names = sorted({subset_name(subsets[a]) for a in np.flatnonzero(diverged.any(0))})

@@ -1,0 +1,45 @@
+"""Report sections registered by name: one producer each, drawn by the terminal and the HTML report.
+
+A producer reads the run's files as dicts (``summary`` from summary.json, ``run`` from run.json)
+and returns a :class:`Section` (or None when it has nothing to say for this run).  The report
+draws every registered section after the built-in ones, in registration order, with the same
+table template as the rest of the report; the CLI prints its tables after the layout's.  A new
+section is one producer and one registration::
+
+    SECTIONS.register("verdict-counts", verdict_counts)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..registry import Registry
+from .tables import Table
+
+
+@dataclass
+class Section:
+    title: str
+    tables: list[Table] = field(default_factory=list)
+    text: str = ""
+
+
+SECTIONS: Registry[Callable[[dict, dict], Section | None]] = Registry("report section")
+
+
+def produce_sections(summary: dict, run: dict) -> list[tuple[str, Section]]:
+    """Every registered section that has something to say for this run, as (name, section)."""
+    out = []
+    for name in SECTIONS.names():
+        section = SECTIONS.get(name)(summary, run)
+        if section is not None:
+            out.append((name, section))
+    return out
+
+
+def sections_text(summary: dict, run: dict) -> str:
+    """The registered sections for the terminal: title, text and tables."""
+    blocks = []
+    for _, s in produce_sections(summary, run):
+        blocks.append("\n\n".join([s.title] + ([s.text] if s.text else []) + [t.text() for t in s.tables]))
+    return "\n\n".join(blocks)
