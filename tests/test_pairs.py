@@ -162,7 +162,7 @@ def test_margin_option_changes_the_equivalence_claim(tmp_path, capsys):
 
 
 def test_cli_tells_user_errors_from_bugs(tmp_path, capsys, monkeypatch):
-    import mmgain.cli as cli
+    import mmgain.api as api
     data = _npz(tmp_path / "b.npz")
     assert main(["run", "--cv", "0", "--data", str(data), "--protocol", "huang2021", "--epochs", "0", "--quiet",
                  "--out", str(tmp_path / "u")]) == 2
@@ -171,7 +171,7 @@ def test_cli_tells_user_errors_from_bugs(tmp_path, capsys, monkeypatch):
     def broken(*a, **k):
         raise KeyError("internal")                   # a bug, not the user's fault
 
-    monkeypatch.setattr(cli, "run_experiment", broken)
+    monkeypatch.setattr(api, "run_experiment", broken)
     with pytest.raises(KeyError):
         main(["run", "--cv", "0", "--data", str(data), "--quiet", "--out", str(tmp_path / "v")])
     assert json.loads((tmp_path / "v" / "run.json").read_text())["status"] == "failed"
