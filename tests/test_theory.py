@@ -382,3 +382,19 @@ def test_reproduce_oracle_puts_the_closed_form_beside_the_estimate(tmp_path):
     closed = sorted(round(c["m_star_closed_form"]) for c in summary["crossovers"])
     assert closed == [1702, 5202]
     assert all(isinstance(c["closed_form_in_ci"], (bool, type(None))) for c in summary["crossovers"])
+
+
+def test_a_theorem_without_a_bound_is_null_not_false(tmp_path):
+    """Theorem 2 needs the full set's complexity: in a run without the full set (of the modalities it trains) its bound was not
+    computed, and 'holds' says null (not false) in summary.json; the report still draws."""
+    r = np.random.default_rng(0)
+    y = r.integers(0, 2, 200)
+    np.savez(tmp_path / "d.npz", a=r.normal(size=(200, 3)) + y[:, None], b=r.normal(size=(200, 2)),
+             c=r.normal(size=(200, 2)), y=y)
+    out = tmp_path / "run"
+    assert main(["run", "--data", str(tmp_path / "d.npz"), "--subsets", "a,b,c,a+b", "--theory", "--cv", "0",
+                 "--seeds", "1", "--ratios", "1", "--epochs", "2", "--quiet", "--out", str(out)]) == 0
+    recs = json.loads((out / "summary.json").read_text())["theory"]
+    assert recs and all(r["theorem2"]["holds"] is None and r["theorem2"]["bound"] is None for r in recs)
+    assert all(isinstance(r["theorem1"]["holds"], bool) for r in recs)
+    assert (out / "report.html").is_file()

@@ -8,6 +8,7 @@ them (:func:`add_theory_metrics`), and :func:`theory_summary` computes both theo
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -103,9 +104,10 @@ def theory_summary(result, crossovers=()) -> dict[str, Any]:
                     rec["bound_lower"] = _mean(lower["bound"])
                     rec["bound_alg"] = _mean(alg["bound"])
                     rec["observed"] = _mean(observed)
-                    rec["ratio"] = rec["observed"] / rec["bound"] if rec["bound"] else float("nan")
-                    rec["holds"] = bool(rec["observed"] <= rec["bound"])
-                    rec["vacuous"] = bool(rec["bound"] >= VACUOUS)
+                    bounded = math.isfinite(rec["bound"])     # not computed (Theorem 2 without the full set): null
+                    rec["ratio"] = rec["observed"] / rec["bound"] if bounded and rec["bound"] else None
+                    rec["holds"] = bool(rec["observed"] <= rec["bound"]) if bounded else None
+                    rec["vacuous"] = bool(rec["bound"] >= VACUOUS) if bounded else None
                     return rec
 
                 rec = {**variant, "M": subset_name(M), "N": subset_name(N), "ratio": float(ratio), "m": n,

@@ -49,6 +49,8 @@ def theory_blocks(summary: dict, limit: int = 24) -> list[Table | str]:
     data = lambda r: [", ".join(f"{k}={r[k]}" for k in vkeys)] if vkeys else []    # noqa: E731
     head = (["data"] if vkeys else []) + ["M", "N"]
     f = lambda x: "—" if x is None or x != x else f"{x:.3g}"                     # noqa: E731
+    add = lambda x, y: None if x is None or y is None else x + y                  # noqa: E731  (null: not computed)
+    sf = lambda x: "—" if x is None or x != x else f"{x:+.3f}"                    # noqa: E731
     t1 = Table(head + ["γ", "8LR: alg | units, path", "4C/√m + conf.", "bound: alg | units, path", "observed",
                        "holds", "vacuous"],
                [data(r) + [r["M"], r["N"], f"{r['theorem1']['gamma']:+.3f}",
@@ -65,18 +67,20 @@ def theory_blocks(summary: dict, limit: int = 24) -> list[Table | str]:
                      "(what the bound would be if the class were only what training reaches; not proven)")
     t2 = Table(head + ["4LR_M + 4LR_[K]", "6C·conf.", "L̂_M − L̂*", "bound: alg | units, path", "η(ĝ_M) observed",
                        "condition", "M beat N", "m*_pred", "m* measured", "κ_M"],
-               [data(r) + [r["M"], r["N"], f(r["theorem2"]["complexity_M"] + r["theorem2"]["complexity_full"]),
-                           f(r["theorem2"]["confidence"]), f"{r['theorem2']['train']:+.3f}",
+               [data(r) + [r["M"], r["N"], f(add(r["theorem2"]["complexity_M"], r["theorem2"]["complexity_full"])),
+                           f(r["theorem2"]["confidence"]), sf(r["theorem2"]["train"]),
                            f"{f(r['theorem2']['bound_alg'])} | {f(r['theorem2']['bound_lower'])}, "
                            f"{f(r['theorem2']['bound'])}",
-                           f"{r['theorem2']['observed']:+.3f}", "holds" if r["condition_holds"] else "fails",
+                           sf(r["theorem2"]["observed"]), "holds" if r["condition_holds"] else "fails",
                            "yes" if r["M_beat_N"] else "no", f(r["m_star_pred"]), f(r.get("m_star")),
                            f"{r['kappa_M']:.2f}"] for r in shown],
                title=f"Theorem 2 at m = {top}: η(ĝ_M) ≤ 4L·R(H∘G_M) + 4L·R(H∘G) + 6C·√(2 ln(2/δ)/m) + L̂(ĥ_M∘ĝ_M, S) "
                      "− L̂(h*∘g*, S); the paper's condition L̂_N − L̂_M ≥ R̂_M − R̂_N (label-flip R̂) and "
                      "m*_pred = m·((R̂_M − R̂_N)/(L̂_N − L̂_M))²; κ: memorisation (0 chance, 1 fits random labels)")
-    n, held1, held2 = len(records), sum(r["theorem1"]["holds"] for r in records), sum(r["theorem2"]["holds"] for r in records)
-    vac1 = sum(r["theorem1"]["vacuous"] for r in records)
+    n, held1 = len(records), sum(r["theorem1"]["holds"] is True for r in records)
+    held2 = sum(r["theorem2"]["holds"] is True for r in records)
+    n2 = sum(r["theorem2"]["holds"] is not None for r in records)     # Theorem 2 needs the full set in the run
+    vac1 = sum(r["theorem1"]["vacuous"] is True for r in records)
     vac1_lo = sum(r["theorem1"]["bound_lower"] >= 1 for r in records)
     vac1_alg = sum(r["theorem1"]["bound_alg"] >= 1 for r in records)
     held_alg = sum(r["theorem1"]["observed"] <= r["theorem1"]["bound_alg"] for r in records)
@@ -84,7 +88,8 @@ def theory_blocks(summary: dict, limit: int = 24) -> list[Table | str]:
     const = rows[0]["theorem1"]["sample"] + rows[0]["theorem1"]["confidence"]
     plain = bounds.theorem1(0.0, 0.0, top)
     plain = float(plain["sample"] + plain["confidence"])
-    lines = [f"Theory over all {n} (pair, sample size) records: Theorem 1 held in {held1}, Theorem 2 in {held2}; "
+    lines = [f"Theory over all {n} (pair, sample size) records: Theorem 1 held in {held1}, Theorem 2 in {held2}"
+             f"{f' (of the {n2} with a Theorem 2 bound: the full set is needed)' if n2 < n else ''}; "
              f"Theorem 1's bound is vacuous (≥ C = 1) in {vac1} with the path-norm complexity and in {vac1_lo} "
              f"even with the lower bracket; with the algorithm-effective complexity it is vacuous in {vac1_alg} "
              f"and holds in {held_alg}. At m = {top} the constant terms 4C/√m + 2C·√(2 ln(2/δ)/m) alone are "
