@@ -90,6 +90,20 @@ class RunResult:
     extras: dict[str, np.ndarray] = field(default_factory=dict)   # per stream (S, ...): see .diagnostics
     design: dict[str, Any] = field(default_factory=dict)          # folds and seeds (.spec.resolve_design)
 
+    @property
+    def ratios(self) -> list[float]:
+        """The run's sample-size ratios, ascending."""
+        return sorted(set(self.streams.ratio.tolist()))
+
+    def cells(self):
+        """Every data variant × sample size, in order: ``(variant, group ids, ratio, streams)``
+        with the streams of that cell in seed order (possibly none, in an unfinished run).  The one
+        iteration the analysis uses."""
+        for variant in self.spec.variants:
+            gids = self.group_ids(variant)
+            for ratio in self.ratios:
+                yield variant, gids, float(ratio), self.streams.where(gids, float(ratio))
+
     def group_ids(self, variant: dict[str, Any]) -> list[int]:
         """The data groups (one per seed for generated data, else one) of a data variant."""
         return [gi for gi, g in enumerate(self.groups) if g.variant == variant]

@@ -156,87 +156,84 @@ def attribution(result) -> dict:
     test = result.metrics[f"test_{m}"]
     diverged = result.metrics["diverged"] > 0
     out = {"shapley": [], "interactions": [], "ensemble_gap": [], "missing_modality": [], "deficit": []}
-    variants = [dict(v) for v in result.spec.variants]
-    for variant in variants:
-        gids = result.group_ids(variant)
-        for ratio in sorted(set(result.streams.ratio.tolist())):
-            js = result.streams.where(gids, ratio)
-            js = js[~diverged[js].any(1)]
-            if len(js) == 0:
-                continue
-            where = {**variant, "ratio": float(ratio), "n_train": int(result.streams.n_train[js[0]]),
-                     "n_seeds": int(len(js))}
-            sampled = _sampled_count(result.spec.subsets)
-            if not complete and sampled and "baseline_" + m in result.extras:
-                out["shapley"].append({**where, **_sampled_shapley(result, js, names, index, sign, sampled)})
-            if complete and "baseline_" + m in result.extras:
-                v = np.zeros((len(js), 2 ** K))
-                v[:, 0] = sign * result.extras["baseline_" + m][js]
-                for mask in range(1, 2 ** K):
-                    a = index[frozenset(names[i] for i in range(K) if mask >> i & 1)]
-                    v[:, mask] = sign * test[js, a]
-                phi, lo, hi = _mean_ci(shapley_exact(v))
-                row = {**where, "modalities": names, "phi": _round(phi), "phi_ci": [_round(lo), _round(hi)],
-                       "v_full": _round(v[:, -1].mean()), "v_empty": _round(v[:, 0].mean())}
-                if f"masked_{m}" in result.extras:
-                    masked = sign * result.extras[f"masked_{m}"][js]
-                    pm, plo, phi_ = _mean_ci(shapley_exact(masked))
-                    row.update(masked_phi=_round(pm), masked_phi_ci=[_round(plo), _round(phi_)])
-                out["shapley"].append(row)
-                if K >= 2:
-                    inter, ilo, ihi = _mean_ci(interactions_exact(v))
-                    out["interactions"].append({**where, "modalities": names, "pairs": [
-                        {"i": names[i], "j": names[j], "value": _round(inter[i, j]),
-                         "ci": [_round(ilo[i, j]), _round(ihi[i, j])]}
-                        for i in range(K) for j in range(i + 1, K)]})
-            if f"ensemble_{m}" in result.metrics:
-                ens = result.metrics[f"ensemble_{m}"]
-                for a, s in enumerate(result.subsets):
-                    if result.controls[a] or np.isnan(ens[js, a]).any():
+    for variant, _, ratio, js in result.cells():
+        variant = dict(variant)
+        js = js[~diverged[js].any(1)]
+        if len(js) == 0:
+            continue
+        where = {**variant, "ratio": float(ratio), "n_train": int(result.streams.n_train[js[0]]),
+                 "n_seeds": int(len(js))}
+        sampled = _sampled_count(result.spec.subsets)
+        if not complete and sampled and "baseline_" + m in result.extras:
+            out["shapley"].append({**where, **_sampled_shapley(result, js, names, index, sign, sampled)})
+        if complete and "baseline_" + m in result.extras:
+            v = np.zeros((len(js), 2 ** K))
+            v[:, 0] = sign * result.extras["baseline_" + m][js]
+            for mask in range(1, 2 ** K):
+                a = index[frozenset(names[i] for i in range(K) if mask >> i & 1)]
+                v[:, mask] = sign * test[js, a]
+            phi, lo, hi = _mean_ci(shapley_exact(v))
+            row = {**where, "modalities": names, "phi": _round(phi), "phi_ci": [_round(lo), _round(hi)],
+                   "v_full": _round(v[:, -1].mean()), "v_empty": _round(v[:, 0].mean())}
+            if f"masked_{m}" in result.extras:
+                masked = sign * result.extras[f"masked_{m}"][js]
+                pm, plo, phi_ = _mean_ci(shapley_exact(masked))
+                row.update(masked_phi=_round(pm), masked_phi_ci=[_round(plo), _round(phi_)])
+            out["shapley"].append(row)
+            if K >= 2:
+                inter, ilo, ihi = _mean_ci(interactions_exact(v))
+                out["interactions"].append({**where, "modalities": names, "pairs": [
+                    {"i": names[i], "j": names[j], "value": _round(inter[i, j]),
+                     "ci": [_round(ilo[i, j]), _round(ihi[i, j])]}
+                    for i in range(K) for j in range(i + 1, K)]})
+        if f"ensemble_{m}" in result.metrics:
+            ens = result.metrics[f"ensemble_{m}"]
+            for a, s in enumerate(result.subsets):
+                if result.controls[a] or np.isnan(ens[js, a]).any():
+                    continue
+                mean, lo, hi = _t_ci(sign * (ens[js, a] - test[js, a]))
+                out["ensemble_gap"].append({**where, "M": subset_name(s), "joint": _round(test[js, a].mean()),
+                                            "ensemble": _round(ens[js, a].mean()), "gap": _round(mean),
+                                            "gap_ci": [_round(lo), _round(hi)],
+                                            "ensemble_better": bool(lo is not None and lo > 0)})
+        alone = result.metrics[f"heldout_{m}"]     # the k-only model's encoder: its own cross-fitted probe
+        for s in subsets:                         # the per-modality deficit (probed at the top ratio)
+            a = index[frozenset(s)]
+            for k in s:
+                block = result.metrics.get(f"probe_block_{k}_{m}")
+                single = index.get(frozenset([k]))
+                if len(s) < 2 or block is None or single is None or np.isnan(block[js, a]).any():
+                    continue
+                mean, lo, hi = _t_ci(sign * (block[js, a] - alone[js, single]))
+                out["deficit"].append({**where, "M": subset_name(s), "modality": k,
+                                       "joint_block": _round(block[js, a].mean()),
+                                       "alone": _round(alone[js, single].mean()), "deficit": _round(mean),
+                                       "deficit_ci": [_round(lo), _round(hi)]})
+        for a, s in enumerate(subsets):
+            a = index[frozenset(s)]
+            for k in s:
+                col = result.metrics.get(f"drop_{k}_{m}")
+                if col is None or np.isnan(col[js, a]).any():
+                    continue
+                rest = tuple(x for x in s if x != k)
+                v_m, v_drop = sign * test[js, a].mean(), sign * col[js, a].mean()
+                if rest:
+                    if frozenset(rest) not in index:
                         continue
-                    mean, lo, hi = _t_ci(sign * (ens[js, a] - test[js, a]))
-                    out["ensemble_gap"].append({**where, "M": subset_name(s), "joint": _round(test[js, a].mean()),
-                                                "ensemble": _round(ens[js, a].mean()), "gap": _round(mean),
-                                                "gap_ci": [_round(lo), _round(hi)],
-                                                "ensemble_better": bool(lo is not None and lo > 0)})
-            alone = result.metrics[f"heldout_{m}"]     # the k-only model's encoder: its own cross-fitted probe
-            for s in subsets:                         # the per-modality deficit (probed at the top ratio)
-                a = index[frozenset(s)]
-                for k in s:
-                    block = result.metrics.get(f"probe_block_{k}_{m}")
-                    single = index.get(frozenset([k]))
-                    if len(s) < 2 or block is None or single is None or np.isnan(block[js, a]).any():
-                        continue
-                    mean, lo, hi = _t_ci(sign * (block[js, a] - alone[js, single]))
-                    out["deficit"].append({**where, "M": subset_name(s), "modality": k,
-                                           "joint_block": _round(block[js, a].mean()),
-                                           "alone": _round(alone[js, single].mean()), "deficit": _round(mean),
-                                           "deficit_ci": [_round(lo), _round(hi)]})
-            for a, s in enumerate(subsets):
-                a = index[frozenset(s)]
-                for k in s:
-                    col = result.metrics.get(f"drop_{k}_{m}")
-                    if col is None or np.isnan(col[js, a]).any():
-                        continue
-                    rest = tuple(x for x in s if x != k)
-                    v_m, v_drop = sign * test[js, a].mean(), sign * col[js, a].mean()
-                    if rest:
-                        if frozenset(rest) not in index:
-                            continue
-                        v_n = sign * test[js, index[frozenset(rest)]].mean()
-                    else:
-                        v_n = sign * result.extras["baseline_" + m][js].mean()
-                    if v_m <= v_n:
-                        p_star = 0.0
-                    elif v_drop >= v_n:
-                        p_star = None                    # M stays ahead even with k always missing
-                    else:
-                        p_star = (v_m - v_n) / (v_m - v_drop)
-                    out["missing_modality"].append({
-                        **where, "M": subset_name(s), "missing": k, "N": subset_name(rest) or "∅",
-                        "p": list(MISSING_P),
-                        "value": [_round(sign * ((1 - p) * v_m + p * v_drop)) for p in MISSING_P],
-                        "N_value": _round(sign * v_n), "p_star": _round(p_star)})
+                    v_n = sign * test[js, index[frozenset(rest)]].mean()
+                else:
+                    v_n = sign * result.extras["baseline_" + m][js].mean()
+                if v_m <= v_n:
+                    p_star = 0.0
+                elif v_drop >= v_n:
+                    p_star = None                    # M stays ahead even with k always missing
+                else:
+                    p_star = (v_m - v_n) / (v_m - v_drop)
+                out["missing_modality"].append({
+                    **where, "M": subset_name(s), "missing": k, "N": subset_name(rest) or "∅",
+                    "p": list(MISSING_P),
+                    "value": [_round(sign * ((1 - p) * v_m + p * v_drop)) for p in MISSING_P],
+                    "N_value": _round(sign * v_n), "p_star": _round(p_star)})
     out["conventions"] = {
         "v": f"test {task.metric_label}" if task.higher_is_better else f"−test {task.metric}",
         "shapley": "φ_k over the retrained lattice (a model trained on every subset); v(∅) = the best constant "

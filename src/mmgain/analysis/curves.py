@@ -177,7 +177,7 @@ def curve_summary(result, pairs: list[dict]) -> dict:
     n_classes = result.data.n_classes
     test, diverged = result.metrics[f"test_{m}"], result.metrics["diverged"] > 0
     out: dict = {"curves": [], "crossovers": []}
-    ratios = sorted(set(result.streams.ratio.tolist()))
+    ratios = result.ratios
     for variant in [dict(v) for v in result.spec.variants]:
         gids = result.group_ids(variant)
         by_size: dict[int, np.ndarray] = {}

@@ -86,7 +86,7 @@ def add_latent_estimates(result) -> None:
                 refs[name], how = float(spec.bayes_risk), "the known Bayes risk"
             else:
                 cells = []
-                for r in sorted(set(result.streams.ratio.tolist())):
+                for r in result.ratios:
                     js = result.streams.where(gids, r)
                     cells += [m[source][js, a][ok[js, a]].mean() for a in real if ok[js, a].any()]
                 refs[name] = float(min(cells)) if cells else float("nan")
@@ -214,33 +214,31 @@ class PairAnalysis:
         index = {s: a for a, s in enumerate(res.subsets)}
         real = [s for s, c in zip(res.subsets, res.controls) if not c]
         pairs, controls = [], []
-        for variant in res.spec.variants:
-            gids = res.group_ids(variant)
-            for ratio in sorted(set(res.streams.ratio.tolist())):
-                streams = res.replicates(gids, float(ratio))           # (S, K)
-                if streams.size == 0:
+        for variant, gids, ratio, _ in res.cells():
+            streams = res.replicates(gids, ratio)                  # (S, K)
+            if streams.size == 0:
+                continue
+            for m, n in proper_pairs(real):
+                (k,) = set(m) - set(n)
+                a, b = index[m], index[n]
+                c = index.get(control_of(m, n))
+                ok = self.ok[streams, a] & self.ok[streams, b] & (self.ok[streams, c] if c is not None else True)
+                js = streams[ok.all(1)]   # seeds where no model of the comparison diverged, in any fold
+                if len(js) == 0:
                     continue
-                for m, n in proper_pairs(real):
-                    (k,) = set(m) - set(n)
-                    a, b = index[m], index[n]
-                    c = index.get(control_of(m, n))
-                    ok = self.ok[streams, a] & self.ok[streams, b] & (self.ok[streams, c] if c is not None else True)
-                    js = streams[ok.all(1)]   # seeds where no model of the comparison diverged, in any fold
-                    if len(js) == 0:
-                        continue
-                    head = {**variant, "ratio": float(ratio), "n_train": int(res.streams.n_train[js[0, 0]]),
-                            "n_seeds": len(js), "n_folds": js.shape[1]}
-                    pair = {"modality": k, "M": subset_name(m), "N": subset_name(n), **head, **self._stats(js, a, b)}
-                    pairs.append(pair)
-                    if c is not None:
-                        ctrl = {"modality": k, "M": subset_name(control_of(m, n)), "N": subset_name(n), **head,
-                                **self._stats(js, c, b)}
-                        qa, qc = self.pair_of[(a, b)], self.pair_of[(c, b)]
-                        net = paired((self.latent_rows[js, a] - self.matched_rows[js, qa])
-                                     - (self.latent_rows[js, c] - self.matched_rows[js, qc]), self.shared_rows)
-                        ctrl.update(gamma_vs_null=net["mean"], gamma_vs_null_ci=list(net["ci"]),
-                                    gamma_vs_null_p=net["p_value"])
-                        controls.append(ctrl)
+                head = {**variant, "ratio": float(ratio), "n_train": int(res.streams.n_train[js[0, 0]]),
+                        "n_seeds": len(js), "n_folds": js.shape[1]}
+                pair = {"modality": k, "M": subset_name(m), "N": subset_name(n), **head, **self._stats(js, a, b)}
+                pairs.append(pair)
+                if c is not None:
+                    ctrl = {"modality": k, "M": subset_name(control_of(m, n)), "N": subset_name(n), **head,
+                            **self._stats(js, c, b)}
+                    qa, qc = self.pair_of[(a, b)], self.pair_of[(c, b)]
+                    net = paired((self.latent_rows[js, a] - self.matched_rows[js, qa])
+                                 - (self.latent_rows[js, c] - self.matched_rows[js, qc]), self.shared_rows)
+                    ctrl.update(gamma_vs_null=net["mean"], gamma_vs_null_ci=list(net["ci"]),
+                                gamma_vs_null_p=net["p_value"])
+                    controls.append(ctrl)
         chosen = self.primary_pairs(pairs)
         for p in pairs:
             p["family"] = "primary" if (p["M"], p["N"], p["ratio"], *(p.get(k) for k in res.spec.variant_keys)) \

@@ -34,31 +34,28 @@ def summarize(result) -> dict[str, Any]:
     spec, res = result.spec, result
     cells = []
     for a, sub in enumerate(res.subsets):
-        for variant in spec.variants:
-            gids = res.group_ids(variant)
-            for ratio in sorted(set(res.streams.ratio.tolist())):
-                js = res.streams.where(gids, float(ratio))
-                if len(js) == 0:
-                    continue
-                cell: dict[str, Any] = {"subset": subset_name(sub), **variant, "ratio": float(ratio),
-                                        "n_train": int(res.streams.n_train[js[0]]), "n_modalities": len(sub)}
-                if res.controls[a]:
-                    cell["control"] = True
-                ok = js[res.metrics["diverged"][js, a] == 0]          # diverged models count nowhere
-                for name, v in res.metrics.items():
-                    if name != "diverged":
-                        cell[f"{name}_mean"], cell[f"{name}_std"] = mean_std(v[ok, a]) if len(ok) else (None, None)
-                cell["n_seeds"], cell["n_diverged"] = len(ok), len(js) - len(ok)
-                if res.design.get("folds"):
-                    cell["n_folds"] = res.design["folds"]
-                base = res.extras.get("baseline_mse")
-                if base is not None and len(ok) and not res.controls[a]:
-                    # regression: against predicting the training mean (out-of-sample R²)
-                    cell["baseline_mse_mean"] = float(base[ok].mean())
-                    cell["r2_mean"] = float(np.mean(1.0 - res.metrics["test_mse"][ok, a] / base[ok]))
-                    cell["worse_than_baseline"] = bool(cell["test_mse_mean"] > cell["baseline_mse_mean"])
-                cell["degenerate"] = degenerate_size(cell["n_train"], res.data.n_classes)
-                cells.append(cell)
+        for variant, _, ratio, js in res.cells():
+            if len(js) == 0:
+                continue
+            cell: dict[str, Any] = {"subset": subset_name(sub), **variant, "ratio": float(ratio),
+                                    "n_train": int(res.streams.n_train[js[0]]), "n_modalities": len(sub)}
+            if res.controls[a]:
+                cell["control"] = True
+            ok = js[res.metrics["diverged"][js, a] == 0]          # diverged models count nowhere
+            for name, v in res.metrics.items():
+                if name != "diverged":
+                    cell[f"{name}_mean"], cell[f"{name}_std"] = mean_std(v[ok, a]) if len(ok) else (None, None)
+            cell["n_seeds"], cell["n_diverged"] = len(ok), len(js) - len(ok)
+            if res.design.get("folds"):
+                cell["n_folds"] = res.design["folds"]
+            base = res.extras.get("baseline_mse")
+            if base is not None and len(ok) and not res.controls[a]:
+                # regression: against predicting the training mean (out-of-sample R²)
+                cell["baseline_mse_mean"] = float(base[ok].mean())
+                cell["r2_mean"] = float(np.mean(1.0 - res.metrics["test_mse"][ok, a] / base[ok]))
+                cell["worse_than_baseline"] = bool(cell["test_mse_mean"] > cell["baseline_mse_mean"])
+            cell["degenerate"] = degenerate_size(cell["n_train"], res.data.n_classes)
+            cells.append(cell)
     summary: dict[str, Any] = {"experiment": spec.name, "design": dict(res.design), "task": res.task.name, "metric": res.task.metric,
                                "eta_reference": res.eta_reference, "cells": cells}
     if spec.pairs:

@@ -58,10 +58,10 @@ def theory_summary(result, crossovers=()) -> dict[str, Any]:
     for variant in spec.variants:
         gids = result.group_ids(variant)
         real_cells = [_mean(m["theory_latent_bloss"][js, a][ok[js, a]])
-                      for r in sorted(set(result.streams.ratio.tolist()))
+                      for r in result.ratios
                       for js in [result.streams.where(gids, r)] for a in real if ok[js, a].any()]
         ref = 0.0 if spec.bayes_risk == 0 else float(np.nanmin(real_cells))
-        for ratio in sorted(set(result.streams.ratio.tolist())):
+        for ratio in result.ratios:
             js = result.streams.where(gids, ratio)
             if len(js) == 0:
                 continue
@@ -153,22 +153,19 @@ def exact_gamma_summary(result) -> list[dict[str, Any]]:
     index = {frozenset(result.subsets[a]): a for a in real}
     ok = m["diverged"] == 0
     out = []
-    for variant in result.spec.variants:
-        gids = result.group_ids(variant)
-        for ratio in sorted(set(result.streams.ratio.tolist())):
-            js = result.streams.where(gids, ratio)
-            for M, N in proper_pairs([result.subsets[a] for a in real]):
-                a, b = index[frozenset(M)], index[frozenset(N)]
-                j = js[ok[js, a] & ok[js, b]]
-                if len(j) == 0:
-                    continue
-                gamma = m["eta_exact"][j, a] - m["eta_exact"][j, b]
-                k = int((gamma <= 0).sum())
-                out.append({**variant, "M": subset_name(M), "N": subset_name(N), "ratio": float(ratio),
-                            "n_train": int(result.streams.n_train[j[0]]), "n_seeds": len(j), "n_gamma_le_0": k,
-                            "fraction": k / len(j), "fraction_ci": list(clopper_pearson(k, len(j))),
-                            "gamma_mean": float(gamma.mean()), "eta_M_mean": float(m["eta_exact"][j, a].mean()),
-                            "eta_N_mean": float(m["eta_exact"][j, b].mean())})
+    for variant, _, ratio, js in result.cells():
+        for M, N in proper_pairs([result.subsets[a] for a in real]):
+            a, b = index[frozenset(M)], index[frozenset(N)]
+            j = js[ok[js, a] & ok[js, b]]
+            if len(j) == 0:
+                continue
+            gamma = m["eta_exact"][j, a] - m["eta_exact"][j, b]
+            k = int((gamma <= 0).sum())
+            out.append({**variant, "M": subset_name(M), "N": subset_name(N), "ratio": float(ratio),
+                        "n_train": int(result.streams.n_train[j[0]]), "n_seeds": len(j), "n_gamma_le_0": k,
+                        "fraction": k / len(j), "fraction_ci": list(clopper_pearson(k, len(j))),
+                        "gamma_mean": float(gamma.mean()), "eta_M_mean": float(m["eta_exact"][j, a].mean()),
+                        "eta_N_mean": float(m["eta_exact"][j, b].mean())})
     return out
 
 
