@@ -11,11 +11,11 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from ..errors import OutputError
-from .layouts import LAYOUTS, _ci
+from .layouts import LAYOUTS
 from ..files import atomic_write, is_output_name, read_json
 from .schema import validate_folder_files
 from .sections import produce_sections
-from .tables import Table
+from .tables import Table, fmt_ci, fmt_g, fmt_num
 
 VERDICT_COLOURS = {"helps": "#1a9850", "hurts": "#d73027", "no effect": "#8c8c8c", "does not help": "#6b6b9c",
                    "inconclusive": "#c8c8c8"}
@@ -268,12 +268,6 @@ def bars_svg(names: list[str], values: list[float], cis: list[list[float | None]
     return "".join(parts)
 
 
-def _fmt(x, digits: int = 2, sign: bool = True) -> str:
-    if x is None or (isinstance(x, float) and x != x):
-        return "—"
-    return f"{x:+.{digits}f}" if sign else f"{x:.{digits}f}"
-
-
 def _cards(summary: dict, names: list[str]) -> list[dict]:
     """One card per modality: the answer first."""
     m, label, _ = _metric(summary)
@@ -312,7 +306,7 @@ def _cards(summary: dict, names: list[str]) -> list[dict]:
             gain = widest.get("gain", widest[f"{m}_diff_mean"])
             ci = widest.get("gain_ci", widest[f"{m}_diff_ci"])
             card["headline"] = {"N": widest["N"], "verdict": widest["verdict"], "family": widest.get("family", ""),
-                                "diff": _fmt(gain), "ci": _ci(ci), "unit": unit,
+                                "diff": fmt_num(gain), "ci": fmt_ci(ci), "unit": unit,
                                 "interval": widest.get("ci", "95 % interval"),
                                 "bound": (f"It adds at most {ci[1]:+.2f} {unit} (upper end of that interval)."
                                           if widest["verdict"] in ("does not help", "no effect", "hurts")
@@ -321,8 +315,8 @@ def _cards(summary: dict, names: list[str]) -> list[dict]:
                                          "not harmful information: its latent is not shown to be worse."
                                          if widest["verdict"] == "hurts" and widest["latent"] == "not resolved"
                                          else ""),
-                                "latent": widest["latent"], "gamma": _fmt(widest["gamma"], 4),
-                                "gamma_ci": _ci(widest["gamma_ci"], 4), "why": widest["why"],
+                                "latent": widest["latent"], "gamma": fmt_num(widest["gamma"], 4),
+                                "gamma_ci": fmt_ci(widest["gamma_ci"], 4), "why": widest["why"],
                                 "n_train": widest["n_train"]}
             full = [c for c in summary["cells"] if not c.get("control") and c.get("ratio") == top
                     and c["subset"] == widest["M"]]
@@ -338,21 +332,21 @@ def _cards(summary: dict, names: list[str]) -> list[dict]:
                         "data, may be what limits the joint model.")
         for s in shap:
             i = s["modalities"].index(k)
-            card["shapley"] = {"phi": _fmt(s["phi"][i]), "ci": _ci([s["phi_ci"][0][i], s["phi_ci"][1][i]]),
-                               "masked": _fmt(s["masked_phi"][i]) if s.get("masked_phi") else "—"}
+            card["shapley"] = {"phi": fmt_num(s["phi"][i]), "ci": fmt_ci([s["phi_ci"][0][i], s["phi_ci"][1][i]]),
+                               "masked": fmt_num(s["masked_phi"][i]) if s.get("masked_phi") else "—"}
         mine_gaps = [g for g in gaps if k in g["M"].split("+")]
         if mine_gaps:
             g = max(mine_gaps, key=lambda g: g["gap"])
             card["warnings"].append(f"On {len(mine_gaps)} subset(s) with {k}, the average of the single-modality "
                                     f"models beats the joint model (largest: {g['M']}, {g['gap']:+.2f} {label} "
-                                    f"{_ci(g['gap_ci'])}). Where adding {k} does not help there, suspect joint "
+                                    f"{fmt_ci(g['gap_ci'])}). Where adding {k} does not help there, suspect joint "
                                     "training (modality competition), not the data.")
         lazy = [d for d in summary.get("deficit", []) if d["ratio"] == top and d["modality"] == k
                 and d["deficit_ci"][1] is not None and d["deficit_ci"][1] < 0]
         if lazy:
             worst = min(lazy, key=lambda d: d["deficit"])
             card["warnings"].append(f"{k}'s encoder learns less inside joint models ({len(lazy)} subset(s); worst "
-                                    f"{worst['M']}: {worst['deficit']:+.2f} {label} {_ci(worst['deficit_ci'])} "
+                                    f"{worst['M']}: {worst['deficit']:+.2f} {label} {fmt_ci(worst['deficit_ci'])} "
                                     f"against the {k}-only model): modality laziness.")
         full = [x for x in missing if x["missing"] == k and len(x["M"].split("+")) == len(names)]
         if full:
@@ -452,22 +446,22 @@ def _render(folder: Path, res: SimpleNamespace) -> Path:
             s["modalities"], s["phi"], [[a, b] for a, b in zip(*s["phi_ci"])],
             f"Shapley value φ_k (retrained lattice, {'points' if m == 'acc' else '−MSE'})"),
             "estimator": s.get("estimator"),
-            "rows": [[k, _fmt(s["phi"][i]) + (f" ± {s['phi_se'][i]:.2f}" if s.get("phi_se") else ""),
-                      _ci([s["phi_ci"][0][i], s["phi_ci"][1][i]]),
-                      _fmt(s["masked_phi"][i]) if s.get("masked_phi") else "—",
-                      _ci([s["masked_phi_ci"][0][i], s["masked_phi_ci"][1][i]]) if s.get("masked_phi") else "—"]
+            "rows": [[k, fmt_num(s["phi"][i]) + (f" ± {s['phi_se'][i]:.2f}" if s.get("phi_se") else ""),
+                      fmt_ci([s["phi_ci"][0][i], s["phi_ci"][1][i]]),
+                      fmt_num(s["masked_phi"][i]) if s.get("masked_phi") else "—",
+                      fmt_ci([s["masked_phi_ci"][0][i], s["masked_phi_ci"][1][i]]) if s.get("masked_phi") else "—"]
                      for i, k in enumerate(s["modalities"])],
             "total": f"Σφ = v(full) − v(∅) = {s['v_full']:.2f} − {s['v_empty']:.2f}"}
     inter = [x for x in summary.get("interactions", []) if x["ratio"] == top]
-    interactions = [[p["i"], p["j"], _fmt(p["value"]), _ci(p["ci"]),
+    interactions = [[p["i"], p["j"], fmt_num(p["value"]), fmt_ci(p["ci"]),
                      "redundant" if p["ci"][1] is not None and p["ci"][1] < 0 else
                      "synergistic" if p["ci"][0] is not None and p["ci"][0] > 0 else "—"]
                     for x in inter[:1] for p in x["pairs"]]
-    ens = [([vlabel(g)] if vkeys else []) + [g["M"], f"{g['joint']:.2f}", f"{g['ensemble']:.2f}", _fmt(g["gap"]), _ci(g["gap_ci"]),
+    ens = [([vlabel(g)] if vkeys else []) + [g["M"], f"{g['joint']:.2f}", f"{g['ensemble']:.2f}", fmt_num(g["gap"]), fmt_ci(g["gap_ci"]),
             "ensemble better" if g["ensemble_better"] else ""]
            for g in summary.get("ensemble_gap", []) if g["ratio"] == top]
     deficit = [([vlabel(d)] if vkeys else []) + [d["M"], d["modality"], f"{d['joint_block']:.2f}", f"{d['alone']:.2f}",
-                                                _fmt(d["deficit"]), _ci(d["deficit_ci"]),
+                                                fmt_num(d["deficit"]), fmt_ci(d["deficit_ci"]),
                                                 "learns less" if d["deficit_ci"][1] is not None and d["deficit_ci"][1] < 0
                                                 else ""]
                for d in summary.get("deficit", []) if d["ratio"] == top]
@@ -477,10 +471,10 @@ def _render(folder: Path, res: SimpleNamespace) -> Path:
     crossings = [([vlabel(c)] if vkeys else []) + [
         c["M"], c["N"], c["status"], "—" if c["m_star"] is None else f"{c['m_star']:.0f}",
         "—" if c["m_star_ci"][0] is None else f"[{c['m_star_ci'][0]:.0f}, {c['m_star_ci'][1]:.0f}]",
-        "—" if c["m_plus"] is None else f"{c['m_plus']:.0f}", _fmt(c["asymptotic_gain"]), _ci(c["asymptotic_gain_ci"])]
+        "—" if c["m_plus"] is None else f"{c['m_plus']:.0f}", fmt_num(c["asymptotic_gain"]), fmt_ci(c["asymptotic_gain_ci"])]
         for c in summary.get("crossovers", [])]
     theory = _theory_figures(summary, variants, vlabel if vkeys else None)
-    g3 = lambda x: "—" if x is None or x != x else f"{x:.3g}"                 # noqa: E731
+    g3 = fmt_g
     theory_rows = [([vlabel(r)] if vkeys else []) + [
         r["M"], r["N"], r["m"], *[g3(r[t][k]) for t in ("theorem1", "theorem2")
                                   for k in ("observed", "bound_alg", "bound_lower", "bound")],

@@ -6,20 +6,8 @@ from pathlib import Path
 from ..registry import Registry
 from ..theory import bounds
 from .figures import line_plot
-from .tables import Table, fmt_pm
+from .tables import Table, fmt_ci, fmt_g, fmt_p, fmt_pm
 
-
-def _ci(ci, digits: int = 2) -> str:
-    lo, hi = ci
-    if lo is None or hi is None or lo != lo:
-        return "—"
-    return f"[{lo:+.{digits}f}, {hi:+.{digits}f}]"
-
-
-def _p(p) -> str:
-    if p is None or p != p:
-        return "—"
-    return "<1e-16" if p < 1e-16 else f"{p:.3g}"
 
 
 def theory_rows(records: list[dict]) -> list[dict]:
@@ -48,7 +36,7 @@ def theory_blocks(summary: dict, limit: int = 24) -> list[Table | str]:
         shown = [r for r in rows if len(r["M"].split("+")) == widest][:limit]
     data = lambda r: [", ".join(f"{k}={r[k]}" for k in vkeys)] if vkeys else []    # noqa: E731
     head = (["data"] if vkeys else []) + ["M", "N"]
-    f = lambda x: "—" if x is None or x != x else f"{x:.3g}"                     # noqa: E731
+    f = fmt_g
     add = lambda x, y: None if x is None or y is None else x + y                  # noqa: E731  (null: not computed)
     sf = lambda x: "—" if x is None or x != x else f"{x:+.3f}"                    # noqa: E731
     t1 = Table(head + ["γ", "8LR: alg | units, path", "4C/√m + conf.", "bound: alg | units, path", "observed",
@@ -264,8 +252,8 @@ class SweepLayout(Layout):
                                  "interval (simultaneous over the controls)", "latent",
                                  "γ̂(N+k,N) − γ̂(N+perm k,N)", "95% CI (unadjusted)"],
                                 [[p["M"], p["N"], f"{p[f'{m}_diff_mean']:+.2f}", p["verdict"], f"{p['gamma']:+.4f}",
-                                  _ci(p["gamma_ci"], 4), p["latent"], f"{p['gamma_vs_null']:+.4f}",
-                                  _ci(p["gamma_vs_null_ci"], 4)] for p in controls],
+                                  fmt_ci(p["gamma_ci"], 4), p["latent"], f"{p['gamma_vs_null']:+.4f}",
+                                  fmt_ci(p["gamma_vs_null_ci"], 4)] for p in controls],
                                 title=f"Null control at ratio {top:g}: k replaced by a row-permuted copy (no "
                                       "information, same width). Its γ̂ should be indistinguishable from 0; the "
                                       "last columns are k's latent gain net of the control"))
@@ -287,9 +275,9 @@ class SweepLayout(Layout):
             sign = 1 if m == "acc" else -1           # a summary written before gains existed: M − N read as a gain
             gain = p.get("gain", sign * p[f"{m}_diff_mean"])
             ci = p.get("gain_ci", sorted(sign * x for x in p[f"{m}_diff_ci"]))
-            row = [p["M"], p["N"], p.get("family", ""), f"{gain:+.2f}", _ci(ci, 2),
-                   _p(p.get("p_family")) if p.get("family") == "primary" else f"q {_p(p.get('q_by'))}",
-                   p["verdict"], f"{p['gamma']:+.4f}", _ci(p["gamma_ci"], 4), p["latent"]]
+            row = [p["M"], p["N"], p.get("family", ""), f"{gain:+.2f}", fmt_ci(ci, 2),
+                   fmt_p(p.get("p_family")) if p.get("family") == "primary" else f"q {fmt_p(p.get('q_by'))}",
+                   p["verdict"], f"{p['gamma']:+.4f}", fmt_ci(p["gamma_ci"], 4), p["latent"]]
             row += [f"{p[k]:+.3f}" for k in raw]
             if has_pp:
                 row += [fmt_pm(p.get("paper_acc_diff")), fmt_pm(p.get("paper_gamma"))]

@@ -5,6 +5,34 @@ from dataclasses import dataclass
 from typing import Sequence
 
 
+# The report's number formats, one each, shared by the terminal and the HTML report.  A missing
+# value (None, NaN: not computed) prints as "—".
+
+def _missing(x) -> bool:
+    return x is None or (isinstance(x, float) and x != x)
+
+
+def fmt_num(x, digits: int = 2, sign: bool = True) -> str:
+    """A signed (or plain) fixed-point number: a difference, a gain, γ̂."""
+    return "—" if _missing(x) else (f"{x:+.{digits}f}" if sign else f"{x:.{digits}f}")
+
+
+def fmt_g(x) -> str:
+    """Three significant figures: a bound, a complexity, a sample size predicted."""
+    return "—" if _missing(x) else f"{x:.3g}"
+
+
+def fmt_ci(ci, digits: int = 2) -> str:
+    """An interval [lo, hi], signed."""
+    lo, hi = ci
+    return "—" if _missing(lo) or _missing(hi) else f"[{lo:+.{digits}f}, {hi:+.{digits}f}]"
+
+
+def fmt_p(p) -> str:
+    """A p-value (or q-value): three significant figures, "<1e-16" below double precision's reach."""
+    return "—" if _missing(p) else ("<1e-16" if p < 1e-16 else f"{p:.3g}")
+
+
 def fmt_pm(mean: float | None, std: float | None = None, digits: int = 2) -> str:
     if mean is None:
         return "—"
