@@ -86,6 +86,8 @@ def test_unsuitable_encoders_are_refused_by_name():
         mmgain.analyze(xs, y=y, init="keep", **kw)
     with pytest.raises(SpecError, match="frozen names modalities"):
         OwnEncoders({"a": nn.Linear(5, 4)}, frozen=["b"])
+    with pytest.raises(SpecError, match="in another Python process"):      # a run.json read elsewhere
+        TrainingProtocol(encoder="own-999")
 
 
 def test_installed_encoders_are_registered_from_entry_points(monkeypatch):

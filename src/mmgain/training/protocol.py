@@ -70,6 +70,10 @@ class TrainingProtocol:
 
     def __post_init__(self) -> None:
         ACTIVATIONS.get(self.activation)  # a clear error for an unknown name
+        if self.encoder.startswith("own-") and self.encoder not in ENCODERS:
+            raise SpecError(f"encoder {self.encoder!r}: your own encoders, given to mmgain.analyze in another Python "
+                            "process; give them again (mmgain.analyze(..., encoders=…)), or install them as an "
+                            "entry point (docs/api.md)")
         ENCODERS.get(self.encoder)
         FUSIONS.get(self.fusion)
         widths = self.hidden.values() if isinstance(self.hidden, Mapping) else [self.hidden]
