@@ -99,6 +99,7 @@ def test_analyze_with_out_writes_a_resumable_run_folder(tmp_path):
     assert s.folder == tmp_path / "r" and (tmp_path / "r" / "store" / "manifest.json").is_file()
     assert json.loads((tmp_path / "r" / "run.json").read_text())["status"] == "complete"
     assert main(["resume", str(tmp_path / "r"), "--quiet"]) == 0      # same process: the arrays are known
+    assert mmgain.resume(tmp_path / "r", progress=False).verdicts.equals(s.verdicts)
 
 
 def _write_folder(path, arrays, y, order):
@@ -163,3 +164,15 @@ def test_a_damaged_stored_layout_is_named(tmp_path, capsys):
     manifest.write_text(json.dumps(m))
     assert main(["collect", str(out)]) == 2
     assert "manifest.json: the run's stored layout is not readable" in capsys.readouterr().err
+
+
+def test_every_run_flag_has_its_api_keyword():
+    """The CLI's `mmgain run` flags and mmgain.analyze's keywords are the same options."""
+    import inspect
+    run = next(a for a in build_parser()._subparsers._group_actions[0].choices.items() if a[0] == "run")[1]
+    flags = {a.dest for a in run._actions if a.dest != "help"}
+    keywords = set(inspect.signature(mmgain.analyze).parameters)
+    renamed = {"quiet": "progress", "yes": "allow_large", "resume": None}    # mmgain.resume(folder) for --resume
+    missing = {f for f in flags if renamed.get(f, f) is not None and renamed.get(f, f) not in keywords}
+    assert not missing
+    assert callable(mmgain.resume)

@@ -11,12 +11,12 @@ modality subset, trained as one batched program, and the latent-quality probe
     study.save("runs/mine")   # the run folder and report.html; mmgain.load() reads it back
 """
 from ._version import __version__
-__all__ = ["Study", "analyze", "load", "__version__"]
+__all__ = ["Study", "analyze", "load", "resume", "__version__"]
 
 
 def __getattr__(name: str):
     # The API pulls in torch; `import mmgain` (and `mmgain --version`) stays light until it is used.
-    if name in ("Study", "analyze", "load"):
+    if name in ("Study", "analyze", "load", "resume"):
         from . import api
         return getattr(api, name)
     raise AttributeError(f"module 'mmgain' has no attribute {name!r}")

@@ -43,7 +43,7 @@ from .training.batched import resolve_device, set_threads
 from .models.components import ENCODERS, OwnEncoders, resolve_widths
 from .training.protocol import PROTOCOLS
 
-__all__ = ["Study", "analyze", "load", "configure", "Execution"]
+__all__ = ["Study", "analyze", "load", "resume", "configure", "Execution"]
 
 PROTOCOL_OPTIONS = ("epochs", "lr", "batch_size", "hidden", "activation", "encoder", "fusion", "precision",
                     "probe_epochs")
@@ -405,6 +405,20 @@ def _own_encoders(encoders, init, frozen, ds, source, task, encoder, protocol, h
     name = f"own-{len([n for n in ENCODERS.names() if n.startswith('own-')]) + 1}"
     ENCODERS.register(name, part)
     return name, widths
+
+
+def resume(folder: str | Path, *, device: str = "auto", threads: int | None = None, backend: str = "local",
+           address: str | None = None, allow_large: bool = False, progress: bool = True) -> "Study":
+    """Continue an interrupted run in ``folder`` (``mmgain resume``): what is done is kept, the rest
+    is trained with the same data, spec and protocol (checked)."""
+    folder = Path(folder)
+    spec = ExperimentSpec.from_dict(read_run(folder)["spec"], source=str(folder / "run.json"))
+    code, result = execute(spec, Execution(device=device, threads=threads, backend=backend, address=address,
+                                           allow_large=allow_large, progress=progress, resume=folder,
+                                           tables=False))
+    if result is None or code not in (0, 3):
+        raise OutputError(f"the run stopped (exit status {code}); what finished is in {folder}")
+    return load(folder) if code == 0 else Study.from_result(result, folder=folder)
 
 
 def load(folder: str | Path) -> "Study":
