@@ -480,20 +480,32 @@ def _render(folder: Path, res: SimpleNamespace) -> Path:
                                   for k in ("observed", "bound_alg", "bound_lower", "bound")],
         "holds" if r["condition_holds"] else "fails", "yes" if r["M_beat_N"] else "no", g3(r["m_star_pred"]),
         f"{r['kappa_M']:.2f}"] for r in summary.get("theory") or []]
+    data = ["data"] if vkeys else []
+    missing_p = [f"p={p:g}" for p in (summary.get("missing_modality") or [{"p": []}])[0]["p"]]
+    # Every table of the page is a Table drawn by table.html.j2 (the headers live here, not in the template).
+    grids = {
+        "crossings": Table(data + ["M", "N", "status", "m*", "95% CI", "m₊", "asymptotic gain", "95% CI"], crossings),
+        "shapley": shapley and Table(["modality", "φ (retrained)", "95% CI", "φ (masking)", "95% CI"], shapley["rows"]),
+        "interactions": Table(["i", "j", "I_ij", "95% CI", ""], interactions),
+        "ensemble": Table(data + ["M", "joint", "ensemble", "gap", "95% CI", ""], ens),
+        "deficit": Table(data + ["M", "k", "k's block in M", "k alone", "deficit", "95% CI", ""], deficit),
+        "missing": Table(data + ["M", "missing", *missing_p, "N", "N's value", "p*"], miss),
+        "theory": Table(data + ["M", "N", "m", "Thm 1 observed", "bound: alg", "units", "path", "Thm 2 observed",
+                                "bound: alg", "units", "path", "condition", "M beat N", "m*_pred", "κ_M"], theory_rows),
+    }
     files = [f for f in run.get("files", []) if is_output_name(f) and (folder / f).is_file()
              and not (folder / f).is_symlink()]
     page = _templates().get_template("report.html.j2").render(
         title=f"mmgain — {summary.get('experiment', '')} on {Path(str((run.get('data') or {}).get('source', ''))).name}",
         summary=summary, run=run, names=names, cards=_cards(summary, names), label=label, metric=m,
-        sections=produce_sections(summary, run),
+        sections=produce_sections(summary, run), grids=grids,
         verdict_colours=VERDICT_COLOURS, lattice=jinja2.utils.markupsafe.Markup(lattice),
         lattice_all=jinja2.utils.markupsafe.Markup(lattice_all), full_lattice_k=FULL_LATTICE_K,
         curves=[(t, jinja2.utils.markupsafe.Markup(svg)) for t, svg in curves if svg], top=top,
         shapley=shapley and {**shapley, "svg": jinja2.utils.markupsafe.Markup(shapley["svg"])},
         shapley_note=summary.get("shapley_note"), interactions=interactions, ensemble=ens, missing=miss, deficit=deficit, crossings=crossings,
         curve_note=summary.get("note"), err_label="100 − accuracy %" if m == "acc" else "MSE",
-        missing_p=[f"p={p:g}" for p in (summary.get("missing_modality") or [{"p": []}])[0]["p"]],
-        tables=tables, notes=notes, theory=theory, theory_notes=summary.get("theory_notes"), theory_rows=theory_rows, vkeys=vkeys, lattice_variant=vlabel(first) if vkeys else "", files=files, partial=summary.get("partial"),
+        tables=tables, notes=notes, theory=theory, theory_notes=summary.get("theory_notes"), vkeys=vkeys, lattice_variant=vlabel(first) if vkeys else "", files=files, partial=summary.get("partial"),
         spec_json=json.dumps(run.get("spec", {}), indent=1, default=str))
     path = folder / "report.html"
     atomic_write(path, lambda f: f.write(page.encode()))
