@@ -93,3 +93,13 @@ def test_a_card_answers_its_primary_question_and_warns_of_overfitting():
     assert "through extra inputs at this n (complexity), not harmful information" in head["note"]
     assert "adds at most -2.00" in head["bound"]
     assert any("overfitting" in w for w in card["warnings"])
+
+
+def test_synthetic_report_with_sizes_where_eta_n_has_no_closed_form(tmp_path):
+    """η_n needs more training rows than features; with 300 rows the three- and four-modality cells
+    (300, 400 features) have none, and the report still draws (it failed on the null)."""
+    from mmgain.cli import main
+    out = tmp_path / "syn"
+    assert main(["reproduce", "synthetic", "--seeds", "1", "--n-train", "300", "--n-test", "200", "--epochs", "2",
+                 "--overlaps", "1.0", "0.5", "--quiet", "--out", str(out)]) == 0
+    assert (out / "report.html").is_file()

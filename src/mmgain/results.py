@@ -136,3 +136,67 @@ class RunResult:
                 row.update({k: float(v[s, a]) for k, v in self.metrics.items()})
                 out.append(row)
         return out
+
+
+_PAIR_FIELDS = ("modality", "M", "N", "ratio", "n_train", "family", "verdict", "gain", "gain_ci", "diff_mean",
+                "diff_ci", "ci", "p_value", "p_family", "q_by", "gamma", "gamma_ci", "latent", "rows_needed", "why")
+
+
+@dataclass
+class PairResult:
+    """One pair (M, N), M = N plus one modality, at one data variant and sample size: the one schema
+    of a pair, read by the verdict records (summary.json's ``verdicts``, ``Study.verdicts``), the
+    terminal's Table 3 and the report's cards.  A quantity that was not computed is None (null in
+    JSON, "—" when printed).  ``gain`` is signed so that + means the modality helps (accuracy
+    points, or MSE reduction); ``diff_mean`` is M − N in the task's metric (``<metric>_diff_mean``
+    in the files).  ``extra`` holds the rest of the pair's record (the γ̂ variants, the paper's
+    procedure, registered pair statistics)."""
+
+    modality: str | None
+    M: str
+    N: str
+    ratio: float
+    n_train: int | None = None
+    family: str | None = None
+    verdict: str | None = None
+    gain: float | None = None
+    gain_ci: list | None = None
+    diff_mean: float | None = None
+    diff_ci: list | None = None
+    ci: str | None = None
+    p_value: float | None = None
+    p_family: float | None = None
+    q_by: float | None = None
+    gamma: float | None = None
+    gamma_ci: list | None = None
+    latent: str | None = None
+    rows_needed: Any = None
+    why: str | None = None
+    variant: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_record(cls, d: dict[str, Any], metric: str, variant_keys=()) -> "PairResult":
+        """A pair (or verdict) record as summary.json holds it.  A record written before gains
+        existed gives its gain from M − N (the sign of the metric: accuracy up, MSE down)."""
+        rename = {f"{metric}_diff_mean": "diff_mean", f"{metric}_diff_ci": "diff_ci"}
+        known = {rename.get(k, k): v for k, v in d.items() if rename.get(k, k) in _PAIR_FIELDS}
+        sign = 1.0 if metric == "acc" else -1.0
+        if known.get("gain") is None and known.get("diff_mean") is not None:
+            known["gain"] = sign * known["diff_mean"]
+        if known.get("gain_ci") is None and known.get("diff_ci") is not None:
+            known["gain_ci"] = sorted(sign * x for x in known["diff_ci"]) if None not in known["diff_ci"] \
+                else list(known["diff_ci"])
+        variant = {k: d.get(k) for k in variant_keys}
+        extra = {k: v for k, v in d.items() if rename.get(k, k) not in _PAIR_FIELDS and k not in variant_keys
+                 and not k.startswith("_")}
+        return cls(**{"modality": None, **known}, variant=variant, extra=extra)
+
+    def record(self, metric: str, extra_keys=()) -> dict[str, Any]:
+        """The verdict record: the data variant, the schema's fields (the metric's difference under
+        its file name), then ``extra_keys`` from ``extra``; absent values are None."""
+        out = dict(self.variant)
+        for name in _PAIR_FIELDS:
+            out[{"diff_mean": f"{metric}_diff_mean", "diff_ci": f"{metric}_diff_ci"}.get(name, name)] = getattr(self, name)
+        out.update({k: self.extra.get(k) for k in extra_keys})
+        return out

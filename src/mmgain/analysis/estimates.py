@@ -48,6 +48,7 @@ import numpy as np
 from ..data.controls import control_of
 from ..data.subsets import proper_pairs, subset_name
 from ..registry import Registry
+from ..results import PairResult
 from .stats import benjamini_yekutieli, interval, paired, rows_needed
 
 SIGNS = {
@@ -354,14 +355,11 @@ class PairAnalysis:
         return "accuracy" if self.task.metric == "acc" else "error"
 
 
-VERDICT_KEYS = ("modality", "M", "N", "ratio", "n_train", "family", "verdict", "gain", "gain_ci", "{m}_diff_mean",
-                "{m}_diff_ci", "ci", "p_value", "p_family", "q_by", "gamma", "gamma_ci", "latent", "rows_needed", "why")
-
-
 def verdict_records(pairs: list[dict], metric: str, variant_keys) -> list[dict]:
-    keys = [k.format(m=metric) for k in VERDICT_KEYS] + [c for n in PAIR_STATISTICS.names()
-                                                        for c in PAIR_STATISTICS.get(n).columns]
-    return [{**{v: p[v] for v in variant_keys}, **{k: p.get(k) for k in keys}} for p in pairs]
+    """summary.json's ``verdicts``: each pair through the one pair schema (:class:`~mmgain.results.PairResult`),
+    with the registered pair statistics' columns."""
+    extra = [c for n in PAIR_STATISTICS.names() for c in PAIR_STATISTICS.get(n).columns]
+    return [PairResult.from_record(p, metric, variant_keys).record(metric, extra) for p in pairs]
 
 
 def gain_text(p: dict, unit: str) -> str:

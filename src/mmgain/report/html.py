@@ -14,6 +14,7 @@ from ..errors import OutputError
 from .layouts import LAYOUTS
 from ..files import atomic_write, is_output_name, read_json
 from .schema import validate_folder_files
+from ..results import PairResult
 from .sections import produce_sections
 from .tables import Table, fmt_ci, fmt_g, fmt_num
 
@@ -295,6 +296,7 @@ def _cards(summary: dict, names: list[str]) -> list[dict]:
                 "headline": None, "shapley": None, "warnings": [], "missing": None, "crossover": None}
         cross = {(c["M"], c["N"]): c for c in summary.get("crossovers", [])}
         if widest is not None:
+            pair = PairResult.from_record(widest, m)
             cx = cross.get((widest["M"], widest["N"]))
             card["crossover"] = None if cx is None else (
                 f"Learning curves: {cx['status']}" + (f", from about m* ≈ {cx['m_star']:.0f} rows"
@@ -303,21 +305,20 @@ def _cards(summary: dict, names: list[str]) -> list[dict]:
                                                        if cx["m_star"] is not None and cx["status"] == "crossover"
                                                        else "") + ".")
             unit = "points" if m == "acc" else "MSE"
-            gain = widest.get("gain", widest[f"{m}_diff_mean"])
-            ci = widest.get("gain_ci", widest[f"{m}_diff_ci"])
-            card["headline"] = {"N": widest["N"], "verdict": widest["verdict"], "family": widest.get("family", ""),
+            gain, ci = pair.gain, pair.gain_ci or [None, None]
+            card["headline"] = {"N": pair.N, "verdict": pair.verdict, "family": pair.family or "",
                                 "diff": fmt_num(gain), "ci": fmt_ci(ci), "unit": unit,
-                                "interval": widest.get("ci", "95 % interval"),
+                                "interval": pair.ci or "95 % interval",
                                 "bound": (f"It adds at most {ci[1]:+.2f} {unit} (upper end of that interval)."
-                                          if widest["verdict"] in ("does not help", "no effect", "hurts")
+                                          if pair.verdict in ("does not help", "no effect", "hurts")
                                           and ci[1] is not None else ""),
                                 "note": (f"It costs {label.split()[0]} through extra inputs at this n (complexity), "
                                          "not harmful information: its latent is not shown to be worse."
-                                         if widest["verdict"] == "hurts" and widest["latent"] == "not resolved"
+                                         if pair.verdict == "hurts" and pair.latent == "not resolved"
                                          else ""),
-                                "latent": widest["latent"], "gamma": fmt_num(widest["gamma"], 4),
-                                "gamma_ci": fmt_ci(widest["gamma_ci"], 4), "why": widest["why"],
-                                "n_train": widest["n_train"]}
+                                "latent": pair.latent, "gamma": fmt_num(pair.gamma, 4),
+                                "gamma_ci": fmt_ci(pair.gamma_ci or [None, None], 4), "why": pair.why,
+                                "n_train": pair.n_train}
             full = [c for c in summary["cells"] if not c.get("control") and c.get("ratio") == top
                     and c["subset"] == widest["M"]]
             singles = [c for c in summary["cells"] if not c.get("control") and c.get("ratio") == top
