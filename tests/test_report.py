@@ -103,3 +103,17 @@ def test_synthetic_report_with_sizes_where_eta_n_has_no_closed_form(tmp_path):
     assert main(["reproduce", "synthetic", "--seeds", "1", "--n-train", "300", "--n-test", "200", "--epochs", "2",
                  "--overlaps", "1.0", "0.5", "--quiet", "--out", str(out)]) == 0
     assert (out / "report.html").is_file()
+
+
+def test_pair_result_is_the_one_schema_of_a_pair():
+    from mmgain.results import PairResult
+    old = {"M": "a+b", "N": "a", "ratio": 1.0, "mse_diff_mean": -0.3, "mse_diff_ci": [-0.5, -0.1], "verdict": "helps",
+           "overlap": 0.5, "gamma_ce_raw": 0.01, "_d": {"private": 1}}
+    p = PairResult.from_record(old, "mse", ["overlap"])
+    assert p.gain == 0.3 and p.gain_ci == [0.1, 0.5]          # an MSE reduction is a gain
+    assert p.family is None and p.gamma is None and p.variant == {"overlap": 0.5}
+    assert p.extra == {"gamma_ce_raw": 0.01}                  # private keys stay out
+    rec = p.record("mse")
+    assert list(rec)[:4] == ["overlap", "modality", "M", "N"] and rec["mse_diff_mean"] == -0.3
+    assert rec["gamma_ci"] is None and rec["why"] is None
+    assert PairResult.from_record(rec, "mse", ["overlap"]).record("mse") == rec
