@@ -93,12 +93,15 @@ def test_the_api_and_the_cli_build_the_same_spec():
     assert bare.resolved_protocol().probe_epochs == 5
 
 
-def test_analyze_with_out_writes_a_resumable_run_folder(tmp_path):
+def test_analyze_with_out_writes_a_resumable_run_folder(tmp_path, capsys):
     data, y = _arrays(200)
     s = mmgain.analyze(data, y=y, out=tmp_path / "r", **FAST)
     assert s.folder == tmp_path / "r" and (tmp_path / "r" / "store" / "manifest.json").is_file()
     assert json.loads((tmp_path / "r" / "run.json").read_text())["status"] == "complete"
-    assert main(["resume", str(tmp_path / "r"), "--quiet"]) == 0      # same process: the arrays are known
+    run_json = (tmp_path / "r" / "run.json").read_bytes()
+    assert main(["resume", str(tmp_path / "r"), "--quiet"]) == 0      # complete: says so, changes nothing
+    assert (tmp_path / "r" / "run.json").read_bytes() == run_json
+    assert "holds a complete run" in capsys.readouterr().err
     assert mmgain.resume(tmp_path / "r", progress=False).verdicts.equals(s.verdicts)
 
 
@@ -176,3 +179,12 @@ def test_every_run_flag_has_its_api_keyword():
     missing = {f for f in flags if renamed.get(f, f) is not None and renamed.get(f, f) not in keywords}
     assert not missing
     assert callable(mmgain.resume)
+
+
+def test_a_refused_input_prints_no_run_folder(tmp_path, capsys):
+    arrays, y = _arrays(80)
+    np.savez(tmp_path / "d.npz", **arrays, y=y)
+    assert main(["run", "--data", str(tmp_path / "d.npz"), "--primary", "a:b", "--quiet",
+                 "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "--primary a:b: not a pair" in err and "run folder" not in err and not (tmp_path / "o").exists()

@@ -218,7 +218,6 @@ def _execute(spec, how: Execution, out: Path, created: bool, previous: dict, thr
         status["resumed"] = previous.get("resumed", []) + [now]
         status["commands"] = previous.get("commands", [previous.get("command")]) + [sys.argv]
     write_json(out / "run.json", status)
-    print(f"mmgain: run folder {out}", file=sys.stderr)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DataWarning)
         try:
@@ -248,6 +247,11 @@ def _execute(spec, how: Execution, out: Path, created: bool, previous: dict, thr
             write_json(out / "run.json", {**status, "status": "failed" if not isinstance(exc, KeyboardInterrupt)
                                           else "interrupted", "error": f"{type(exc).__name__}: {exc}"})
             raise
+    if previous.get("status") == "complete" and result.trained_chunks == 0:   # checked, and nothing to do
+        write_json(out / "run.json", previous)
+        print(f"mmgain: {out} holds a complete run (finished {previous.get('finished', '?')}); nothing to resume, "
+              f"nothing changed. Its report: mmgain report {out}", file=sys.stderr)
+        return 0, None
     notes = notes_of(caught)
     for w in caught:
         if not issubclass(w.category, DataWarning):
@@ -416,6 +420,8 @@ def resume(folder: str | Path, *, device: str = "auto", threads: int | None = No
     code, result = execute(spec, Execution(device=device, threads=threads, backend=backend, address=address,
                                            allow_large=allow_large, progress=progress, resume=folder,
                                            tables=False))
+    if code == 0 and result is None:             # already complete: nothing was trained
+        return load(folder)
     if result is None or code not in (0, 3):
         raise OutputError(f"the run stopped (exit status {code}); what finished is in {folder}")
     return load(folder) if code == 0 else Study.from_result(result, folder=folder)

@@ -89,6 +89,7 @@ class RunResult:
     eta_reference: list[dict[str, Any]] = field(default_factory=list)
     extras: dict[str, np.ndarray] = field(default_factory=dict)   # per stream (S, ...): see .diagnostics
     design: dict[str, Any] = field(default_factory=dict)          # folds and seeds (.spec.resolve_design)
+    trained_chunks: int | None = None                             # chunks this process trained (a resume: maybe 0)
 
     @property
     def ratios(self) -> list[float]:

@@ -292,10 +292,11 @@ def run_experiment(spec: ExperimentSpec, device: str = "auto", progress: bool = 
     parts: dict[int, dict] = {}
     if store is not None:
         store.open(plan)
+        print(f"mmgain: run folder {store.folder}", file=sys.stderr)   # after the input was accepted
         parts = store.load()
         if parts:
             print(f"mmgain: {len(parts)} of {len(plan.chunks)} chunks are already in the store; "
-                  "training the rest", file=sys.stderr)
+                  + ("nothing to train" if len(parts) == len(plan.chunks) else "training the rest"), file=sys.stderr)
     todo = [ci for ci in range(len(plan.chunks)) if ci not in parts]
     backend = backend or LocalBackend()
     try:
@@ -307,7 +308,9 @@ def run_experiment(spec: ExperimentSpec, device: str = "auto", progress: bool = 
     except KeyboardInterrupt as exc:
         partial = analyze(assemble(plan, parts, time.time() - t0)) if parts else None
         raise RunInterrupted(partial, len(parts), len(plan.chunks), exc) from None
-    return analyze(assemble(plan, parts, time.time() - t0))
+    result = analyze(assemble(plan, parts, time.time() - t0))
+    result.trained_chunks = len(todo)
+    return result
 
 
 class RunInterrupted(KeyboardInterrupt):
