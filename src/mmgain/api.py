@@ -247,7 +247,8 @@ def _execute(spec, how: Execution, out: Path, created: bool, previous: dict, thr
             write_json(out / "run.json", {**status, "status": "failed" if not isinstance(exc, KeyboardInterrupt)
                                           else "interrupted", "error": f"{type(exc).__name__}: {exc}"})
             raise
-    if previous.get("status") == "complete" and result.trained_chunks == 0:   # checked, and nothing to do
+    if (previous.get("status") == "complete" and result.trained_chunks == 0      # checked, and nothing to do
+            and all((out / f).is_file() for f in previous.get("files") or ["results.csv"] if is_output_name(f))):
         write_json(out / "run.json", previous)
         print(f"mmgain: {out} holds a complete run (finished {previous.get('finished', '?')}); nothing to resume, "
               f"nothing changed. Its report: mmgain report {out}", file=sys.stderr)
