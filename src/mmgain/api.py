@@ -125,11 +125,7 @@ def _register_memory(ds: MultimodalDataset) -> str:
     runner reads it like any other source (the name goes into run.json; a later ``mmgain resume``
     in another process cannot see the arrays, and says so)."""
     h = hashlib.sha256()
-    for k in ds.names:
-        x = np.ascontiguousarray(ds.modalities[k])
-        h.update(f"{k}:{x.dtype}:{x.shape}".encode())
-        h.update(x.tobytes())
-    h.update(np.ascontiguousarray(ds.y).astype(str if ds.y.dtype == object else ds.y.dtype).tobytes())
+    ds.update_hash(h)
     h.update(ds.task.encode())
     name = f"memory:{h.hexdigest()[:16]}"
     if name not in SOURCES:

@@ -77,6 +77,17 @@ class MultimodalDataset:
                                  None if self.groups is None else self.groups[rows], self.name, self.source,
                                  self.classes, {**self.notes, **(note or {})})
 
+    def update_hash(self, h) -> None:
+        """Feed the data as trained on (features, target, split, groups) into the hasher ``h``: the
+        fingerprint a resumed run checks, and the name of data given in memory."""
+        for name in self.names:
+            x = np.ascontiguousarray(self.modalities[name])
+            h.update(f"{name}:{x.dtype}:{x.shape}".encode())
+            h.update(x.tobytes())
+        for arr in (self.y, self.split, self.groups):
+            if arr is not None:
+                h.update(np.asarray(arr).astype(str if arr.dtype == object else arr.dtype).tobytes())
+
     def train_test_indices(self) -> tuple[np.ndarray, np.ndarray]:
         if self.split is None:
             raise DataError(f"{self._where()}: no train/test split; make one with mmgain.data.splits")

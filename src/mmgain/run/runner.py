@@ -168,14 +168,7 @@ class RunPlan:
         see the same data."""
         h = hashlib.sha256()
         for g in self.groups:
-            ds = g.dataset
-            for name in ds.names:
-                x = np.ascontiguousarray(ds.modalities[name])
-                h.update(f"{name}:{x.dtype}:{x.shape}".encode())
-                h.update(x.tobytes())
-            for arr in (ds.y, ds.split, ds.groups):
-                if arr is not None:
-                    h.update(np.asarray(arr).astype(str if arr.dtype == object else arr.dtype).tobytes())
+            g.dataset.update_hash(h)
         return h.hexdigest()
 
 
