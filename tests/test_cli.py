@@ -37,7 +37,11 @@ def test_reproduce_synthetic_end_to_end(tmp_path, capsys):
     assert run["spec"]["resolved_protocol"]["epochs"] == 2
     assert (out / "fig_eta_vs_modalities.png").stat().st_size > 1000
     page = (out / "report.html").read_text()                      # the synthetic study writes a report too
-    assert page.count('class="card"') == 4 and "no verdict" in page and 'class="hasse"' in page
+    # no pairs: one line says why, instead of a grey card per modality; every overlap is drawn
+    assert 'class="card"' not in page and "this experiment makes no pair comparisons" in page
+    assert "this run compares no subset" in page and "<svg class=\"hasse\"" not in page
+    variants = page.split('<svg class="variants"')[1].split("</svg>")[0]
+    assert all(f"overlap={r}" in variants for r in (1.0, 0.8, 0.5, 0.2, 0.0))
 
 
 def test_every_registered_experiment_can_be_reproduced_by_name():

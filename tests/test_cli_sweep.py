@@ -55,7 +55,7 @@ def test_run_on_a_user_npz(tmp_path, capsys):
     assert outcomes["matched_fit_loss"].shape == (6, 2, 60)      # one width-matched control per pair
     run = json.loads((out / "run.json").read_text())
     assert run["status"] == "complete" and run["data"]["split"]["method"] == "stratified"
-    assert (out / "split.csv").exists() and (out / "fig_acc_vs_ratio.png").exists()
+    assert (out / "split.csv").exists() and (out / "fig_acc_vs_rows.png").exists()
 
 
 def test_run_on_embedded_mfeat_reduced(tmp_path, capsys):

@@ -82,3 +82,75 @@ def test_the_report_renders_in_a_real_browser(run_dir, tmp_path):
         page.screenshot(path=str(shot), full_page=True)
         browser.close()
     assert shot.stat().st_size > 20_000
+
+
+# The page must fit the window: nothing wider than the viewport, and nothing hidden in a
+# scroll box.  An element counts when its right edge passes the viewport's.
+_OVERFLOW = """() => {
+  const vw = document.documentElement.clientWidth, bad = [];
+  document.querySelectorAll('body *').forEach(e => {
+    const r = e.getBoundingClientRect();
+    if (r.width > 0 && r.right > vw + 1) bad.push(e.tagName + '.' + e.className.baseVal + e.className + ' ' + Math.round(r.right));
+  });
+  return {page: document.documentElement.scrollWidth, viewport: vw, bad: bad.slice(0, 10)};
+}"""
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=_chromium(), args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+@pytest.mark.parametrize("width", [1400, 800])
+def test_nothing_is_wider_than_the_window(run_dir, browser, width):
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    errors = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto((run_dir / "report.html").as_uri())
+    page.wait_for_load_state("networkidle")
+    got = page.evaluate(_OVERFLOW)
+    assert got["page"] <= got["viewport"] and got["bad"] == [], got
+    assert errors == []
+    page.close()
+
+
+def test_printing_shows_every_table_row_and_every_folded_part(run_dir, browser):
+    page = browser.new_page(viewport={"width": 1000, "height": 900})
+    page.goto((run_dir / "report.html").as_uri())
+    page.wait_for_load_state("networkidle")
+    page.locator("input.filter").first.fill("no row matches this")             # a filter hides rows on screen
+    assert page.locator("details[open]").count() == 0
+    page.emulate_media(media="print")
+    hidden = page.evaluate("""() => Array.from(document.querySelectorAll('table tr'))
+        .filter(r => r.getBoundingClientRect().height === 0).length""")
+    assert hidden == 0
+    assert page.locator("details").count() > 0
+    assert page.locator("details:not([open])").count() == 0                     # every <details> printed open
+    assert page.evaluate("() => document.querySelector('nav').getBoundingClientRect().height") == 0
+    page.emulate_media(media="screen")
+    page.wait_for_function("document.querySelectorAll('details[open]').length === 0", timeout=5000)  # closed again
+    page.close()
+
+
+def test_the_page_reads_at_a_glance(run_dir):
+    """No text in <pre> blocks, every figure with alt text, full lattice labels, the verdict
+    heat map, learning curves with bands, and a caption that promises only what is drawn."""
+    page = (run_dir / "report.html").read_text(encoding="utf-8")
+    assert "<pre" not in page
+    svgs = page.split("<svg")[1:]
+    assert svgs and all('aria-label="' in s.split(">", 1)[0] and "<title>" in s for s in svgs)
+    assert 'class="heatmap"' in page and 'class="band"' in page
+    assert "…" not in "".join(s for s in svgs if 'class="hasse"' in s.split(">", 1)[0])
+    assert ("dashed: the fitted" in page) == ('class="fit"' in page)
+
+
+def test_lattice_labels_are_whole():
+    from mmgain.report.html import _label_lines
+    name = "image+text+sensor+audio+depth+thermal"
+    lines = _label_lines(name)
+    assert "".join(lines) == name and all(len(x) <= 17 for x in lines)

@@ -34,6 +34,7 @@ from .report.layouts import LAYOUTS
 from .report.outputs import write_run_folder
 from .report.schema import validate_folder_files
 from .report.sections import sections_text
+from .report.tables import wrap_text
 from .run.backends import get_backend
 from .run.folder import prepare_out_dir
 from .run.runner import RunInterrupted, assemble, plan_run, run_experiment
@@ -52,12 +53,19 @@ PROTOCOL_OPTIONS = ("epochs", "lr", "batch_size", "hidden", "activation", "encod
 # ------------------------------------------------------------------ the spec from options
 
 
+# `--quick`: each modality added to all the others (the primary questions) and the same at a tenth
+# of the rows, so that the verdicts come with "from how much data on".
+QUICK = {"subsets": "leave-one-out", "ratios": (0.1, 1.0)}
+
+
 def configure(spec: ExperimentSpec, *, seeds=None, subsets=None, protocol=None, theory=None, ratios=None,
               grid=None, margin=None, null_control=None, cv=None, primary=None, probes=None, data_args=None,
-              quiet: bool = False, **protocol_options) -> ExperimentSpec:
+              quick: bool = False, quiet: bool = False, **protocol_options) -> ExperimentSpec:
     """``spec`` with the user's options, as the CLI's flags and :func:`analyze`'s keywords give
     them (None: the spec's own).  ``protocol_options`` are the protocol overrides
-    (:data:`PROTOCOL_OPTIONS`)."""
+    (:data:`PROTOCOL_OPTIONS`).  ``quick``: the :data:`QUICK` design (leave-one-out subsets at two
+    sample sizes) where ``subsets`` / ``ratios`` are not given: a first answer for every modality
+    at a small fraction of the full lattice's work."""
     unknown = set(protocol_options) - set(PROTOCOL_OPTIONS)
     if unknown:
         raise SpecError(f"unknown option(s) {', '.join(sorted(unknown))}; protocol options are "
@@ -72,6 +80,9 @@ def configure(spec: ExperimentSpec, *, seeds=None, subsets=None, protocol=None, 
                   f"probing after {epochs} epochs", file=sys.stderr)
     if grid == "dense" and ratios:
         raise SpecError("--grid dense chooses the sample sizes itself; leave out --ratios")
+    if quick:
+        subsets = subsets or QUICK["subsets"]
+        ratios = ratios or (None if grid else QUICK["ratios"])
     if isinstance(primary, str):
         primary = tuple(x.strip() for x in primary.split(",") if x.strip()) or None
     if isinstance(probes, str):
@@ -236,8 +247,10 @@ def _execute(spec, how: Execution, out: Path, created: bool, previous: dict, thr
                 write_run_folder(out, exc.partial, stopped, notes, figures=False)
             else:
                 write_json(out / "run.json", stopped)
-            print(f"\nmmgain: interrupted ({how_}) after {exc.done} of {exc.total} chunks; what finished is "
-                  f"kept in {out}/ (results.csv holds it). Continue with: mmgain resume {out}", file=sys.stderr)
+            kept = (f"what finished is kept in {out}/ (results.csv holds it)" if (out / "results.csv").is_file()
+                    else f"nothing had finished; {out}/run.json records the run")
+            print(f"\nmmgain: interrupted ({how_}) after {exc.done} of {exc.total} chunks; {kept}. "
+                  f"Continue with: mmgain resume {out}", file=sys.stderr)
             return (143 if how_ == "SIGTERM" else 130), exc.partial
         except BaseException as exc:
             write_json(out / "run.json", {**status, "status": "failed" if not isinstance(exc, KeyboardInterrupt)
@@ -274,10 +287,10 @@ def _execute(spec, how: Execution, out: Path, created: bool, previous: dict, thr
         if extra := sections_text(result.summary, result.meta):
             print("\n" + extra)
     precision = spec.resolved_protocol().precision
-    print(f"\n{result.meta['n_models']} models, {result.meta['wall_time_s']:.1f} s on {result.meta['device']}"
-          + (f", trained in {precision}" if precision != "float32" else "") + "; "
-          f"wrote {out}/ ({', '.join(files + ['run.json'])})"
-          + (f"\nreport: {out / 'report.html'}" if "report.html" in files else ""),
+    print("\n" + wrap_text(f"wrote {out}/: {', '.join(files + ['run.json'])}")
+          + (f"\nreport: {out / 'report.html'}" if "report.html" in files else "")
+          + f"\n{result.meta['n_models']} models in {result.meta['wall_time_s']:.1f} s on {result.meta['device']}"
+          + (f", trained in {precision}" if precision != "float32" else ""),
           file=sys.stdout if how.tables else sys.stderr)
     return 0, result
 
@@ -323,7 +336,7 @@ def collect(folder: Path) -> int:
 
 
 def analyze(data, *, y=None, task: str | None = None, modalities: Mapping[str, list] | None = None,
-            subsets=None, ratios=None, seeds: int | None = None, grid: str | None = None, cv: int | None = None,
+            subsets=None, ratios=None, quick: bool = False, seeds: int | None = None, grid: str | None = None, cv: int | None = None,
             margin: float | None = None, primary=None, null_control: bool = False, theory: bool = False,
             probes=None,
             protocol: str | None = None, epochs: int | None = None, lr: float | None = None,
@@ -367,7 +380,7 @@ def analyze(data, *, y=None, task: str | None = None, modalities: Mapping[str, l
         raise SpecError("init= and frozen= apply to your own encoders: give encoders={'modality': module}")
     spec = configure(EXPERIMENTS.get("run").with_(data=source), seeds=seeds, subsets=subsets, protocol=protocol,
                      theory=theory, ratios=ratios, grid=grid, margin=margin, null_control=null_control, cv=cv,
-                     primary=primary, probes=probes, quiet=not progress,
+                     primary=primary, probes=probes, quick=quick, quiet=not progress,
                      data_args={"task": data_task, "split_seed": split_seed, "test_fraction": test_fraction,
                                 "max_load_gb": max_load_gb},
                      epochs=epochs, lr=lr, batch_size=batch_size, hidden=hidden, activation=activation,

@@ -27,7 +27,7 @@ from .training.batched import DEVICE_FORMS, set_threads
 from .training.protocol import PRECISIONS, PROTOCOLS
 
 PRECISION_HELP = ("arithmetic of training: float32 (default), or bfloat16 (autocast; faster training on CPUs with "
-                  "AMX/AVX512-BF16 and on GPUs, e.g. 2.3x at the bench's shapes on an AMX CPU; probes stay float32)")
+                  "AMX/AVX512-BF16 and on GPUs; probes stay float32)")
 
 
 def _int_in(lo: int, hi: int):
@@ -61,47 +61,62 @@ SEEDS, EPOCHS, BIG = _int_in(1, 10_000), _int_in(1, 100_000), _int_in(1, 10 ** 7
 GB = _float_in(0, 1e6)
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seeds", type=SEEDS, help="number of seeds (0..N-1); default: the spec's (run: 1 with "
-                                             "cross-fitting, 5 on a fixed split)")
-    p.add_argument("--out", type=Path, help="run folder (default: a new folder under runs/)")
-    p.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty --out")
-    p.add_argument("--device", default="auto", help=f"{DEVICE_FORMS} (default: auto)")
-    p.add_argument("--subsets", help="comma-separated subsets such as 'm1,m1+m2'; or 'all' (2^K − 1), "
+def _groups(p: argparse.ArgumentParser) -> dict[str, argparse._ArgumentGroup]:
+    """The option groups of a training command, in the order ``--help`` shows them."""
+    return {"data": p.add_argument_group("data"),
+            "design": p.add_argument_group("design", "what is trained and compared"),
+            "protocol": p.add_argument_group("protocol", "how each model is trained (overrides of the preset)"),
+            "outputs": p.add_argument_group("outputs"),
+            "execution": p.add_argument_group("execution")}
+
+
+def _add_common(p: argparse.ArgumentParser) -> dict[str, argparse._ArgumentGroup]:
+    """The options every training command has; returns the groups for the command's own."""
+    g = _groups(p)
+    d = g["design"]
+    d.add_argument("--subsets", help="comma-separated subsets such as 'm1,m1+m2'; or 'all' (2^K − 1), "
                                      "'singles+pairs+full', 'leave-one-out' (the full set and K sets without "
                                      "one modality), 'forward' (greedy: add the best modality one at a time, "
                                      "chosen on held-out training rows), 'sampled:N' (prefixes of N random "
                                      "orderings)")
-    p.add_argument("--protocol", choices=PROTOCOLS.names(), help="training protocol preset")
-    g = p.add_argument_group("protocol overrides")
-    g.add_argument("--epochs", type=EPOCHS)
-    g.add_argument("--lr", type=_float_in(0, 1e30))
-    g.add_argument("--batch-size", type=BIG)
-    g.add_argument("--hidden", type=_widths, metavar="H|k=H,…",
-                   help="encoder width: one for all modalities, or per modality, e.g. 'text=64,audio=32,video=128'")
-    g.add_argument("--activation", choices=ACTIVATIONS.names())
-    g.add_argument("--encoder", choices=ENCODERS.names(), help="each modality's encoder (default: the protocol's)")
-    g.add_argument("--fusion", choices=FUSIONS.names(), help="how the encoders' latents are joined")
-    g.add_argument("--precision", choices=PRECISIONS, help=PRECISION_HELP)
-    p.add_argument("--quiet", action="store_true", help="no progress bar, tables only")
-    p.add_argument("--threads", type=_int_in(1, 4096),
-                   help="compute threads (default: the CPUs this process may use). Running several jobs "
-                        "at once? Give each a share, e.g. --threads 1 for two jobs on 2 cores")
-    p.add_argument("--yes", action="store_true",
-                   help="run even when the up-front estimate exceeds the limits (models, hours, memory)")
-    _add_engine(p)
-    p.add_argument("--memory-gb", type=GB,
-                   help="memory for one chunk of streams trained together (default: half the free GPU "
-                        "memory, 2 GB on CPU); smaller means more, smaller chunks")
-    p.add_argument("--resume", type=Path, metavar="DIR",
-                   help="continue the interrupted run in DIR (same data, spec and protocol; checked)")
-    p.add_argument("--theory", action="store_true",
+    d.add_argument("--seeds", type=SEEDS, help="number of seeds (0..N-1); default: the spec's (run: 1 with "
+                                             "cross-fitting, 5 on a fixed split)")
+    d.add_argument("--theory", action="store_true",
                    help="measure the terms of the paper's Theorems 1 and 2 for every pair and sample size "
                         "(bounded loss, Rademacher brackets, label-flip fits: about twice the training); "
                         "adds theory.csv and a section of the report")
+    t = g["protocol"]
+    t.add_argument("--protocol", choices=PROTOCOLS.names(), help="training protocol preset")
+    t.add_argument("--epochs", type=EPOCHS)
+    t.add_argument("--lr", type=_float_in(0, 1e30))
+    t.add_argument("--batch-size", type=BIG)
+    t.add_argument("--hidden", type=_widths, metavar="H|k=H,…",
+                   help="encoder width: one for all modalities, or per modality, e.g. 'text=64,audio=32,video=128'")
+    t.add_argument("--activation", choices=ACTIVATIONS.names())
+    t.add_argument("--encoder", choices=ENCODERS.names(), help="each modality's encoder (default: the protocol's)")
+    t.add_argument("--fusion", choices=FUSIONS.names(), help="how the encoders' latents are joined")
+    t.add_argument("--precision", choices=PRECISIONS, help=PRECISION_HELP)
+    o = g["outputs"]
+    o.add_argument("--out", type=Path, help="run folder (default: a new folder under runs/)")
+    o.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty --out")
+    o.add_argument("--quiet", action="store_true", help="no progress display, tables only")
+    e = g["execution"]
+    e.add_argument("--device", default="auto", help=f"{DEVICE_FORMS} (default: auto)")
+    e.add_argument("--threads", type=_int_in(1, 4096),
+                   help="compute threads (default: the CPUs this process may use). Running several jobs "
+                        "at once? Give each a share, e.g. --threads 1 for two jobs on 2 cores")
+    e.add_argument("--yes", action="store_true",
+                   help="run even when the up-front estimate exceeds the limits (models, hours, memory)")
+    _add_engine(e)
+    e.add_argument("--memory-gb", type=GB,
+                   help="memory for one chunk of streams trained together (default: half the free GPU "
+                        "memory, 2 GB on CPU); smaller means more, smaller chunks")
+    e.add_argument("--resume", type=Path, metavar="DIR",
+                   help="continue the interrupted run in DIR (same data, spec and protocol; checked)")
+    return g
 
 
-def _add_engine(p: argparse.ArgumentParser) -> None:
+def _add_engine(p) -> None:
     """What runs the chunks; also what ``mmgain resume`` may change."""
     p.add_argument("--backend", default="local", choices=BACKENDS.names(),
                    help="local: this process (default); ray: chunks as Ray tasks (pip install 'mmgain[ray]')")
@@ -109,31 +124,43 @@ def _add_engine(p: argparse.ArgumentParser) -> None:
                                      "default: a new local instance")
 
 
-def _add_sweep(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--ratios", type=float, nargs="+", help="sample-size ratios in (0, 1] (default 1e-4 1e-3 1e-2 1e-1 1)")
-    p.add_argument("--grid", choices=["paper", "dense"],
+def _add_sweep(g: dict[str, argparse._ArgumentGroup]) -> None:
+    """The options of a sweep (every subset × sample size): ``run``, ``reproduce iemocap`` …"""
+    d = g["design"]
+    d.add_argument("--ratios", type=float, nargs="+", help="sample-size ratios in (0, 1] (default 1e-4 1e-3 1e-2 1e-1 1)")
+    d.add_argument("--grid", choices=["paper", "dense"],
                    help="paper: the ratios above (default); dense: ~12 geometric sample sizes from 5 rows per "
                         "class to the full training set, for learning curves and the crossover m*")
-    p.add_argument("--probe-epochs", type=EPOCHS, help="epochs after which the encoder is frozen for the probe")
-    p.add_argument("--max-load-gb", type=GB,
-                   help="memory cap for loading a pickled feature file (default 4 GB)")
-    p.add_argument("--margin", type=_float_in(0, 1e12),
-                   help="equivalence margin for a 'no effect' verdict, in accuracy points (classification, "
-                        "default 1) or MSE units (regression, default 1%% of the target variance)")
-    p.add_argument("--cv", type=_int_in(0, 1000), metavar="K",
+    d.add_argument("--cv", type=_int_in(0, 1000), metavar="K",
                    help="cross-fit over K folds: every row is scored once, by models that did not train on it "
                         "(stratified; grouped when the data have groups). Default: 5 for data without a split of "
                         "their own, else their split; --cv 0 keeps one fixed split")
-    p.add_argument("--primary", metavar="M:N,…",
+    d.add_argument("--primary", metavar="M:N,…",
                    help="the confirmatory questions, e.g. 'text+audio:text,text+video:text' (at the largest sample "
                         "size; default: each modality added to all the others). Their intervals are simultaneous; "
                         "every other pair is exploratory")
-    p.add_argument("--probes", metavar="NAME,…",
-                   help="registered probes to fit beside the paper's on every latent, compared in one run "
-                        f"(their columns: <name>_acc …); registered: {', '.join(n for n in PROBES.names() if n != 'paper') or 'none besides paper'}")
-    p.add_argument("--null-control", action="store_true",
+    d.add_argument("--margin", type=_float_in(0, 1e12),
+                   help="equivalence margin for a 'no effect' verdict, in accuracy points (classification, "
+                        "default 1) or MSE units (regression, default 1%% of the target variance)")
+    d.add_argument("--null-control", action="store_true",
                    help="also train N + perm(k) for every pair (N+k, N): a row-permuted copy of k that "
                         "carries no information (one extra model per pair and stream)")
+    d.add_argument("--probes", metavar="NAME,…",
+                   help="registered probes to fit beside the paper's on every latent, compared in one run "
+                        f"(their columns: <name>_acc …); registered: {', '.join(n for n in PROBES.names() if n != 'paper') or 'none besides paper'}")
+    g["protocol"].add_argument("--probe-epochs", type=EPOCHS,
+                               help="epochs after which the encoder is frozen for the probe")
+    g["data"].add_argument("--max-load-gb", type=GB,
+                           help="memory cap for loading a pickled feature file (default 4 GB)")
+
+
+RUN_EXAMPLES = """examples:
+  mmgain run --quick                     a first answer on the embedded mfeat digits
+  mmgain run --data my.npz --cv 5        every subset of your modalities, cross-fitted over 5 folds
+  mmgain run --data feats/ --primary 'image+text:image' --grid dense
+                                         one confirmatory question, with learning curves and m*
+
+data formats: docs/guide/your-data.md; the run folder: docs/guide/run-folder.md"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -147,34 +174,42 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("reproduce", help="reproduce one of the paper's experiments")
     rsub = rep.add_subparsers(dest="experiment", required=True)
     syn = rsub.add_parser("synthetic", help="the overlap study (paper Table 4, Fig. 2b)")
-    _add_common(syn)
-    syn.add_argument("--overlaps", type=float, nargs="+", help="overlap values ρ (default 1.0 0.8 0.5 0.2 0.0)")
-    syn.add_argument("--n-train", type=BIG, help="training samples per seed (default 7000)")
-    syn.add_argument("--n-test", type=BIG, help="test samples per seed (default 3000)")
+    g = _add_common(syn)
+    g["data"].add_argument("--overlaps", type=float, nargs="+", help="overlap values ρ (default 1.0 0.8 0.5 0.2 0.0)")
+    g["data"].add_argument("--n-train", type=BIG, help="training samples per seed (default 7000)")
+    g["data"].add_argument("--n-test", type=BIG, help="test samples per seed (default 3000)")
     syn.set_defaults(build=_synthetic_spec)
 
     iem = rsub.add_parser("iemocap", help="the IEMOCAP study (paper Tables 1–3, Fig. 2a) on your feature file")
-    iem.add_argument("--data", required=True, help="path to IEMOCAP_features_raw.pkl (bc-LSTM features)")
-    _add_common(iem)
-    _add_sweep(iem)
+    g = _add_common(iem)
+    g["data"].add_argument("--data", required=True, help="path to IEMOCAP_features_raw.pkl (bc-LSTM features)")
+    _add_sweep(g)
     iem.set_defaults(build=_iemocap_spec)
 
     for name in EXPERIMENTS.names():            # every registered experiment can be reproduced by name
         if name not in ("synthetic", "iemocap"):
             gen = rsub.add_parser(name, help=f"the registered experiment {name!r} with its own data and settings")
-            _add_common(gen)
-            _add_sweep(gen)
+            _add_sweep(_add_common(gen))
             gen.set_defaults(build=lambda args, name=name: _options(EXPERIMENTS.get(name), args))
 
-    run = sub.add_parser("run", help="every subset × sample size × seed on a dataset (default: embedded mfeat)")
-    run.add_argument("--data", default="mfeat",
-                     help="a registered dataset (mfeat) or a path: .npz, IEMOCAP .pkl, or a folder (see README)")
-    run.add_argument("--task", choices=["classification", "regression"],
-                     help="task of a .npz or folder dataset (default classification)")
-    run.add_argument("--split-seed", type=_int_in(0, 2 ** 32 - 1), help="seed of the split made for data without one (default 0)")
-    run.add_argument("--test-fraction", type=_float_in(0, 0.95), help="test share of that split (default 0.2)")
-    _add_common(run)
-    _add_sweep(run)
+    run = sub.add_parser("run", help="every subset × sample size × seed on a dataset (default: embedded mfeat)",
+                         usage="%(prog)s [--data PATH] [--quick] [options]",
+                         description="Does adding each modality help, from how much data on, and why? Trains\n"
+                                     "every modality subset × sample size × seed, probes the latents and writes\n"
+                                     "the verdicts, tables and report.html to a run folder.",
+                         epilog=RUN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = _add_common(run)
+    g["data"].add_argument("--data", default="mfeat",
+                           help="a registered dataset (mfeat) or a path: .npz, IEMOCAP .pkl, or a folder")
+    g["data"].add_argument("--task", choices=["classification", "regression"],
+                           help="task of a .npz or folder dataset (default classification)")
+    g["data"].add_argument("--split-seed", type=_int_in(0, 2 ** 32 - 1),
+                           help="seed of the split made for data without one (default 0)")
+    g["data"].add_argument("--test-fraction", type=_float_in(0, 0.95), help="test share of that split (default 0.2)")
+    g["design"].add_argument("--quick", action="store_true",
+                             help="a first answer: the full set and each set without one modality "
+                                  "(leave-one-out), at ratios 0.1 and 1; --subsets / --ratios given win")
+    _add_sweep(g)
     run.set_defaults(build=_run_spec)
 
     res = sub.add_parser("resume", help="continue an interrupted run in its folder (what is done is kept)")
@@ -233,7 +268,7 @@ def _options(spec: ExperimentSpec, args, data_args: dict | None = None) -> Exper
     sweep = {k: getattr(args, k, None) for k in ("ratios", "grid", "margin", "null_control", "cv", "primary",
                                                   "probe_epochs", "probes")}
     return configure(spec, seeds=args.seeds, subsets=args.subsets, protocol=args.protocol, theory=args.theory,
-                     data_args=data_args, quiet=False, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+                     data_args=data_args, quick=getattr(args, "quick", False), quiet=False, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                      hidden=args.hidden, activation=args.activation, encoder=args.encoder, fusion=args.fusion,
                      precision=args.precision, **sweep)
 
@@ -281,7 +316,10 @@ def _list() -> int:
     for title, reg in (("experiments", EXPERIMENTS), ("protocols", PROTOCOLS), ("data sources", SOURCES),
                        ("activations", ACTIVATIONS), ("encoders", ENCODERS),
                        ("fusions", FUSIONS), ("heads", HEADS), ("probes", PROBES), ("layouts", LAYOUTS)):
-        print(f"{title}: {', '.join(reg.names())}")
+        print(f"{title}:")
+        width = max(map(len, reg.names()), default=0)
+        for name in reg.names():
+            print(f"  {name:<{width}}  {reg.describe(name)}".rstrip())
     return 0
 
 

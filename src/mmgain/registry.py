@@ -16,15 +16,30 @@ class Registry(Generic[T]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._items: dict[str, T] = {}
+        self._descriptions: dict[str, str] = {}
 
-    def register(self, name: str, item: T | None = None):
-        """``reg.register("x", obj)`` or ``@reg.register("x")`` as a decorator."""
+    def register(self, name: str, item: T | None = None, description: str | None = None):
+        """``reg.register("x", obj, "what it is")`` or ``@reg.register("x")`` as a decorator.
+        Without a description, ``mmgain list`` shows the item's ``description`` attribute or
+        the first line of its docstring."""
         def add(obj: T) -> T:
             if name in self._items:
                 raise KeyError(f"{self.kind} {name!r} is already registered")
             self._items[name] = obj
+            if description:
+                self._descriptions[name] = description
             return obj
         return add(item) if item is not None else add
+
+    def describe(self, name: str) -> str:
+        """One line saying what ``name`` is ("" when nothing says it)."""
+        if name in self._descriptions:
+            return self._descriptions[name]
+        obj = self.get(name)
+        text = getattr(obj, "description", None)
+        if not isinstance(text, str) and (isinstance(obj, type) or callable(obj)) and not hasattr(obj, "__dataclass_fields__"):
+            text = obj.__doc__ if obj.__doc__ != type(obj).__doc__ or isinstance(obj, type) else None
+        return (text or "").strip().split("\n")[0].strip()
 
     def get(self, name: str) -> T:
         try:

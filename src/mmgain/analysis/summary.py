@@ -89,7 +89,8 @@ def summarize(result) -> dict[str, Any]:
             summary["null_control"] = controls
         summary.update(curve_summary(res, pairs))
         closed_form_annotations(res, summary)
-        summary["modalities"] = modality_lines(pairs, res.task, spec.variant_keys, summary["crossovers"])
+        summary["modalities"] = modality_lines(pairs, res.task, spec.variant_keys, summary["crossovers"],
+                                               order=res.data.names)
     if res.extras:
         summary.update(attribution(res))
     if spec.theory:

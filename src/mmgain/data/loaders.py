@@ -388,4 +388,4 @@ def _load_path(p: Path, task: str, max_load_gb: float) -> MultimodalDataset:
         return load_npz(p, task)
     if p.suffix in (".pkl", ".pickle"):
         return load_iemocap(p, max_load_gb=max_load_gb)
-    raise DataError(f"{p}: unknown data format; expected an .npz, an IEMOCAP .pkl, or a folder (see README)")
+    raise DataError(f"{p}: unknown data format; expected an .npz, an IEMOCAP .pkl, or a folder (formats: docs/guide/your-data.md)")

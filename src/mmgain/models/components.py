@@ -30,8 +30,8 @@ from ..errors import SpecError
 from ..registry import Registry
 
 ACTIVATIONS: Registry[Callable[[Tensor], Tensor]] = Registry("activation")
-ACTIVATIONS.register("relu", torch.relu)
-ACTIVATIONS.register("none", lambda x: x)
+ACTIVATIONS.register("relu", torch.relu, "max(0, x), the paper's")
+ACTIVATIONS.register("none", lambda x: x, "identity: linear encoders")
 
 
 class Activation(nn.Module):
@@ -181,7 +181,7 @@ FUSIONS.register("concat", ConcatFusion)
 FUSIONS.register("sum", SumFusion)
 
 HEADS: Registry[Callable[[int, int], nn.Module]] = Registry("head")
-HEADS.register("linear", nn.Linear)
+HEADS.register("linear", nn.Linear, "an affine map from the fused latent to the outputs (the paper's head)")
 
 
 def resolve_widths(hidden: int | Mapping[str, int], names: Sequence[str]) -> dict[str, int]:

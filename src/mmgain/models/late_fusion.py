@@ -202,8 +202,7 @@ class BatchedLateFusion:
         Rows last is the layout in which the whole chain is plain batched matmuls on
         contiguous operands: the first layer over all subsets at once, the head per
         (stream, subset); the large activations are never permuted or copied (with many
-        subsets, e.g. K = 8, training is about 28 % faster than rows first: README,
-        Benchmarks)."""
+        subsets it trains faster than rows first: docs/benchmarks.md)."""
         return self._runners[k](self.encoder_params(k), x)
 
     def _hidden(self, k: str, x: Tensor) -> Tensor:

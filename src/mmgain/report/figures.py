@@ -12,8 +12,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 def line_plot(path: Path, series: dict[str, tuple[Sequence[float], Sequence[float], Sequence[float]]],
               xlabel: str, ylabel: str, title: str, logx: bool = False, xticks: Sequence[float] | None = None) -> Path:
-    """One line with error bars per series: ``{label: (x, mean, std)}``."""
-    fig, ax = plt.subplots(figsize=(6, 4.2), dpi=120)
+    """One line with error bars (± one standard deviation over seeds) per series:
+    ``{label: (x, mean, std)}``; the legend sits outside the plot, right of it."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.2), dpi=120)
     for label, (x, m, s) in series.items():
         ax.errorbar(x, m, yerr=s, marker="o", capsize=3, label=label)
     if logx:
@@ -24,8 +25,8 @@ def line_plot(path: Path, series: dict[str, tuple[Sequence[float], Sequence[floa
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0,
+              title="error bars: ± 1 sd", title_fontsize=7)
+    fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
     return path

@@ -22,6 +22,7 @@ VERDICT_COLOURS = {"helps": "#1a9850", "hurts": "#d73027", "no effect": "#8c8c8c
                    "inconclusive": "#c8c8c8"}
 SERIES = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 FULL_LATTICE_K = 6            # up to this many modalities the whole lattice is drawn at once
+LATTICE_ROW = 10              # at most this many subsets side by side; a wider level takes several rows
 
 
 def _esc(x) -> str:
@@ -65,24 +66,35 @@ def hasse_svg(summary: dict, names: list[str], levels: list[int] | None = None, 
         return ""
     values = [c[f"test_{m}_mean"] for c in cells.values() if c.get(f"test_{m}_mean") is not None]
     lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
-    widest = max(len(by_level[lv]) for lv in shown)
-    node_w, gap_x, gap_y = 96, 14, 90
-    width = max(480, widest * (node_w + gap_x) + 40)
-    height = len(shown) * gap_y + 40
-    pos = {}
-    for row, lv in enumerate(reversed(shown)):               # the full set on top
+    labels = {s: _label_lines(s) for s in cells}
+    line_h = 13
+    node_h = line_h * max(len(v) for v in labels.values()) + 10
+    node_w = max(84, 8 * max(len(x) for v in labels.values() for x in v) + 16)
+    gap_x, gap_y = 12, node_h + 56
+    rows = []                                            # the full set on top; a wide level over several rows
+    for lv in reversed(shown):
         subs = by_level[lv]
+        rows += [subs[i:i + LATTICE_ROW] for i in range(0, len(subs), LATTICE_ROW)]
+    widest = max(len(r) for r in rows)
+    width = max(480, widest * (node_w + gap_x) + 40)
+    height = (len(rows) - 1) * gap_y + node_h + 28
+    pos = {}
+    for row, subs in enumerate(rows):
         span = len(subs) * (node_w + gap_x) - gap_x
         for i, s in enumerate(subs):
-            pos[s] = (width / 2 - span / 2 + i * (node_w + gap_x) + node_w / 2, 30 + row * gap_y)
-    parts = [f'<svg class="hasse" role="img" aria-label="subset lattice" width="{width}" height="{height}" '
-             f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg">']
+            pos[s] = (width / 2 - span / 2 + i * (node_w + gap_x) + node_w / 2, node_h / 2 + 14 + row * gap_y)
+    n_edges = sum(1 for M, N in verdict if M in pos and N in pos)
+    alt = (f"Subset lattice: {len(pos)} modality subsets as boxes shaded by test {label} (darker is better), "
+           f"{n_edges} edges 'add one modality' coloured by verdict")
+    parts = [f'<svg class="hasse" role="img" aria-label="{_esc(alt)}" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg"><title>{_esc(alt)}</title>']
     for (M, N), v in verdict.items():
         if M in pos and N in pos:
             (x1, y1), (x2, y2) = pos[M], pos[N]
             added = sorted(set(M.split("+")) - set(N.split("+")))
-            parts.append(f'<line class="edge" x1="{x1:.1f}" y1="{y1 + 12:.1f}" x2="{x2:.1f}" y2="{y2 - 12:.1f}" '
-                         f'stroke="{VERDICT_COLOURS.get(v, "#999")}" stroke-width="{3 if v in ("helps", "hurts") else 1.5}">'
+            parts.append(f'<line class="edge" x1="{x1:.1f}" y1="{y1 + node_h / 2:.1f}" x2="{x2:.1f}" '
+                         f'y2="{y2 - node_h / 2:.1f}" stroke="{VERDICT_COLOURS.get(v, "#999")}" '
+                         f'stroke-width="{3 if v in ("helps", "hurts") else 1.5}">'
                          f'<title>add {_esc(", ".join(added))} to {_esc(N)}: {_esc(v)}</title></line>')
     for s, (x, y) in pos.items():
         c = cells[s]
@@ -90,13 +102,29 @@ def hasse_svg(summary: dict, names: list[str], levels: list[int] | None = None, 
         t = 0.5 if val is None or hi == lo else (val - lo) / (hi - lo)
         t = t if higher else 1 - t
         fg = "#fff" if t > 0.55 else "#111"
-        txt = s if len(s) <= 14 else s[:13] + "…"
-        parts.append(f'<g class="node"><rect x="{x - node_w / 2:.1f}" y="{y - 12:.1f}" width="{node_w}" height="24" '
-                     f'rx="5" fill="{_colour(t)}" stroke="#555" stroke-width="0.5"/>'
-                     f'<text x="{x:.1f}" y="{y + 4:.1f}" text-anchor="middle" font-size="11" fill="{fg}">{_esc(txt)}</text>'
+        lines = labels[s]
+        top_y = y - line_h * len(lines) / 2 + line_h - 3
+        text = "".join(f'<tspan x="{x:.1f}" y="{top_y + i * line_h:.1f}">{_esc(part)}</tspan>'
+                       for i, part in enumerate(lines))
+        parts.append(f'<g class="node"><rect x="{x - node_w / 2:.1f}" y="{y - node_h / 2:.1f}" width="{node_w}" '
+                     f'height="{node_h}" rx="5" fill="{_colour(t)}" stroke="#555" stroke-width="0.5"/>'
+                     f'<text class="label" text-anchor="middle" font-size="11" fill="{fg}">{text}</text>'
                      f'<title>{_esc(s)}: test {label} {"—" if val is None else f"{val:.2f}"}</title></g>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _label_lines(subset: str, width: int = 16) -> list[str]:
+    """A subset's full name over lines of about ``width`` characters, broken after a '+'."""
+    lines, cur = [], ""
+    for part in subset.split("+"):
+        piece = part if not cur else "+" + part
+        if cur and len(cur) + len(piece) > width:
+            lines.append(cur + "+")
+            cur = part
+        else:
+            cur += piece
+    return lines + [cur]
 
 
 def _axis_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
@@ -122,7 +150,7 @@ def _frame(css: str, aria: str, box, X, Y, yticks, xticks, xlabel: str, ylabel: 
     """The opening of a plot: the svg element, the plot area, grid lines with tick labels, axis titles."""
     W, H, L, R, T, B = box
     parts = [f'<svg class="{css}" role="img" aria-label="{_esc(aria)}" width="{W}" height="{H}" '
-             f'viewBox="0 0 {W} {H}" xmlns="http://www.w3.org/2000/svg">',
+             f'viewBox="0 0 {W} {H}" xmlns="http://www.w3.org/2000/svg"><title>{_esc(aria)}</title>',
              f'<rect x="{L}" y="{T}" width="{W - L - R}" height="{H - T - B}" fill="#fafafa" stroke="#ccc"/>']
     for v in yticks:
         parts.append(f'<line x1="{L}" x2="{W - R}" y1="{Y(v):.1f}" y2="{Y(v):.1f}" stroke="#e5e5e5"/>'
@@ -136,9 +164,21 @@ def _frame(css: str, aria: str, box, X, Y, yticks, xticks, xlabel: str, ylabel: 
     return parts
 
 
+def _band(c: dict, m: str) -> tuple[float, float] | None:
+    """The 95 % t interval of a cell's mean over its seeds (folds), or None with fewer than 2."""
+    from scipy import stats
+
+    n, sd, mean = c.get("n_seeds") or 0, c.get(f"test_{m}_std"), c.get(f"test_{m}_mean")
+    if n < 2 or sd is None or mean is None:
+        return None
+    half = float(stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
+    return mean - half, mean + half
+
+
 def curves_svg(summary: dict, highlight: list[str], variant: dict | None = None) -> str:
     """Learning curves: test metric against training rows (log scale), one line per subset;
-    single modalities and the full set in colour, the others thin grey (hover for names)."""
+    single modalities and the full set in colour with their 95 % bands, the others thin grey
+    (hover for names).  ``curve_fits_drawn`` tells whether the dashed fits appear."""
     m, label, _ = _metric(summary)
     cells = [c for c in summary["cells"] if not c.get("control") and c.get(f"test_{m}_mean") is not None
              and _in(c, variant)]
@@ -148,15 +188,29 @@ def curves_svg(summary: dict, highlight: list[str], variant: dict | None = None)
     xs = [c["n_train"] for c in cells]
     ys = [c[f"test_{m}_mean"] for c in cells]
     x0, x1 = math.log10(max(1, min(xs))), math.log10(max(xs))
+    subsets = list(dict.fromkeys(c["subset"] for c in cells))
+    colours = {s: SERIES[i % len(SERIES)] for i, s in enumerate(s for s in subsets if s in highlight)}
+    bands = {s: sorted((c["n_train"], b) for c in cells if c["subset"] == s and (b := _band(c, m)) is not None)
+             for s in colours}
+    ys += [v for pts in bands.values() for _, b in pts for v in b]
     y0, y1 = min(ys), max(ys)
     pad = (y1 - y0) * 0.05 or 1.0
     y0, y1 = y0 - pad, y1 + pad
+    if m == "acc":
+        y0, y1 = max(y0, 0.0), min(y1, 100.0)
     X = lambda n: L + (math.log10(max(n, 1)) - x0) / ((x1 - x0) or 1) * (W - L - R)  # noqa: E731
-    Y = lambda v: T + (1 - (v - y0) / (y1 - y0)) * (H - T - B)  # noqa: E731
-    parts = _frame("curves", "learning curves", (W, H, L, R, T, B), X, Y, _axis_ticks(y0, y1), _log_ticks(x0, x1),
+    Y = lambda v: T + (1 - (min(max(v, y0), y1) - y0) / (y1 - y0)) * (H - T - B)  # noqa: E731
+    alt = (f"Learning curves: test {label} against training rows (log scale) for {len(subsets)} subsets; "
+           f"{', '.join(colours)} in colour with 95 % bands")
+    parts = _frame("curves", alt, (W, H, L, R, T, B), X, Y, _axis_ticks(y0, y1), _log_ticks(x0, x1),
                    "training rows (log scale)", f"test {label}")
-    subsets = list(dict.fromkeys(c["subset"] for c in cells))
-    colours = {s: SERIES[i % len(SERIES)] for i, s in enumerate(s for s in subsets if s in highlight)}
+    for s, pts in bands.items():                                     # 95 % bands under the lines
+        if len(pts) > 1:
+            outline = [(X(n), Y(b[1])) for n, b in pts] + [(X(n), Y(b[0])) for n, b in reversed(pts)]
+            parts.append(f'<polygon class="band" fill="{colours[s]}" fill-opacity="{0.15 if len(bands) <= 3 else 0.07}" '
+                         'stroke="none" points="'
+                         + " ".join(f"{x:.1f},{y:.1f}" for x, y in outline)
+                         + f'"><title>{_esc(s)}: 95 % interval of the mean over seeds and folds</title></polygon>')
     for s in sorted(subsets, key=lambda s: s in colours):           # highlighted lines on top
         pts = sorted((c["n_train"], c[f"test_{m}_mean"]) for c in cells if c["subset"] == s)
         path = " ".join(f"{X(n):.1f},{Y(v):.1f}" for n, v in pts)
@@ -188,12 +242,59 @@ def curves_svg(summary: dict, highlight: list[str], variant: dict | None = None)
             parts.append(f'<line class="mstar" x1="{x:.1f}" x2="{x:.1f}" y1="{T}" y2="{H - B}" stroke="{colours[c["M"]]}" '
                          f'stroke-dasharray="2 2"><title>m*({_esc(c["M"])}, {_esc(c["N"])}) ≈ {c["m_star"]:.0f} '
                          f'rows</title></line>')
-    for i, (s, col) in enumerate(colours.items()):
-        parts.append(f'<line x1="{W - R + 10}" x2="{W - R + 28}" y1="{T + 10 + i * 16}" y2="{T + 10 + i * 16}" '
-                     f'stroke="{col}" stroke-width="2.2"/><text x="{W - R + 32}" y="{T + 14 + i * 16}" '
-                     f'font-size="10">{_esc(s if len(s) < 20 else s[:19] + "…")}</text>')
+    y = T + 10
+    for s, col in colours.items():                                  # the legend, outside the plot area
+        lines = _label_lines(s, 22)
+        parts.append(f'<line x1="{W - R + 10}" x2="{W - R + 28}" y1="{y}" y2="{y}" stroke="{col}" stroke-width="2.2"/>'
+                     + "".join(f'<text x="{W - R + 32}" y="{y + 4 + j * 12}" font-size="10">{_esc(part)}</text>'
+                               for j, part in enumerate(lines)))
+        y += 6 + 12 * len(lines)
     parts.append("</svg>")
     return "".join(parts)
+
+
+def variants_svg(summary: dict, vkeys: list[str]) -> tuple[str, str]:
+    """Every data variant in one figure (the synthetic study's overlaps): per variant, a line
+    through the subsets in their order, of η where the run measured it, else the test metric."""
+    m, label, _ = _metric(summary)
+    top = _top_ratio(summary)
+    cells = [c for c in summary["cells"] if not c.get("control") and c.get("ratio", top) == top]
+    key = "eta_mean" if any(c.get("eta_mean") is not None for c in cells) else f"test_{m}_mean"
+    what = "η (latent excess risk; lower is better)" if key == "eta_mean" else f"test {label}"
+    subsets = list(dict.fromkeys(c["subset"] for c in cells))
+    variants = list(dict.fromkeys(tuple(c.get(k) for k in vkeys) for c in cells))
+    vals = [c[key] for c in cells if c.get(key) is not None]
+    if len(subsets) < 2 or not vals:
+        return "", ""
+    W, H, L, R, T, B = 640, 360, 60, 130, 20, 70
+    y0, y1 = min(vals), max(vals)
+    pad = (y1 - y0) * 0.05 or 1.0
+    y0, y1 = y0 - pad, y1 + pad
+    X = lambda i: L + 20 + i / max(len(subsets) - 1, 1) * (W - L - R - 40)  # noqa: E731
+    Y = lambda v: T + (1 - (v - y0) / (y1 - y0)) * (H - T - B)  # noqa: E731
+    name = ", ".join(vkeys)
+    alt = f"{what} of {len(subsets)} subsets, one line per {name} ({len(variants)} values)"
+    parts = _frame("variants", alt, (W, H, L, R, T, B), X, Y, _axis_ticks(y0, y1), [], "subset", what)
+    for i, s in enumerate(subsets):
+        parts.append(f'<text x="{X(i):.1f}" y="{H - B + 14}" text-anchor="middle" font-size="10">'
+                     + "".join(f'<tspan x="{X(i):.1f}" dy="{0 if j == 0 else 12}">{_esc(p)}</tspan>'
+                               for j, p in enumerate(_label_lines(s, 12))) + "</text>")
+    for j, v in enumerate(variants):
+        col = SERIES[j % len(SERIES)]
+        pts = [(i, c[key]) for i, s in enumerate(subsets) for c in cells
+               if c["subset"] == s and tuple(c.get(k) for k in vkeys) == v and c.get(key) is not None]
+        tag = ", ".join(f"{k}={x}" for k, x in zip(vkeys, v))
+        parts.append(f'<polyline fill="none" stroke="{col}" stroke-width="2" points="'
+                     + " ".join(f"{X(i):.1f},{Y(y):.1f}" for i, y in pts) + f'"><title>{_esc(tag)}</title></polyline>'
+                     + "".join(f'<circle cx="{X(i):.1f}" cy="{Y(y):.1f}" r="3" fill="{col}"><title>{_esc(tag)}, '
+                               f'{_esc(subsets[i])}: {y:.4g}</title></circle>' for i, y in pts)
+                     + f'<line x1="{W - R + 10}" x2="{W - R + 28}" y1="{T + 10 + j * 16}" y2="{T + 10 + j * 16}" '
+                       f'stroke="{col}" stroke-width="2"/><text x="{W - R + 32}" y="{T + 14 + j * 16}" '
+                       f'font-size="10">{_esc(tag)}</text>')
+    parts.append("</svg>")
+    caption = (f"{what} at the largest sample size, one line per {name}: how the value of more modalities "
+               f"depends on the data variant (mean over seeds; every value is in the tables below).")
+    return "".join(parts), caption
 
 
 def theory_svg(records: list[dict], theorem: str = "theorem1") -> str:
@@ -252,7 +353,7 @@ def bars_svg(names: list[str], values: list[float], cis: list[list[float | None]
     span = (hi - lo) or 1.0
     X = lambda v: L + (v - lo) / span * (W - L - 20)  # noqa: E731
     parts = [f'<svg class="bars" role="img" aria-label="{_esc(label)}" width="{W}" height="{H}" '
-             f'viewBox="0 0 {W} {H}" xmlns="http://www.w3.org/2000/svg">',
+             f'viewBox="0 0 {W} {H}" xmlns="http://www.w3.org/2000/svg"><title>{_esc(label)}</title>',
              f'<line x1="{X(0):.1f}" x2="{X(0):.1f}" y1="4" y2="{H - 20}" stroke="#666"/>']
     for i, (n, v) in enumerate(zip(names, values)):
         if v is None:
@@ -266,6 +367,60 @@ def bars_svg(names: list[str], values: list[float], cis: list[list[float | None]
             parts.append(f'<line x1="{X(cis[i][0]):.1f}" x2="{X(cis[i][1]):.1f}" y1="{y + 10}" y2="{y + 10}" '
                          f'stroke="#111" stroke-width="1.2"/>')
     parts.append(f'<text x="{(L + W) / 2}" y="{H - 4}" text-anchor="middle" font-size="10">{_esc(label)}</text></svg>')
+    return "".join(parts)
+
+
+def verdict_heatmap_svg(summary: dict, names: list[str], variant: dict | None = None) -> str:
+    """The verdicts at a glance: a row per modality, a column per sample size; each cell is
+    coloured by the verdict of adding the modality to all the others (the primary question at
+    the largest size) and says in how many of its partner sets it helps there."""
+    m = _metric(summary)[0]
+    recs = [v for v in summary.get("verdicts", []) if _in(v, variant)]
+    if not recs:
+        return ""
+    ratios = sorted({v["ratio"] for v in recs})
+    n_at = {v["ratio"]: v["n_train"] for v in recs}
+    rows = [k for k in names if any(v["modality"] == k for v in recs)]
+    cw, ch, L, T = 96, 34, max(70, 8 * max(map(len, rows)) + 16), 34
+    legend_w = sum(22 + 6 * len(v) for v in VERDICT_COLOURS)
+    W, H = max(L + cw * len(ratios) + 10, 10 + legend_w), T + ch * len(rows) + 48
+    unit = "points" if m == "acc" else "MSE"
+    alt = (f"Verdict heat map: {len(rows)} modalities × {len(ratios)} sample sizes, each cell coloured by the "
+           "verdict of adding the modality to all the others")
+    parts = [f'<svg class="heatmap" role="img" aria-label="{_esc(alt)}" width="{W}" height="{H}" '
+             f'viewBox="0 0 {W} {H}" xmlns="http://www.w3.org/2000/svg"><title>{_esc(alt)}</title>',
+             f'<text x="{L + cw * len(ratios) / 2:.1f}" y="12" text-anchor="middle" font-size="11">'
+             'training rows n</text>']
+    for j, r in enumerate(ratios):
+        parts.append(f'<text x="{L + cw * j + cw / 2:.1f}" y="{T - 6}" text-anchor="middle" font-size="11">'
+                     f'{n_at[r]}</text>')
+    for i, k in enumerate(rows):
+        y = T + ch * i
+        parts.append(f'<text x="{L - 8}" y="{y + ch / 2 + 4:.1f}" text-anchor="end" font-size="12">{_esc(k)}</text>')
+        for j, r in enumerate(ratios):
+            here = [v for v in recs if v["modality"] == k and v["ratio"] == r]
+            if not here:
+                continue
+            widest = max(here, key=lambda v: len(v["N"].split("+")))
+            helps = sum(v["verdict"] == "helps" for v in here)
+            col = VERDICT_COLOURS.get(widest["verdict"], "#ccc")
+            fg = "#111" if widest["verdict"] in ("inconclusive",) else "#fff"
+            gain = PairResult.from_record(widest, m).gain
+            x = L + cw * j
+            parts.append(f'<g class="cell"><rect x="{x + 1}" y="{y + 1}" width="{cw - 2}" height="{ch - 2}" rx="3" '
+                         f'fill="{col}"/><text x="{x + cw / 2:.1f}" y="{y + 14}" text-anchor="middle" font-size="10.5" '
+                         f'fill="{fg}">{_esc(widest["verdict"])}</text><text x="{x + cw / 2:.1f}" y="{y + 27}" '
+                         f'text-anchor="middle" font-size="9.5" fill="{fg}">{_esc(fmt_num(gain))} · helps {helps}/'
+                         f'{len(here)}</text><title>{_esc(k)} added to {_esc(widest["N"])} at n={n_at[r]}: '
+                         f'{_esc(widest["verdict"])} {_esc(fmt_num(gain))} {unit}; it helps in {helps} of its '
+                         f'{len(here)} partner set(s) at this size</title></g>')
+    y = T + ch * len(rows) + 16
+    x = 10
+    for v, col in VERDICT_COLOURS.items():
+        parts.append(f'<rect x="{x}" y="{y}" width="12" height="12" fill="{col}"/>'
+                     f'<text x="{x + 16}" y="{y + 10}" font-size="10">{_esc(v)}</text>')
+        x += 22 + 6 * len(v)
+    parts.append("</svg>")
     return "".join(parts)
 
 
@@ -431,11 +586,20 @@ def _render(folder: Path, res: SimpleNamespace) -> Path:
     full_levels = list(range(1, K + 1))
     variants = [dict(v) for v in res.spec.variants]
     first = variants[0]
-    lattice = hasse_svg(summary, names, None if K <= FULL_LATTICE_K else full_levels[-3:], first)
-    lattice_all = hasse_svg(summary, names, None, first) if K > FULL_LATTICE_K else ""
     vkeys = res.spec.variant_keys
+    shown_variants = variants if K <= FULL_LATTICE_K and len(variants) <= 6 else [first]
+    lattices = [(", ".join(f"{k}={v}" for k, v in variant.items()),
+                 hasse_svg(summary, names, None if K <= FULL_LATTICE_K else full_levels[-3:], variant))
+                for variant in shown_variants]
+    lattices = [(t if len(shown_variants) > 1 else "", jinja2.utils.markupsafe.Markup(svg)) for t, svg in lattices
+                if svg and summary.get("pairs")]          # without pairs a lattice has no edges: nothing to read
+    lattice_all = hasse_svg(summary, names, None, first) if K > FULL_LATTICE_K else ""
+    variants_fig, variants_caption = variants_svg(summary, vkeys) if len(variants) > 1 else ("", "")
     vlabel = lambda row: ", ".join(f"{k}={row.get(k)}" for k in vkeys)  # noqa: E731
-    singles_full = [c["subset"] for c in summary["cells"] if c["n_modalities"] in (1, K)]
+    singles_full = list(dict.fromkeys(c["subset"] for c in summary["cells"] if c["n_modalities"] in (1, K)))
+    if len(singles_full) < 2:           # e.g. leave-one-out: the full set and the sets without one modality
+        singles_full = list(dict.fromkeys(c["subset"] for c in summary["cells"]
+                                          if c["n_modalities"] >= K - 1))[:len(SERIES)]
     curves = [(", ".join(f"{k}={v}" for k, v in variant.items()), curves_svg(summary, singles_full, variant))
               for variant in variants]
     top = _top_ratio(summary)
@@ -497,20 +661,31 @@ def _render(folder: Path, res: SimpleNamespace) -> Path:
     files = [f for f in run.get("files", []) if is_output_name(f) and (folder / f).is_file()
              and not (folder / f).is_symlink()]
     page = _templates().get_template("report.html.j2").render(
-        title=f"mmgain — {summary.get('experiment', '')} on {Path(str((run.get('data') or {}).get('source', ''))).name}",
+        title=f"mmgain — {summary.get('experiment', '')} on {_data_title(run, len(variants))}",
         summary=summary, run=run, names=names, cards=_cards(summary, names), label=label, metric=m,
         sections=produce_sections(summary, run), grids=grids,
-        verdict_colours=VERDICT_COLOURS, lattice=jinja2.utils.markupsafe.Markup(lattice),
+        heatmap=jinja2.utils.markupsafe.Markup(verdict_heatmap_svg(summary, names, first)),
+        verdict_colours=VERDICT_COLOURS, lattices=lattices,
         lattice_all=jinja2.utils.markupsafe.Markup(lattice_all), full_lattice_k=FULL_LATTICE_K,
         curves=[(t, jinja2.utils.markupsafe.Markup(svg)) for t, svg in curves if svg], top=top,
+        fits_drawn=any('class="fit"' in svg for _, svg in curves),
+        variants_fig=jinja2.utils.markupsafe.Markup(variants_fig), variants_caption=variants_caption,
         shapley=shapley and {**shapley, "svg": jinja2.utils.markupsafe.Markup(shapley["svg"])},
         shapley_note=summary.get("shapley_note"), interactions=interactions, ensemble=ens, missing=miss, deficit=deficit, crossings=crossings,
         curve_note=summary.get("note"), err_label="100 − accuracy %" if m == "acc" else "MSE",
-        tables=tables, notes=notes, theory=theory, theory_notes=summary.get("theory_notes"), vkeys=vkeys, lattice_variant=vlabel(first) if vkeys else "", files=files, partial=summary.get("partial"),
+        tables=tables, notes=notes, theory=theory, theory_notes=summary.get("theory_notes"), vkeys=vkeys,
+        files=files, partial=summary.get("partial"),
         spec_json=json.dumps(run.get("spec", {}), indent=1, default=str))
     path = folder / "report.html"
     atomic_write(path, lambda f: f.write(page.encode()))
     return path
+
+
+def _data_title(run: dict, n_variants: int) -> str:
+    """The data's name for the page title: the file's name, without a variant's settings when
+    the run has several variants (the first one's would misname the others)."""
+    name = Path(str((run.get("data") or {}).get("source", ""))).name
+    return name.split("(", 1)[0] if n_variants > 1 else name
 
 
 def cards_html(summary: dict, names: list[str]) -> str:
@@ -525,5 +700,16 @@ def _templates():
     """The report's Jinja2 templates: autoescaped, and an unknown name is an error, not blank."""
     import jinja2
 
-    return jinja2.Environment(loader=jinja2.PackageLoader("mmgain.report", "templates"),
-                              autoescape=jinja2.select_autoescape(["html", "j2"]), undefined=jinja2.StrictUndefined)
+    env = jinja2.Environment(loader=jinja2.PackageLoader("mmgain.report", "templates"),
+                             autoescape=jinja2.select_autoescape(["html", "j2"]), undefined=jinja2.StrictUndefined)
+    env.filters["breakable"] = _breakable
+    return env
+
+
+def _breakable(x) -> "object":
+    """A cell's text with a line-break opportunity after every '+' of a subset name, so that a
+    table of long subset names wraps instead of growing wider than the page."""
+    import jinja2
+
+    text = _esc(x)
+    return jinja2.utils.markupsafe.Markup(text.replace("+", "+<wbr>")) if "+" in text else text

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..registry import Registry
-from .tables import Table
+from .tables import Table, wrap_text
 
 
 @dataclass
@@ -41,5 +41,6 @@ def sections_text(summary: dict, run: dict) -> str:
     """The registered sections for the terminal: title, text and tables."""
     blocks = []
     for _, s in produce_sections(summary, run):
-        blocks.append("\n\n".join([s.title] + ([s.text] if s.text else []) + [t.text() for t in s.tables]))
+        blocks.append("\n\n".join([wrap_text(s.title)] + ([wrap_text(s.text)] if s.text else [])
+                                  + [t.text() for t in s.tables]))
     return "\n\n".join(blocks)

@@ -20,18 +20,7 @@ from .chunk import ChunkJob, run_chunk
 if TYPE_CHECKING:
     from .runner import RunPlan
 
-try:  # progress bars are a nicety, not a requirement
-    from tqdm.auto import tqdm
-except ImportError:  # pragma: no cover
-    tqdm = None
-
 BACKENDS: Registry[type] = Registry("backend")
-
-
-def _bar(total: int, desc: str, unit: str, progress: bool):
-    if not progress or tqdm is None:
-        return None
-    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True)
 
 
 @BACKENDS.register("local")
@@ -40,19 +29,30 @@ class LocalBackend:
 
     def run(self, plan: "RunPlan", todo: list[int], progress: bool = True) -> Iterator[tuple[int, dict]]:
         n_models = sum(len(plan.chunks[ci]) for ci in todo) * len(plan.subsets)
-        bar = _bar(plan.n_steps(todo), f"{plan.spec.name}: training {n_models} models", "step", progress)
+        bar = plan.progress(todo, plan.spec.name) if progress and todo else None
         try:
-            for k, ci in enumerate(todo):
-                label = f"chunk {k + 1}/{len(todo)}"
+            for ci in todo:
+                n_here = len(plan.chunks[ci]) * len(plan.subsets)
+                probed = [0]
+
+                def on_probe(done: int, n_here=n_here, probed=probed) -> None:
+                    bar.phase(f"probing the latents of {n_here} models")
+                    bar.probed(done - probed[0])
+                    probed[0] = done
+
                 if bar:
-                    bar.set_postfix_str(f"{label}: training {len(plan.chunks[ci])} stream(s)")
-                probed = (lambda done: bar.set_postfix_str(f"{label}: probed {done}/{len(plan.chunks[ci])} "
-                                                           "stream(s)")) if bar else None
+                    train_s, probe_s = plan.chunk_seconds(ci)
+                    bar.chunk(plan.n_steps([ci]), train_s, len(plan.chunks[ci]), probe_s)
+                    bar.phase(f"training {n_models} models" if len(todo) == 1 else
+                              f"training {n_here} of {n_models} models")
                 yield ci, run_chunk(plan.job(ci), plan.train, plan.test, plan.device,
-                                    on_step=bar.update if bar else None, on_probe=probed)
-        finally:
+                                    on_step=bar.step if bar else None, on_probe=on_probe if bar else None)
             if bar:
                 bar.close()
+        except BaseException:
+            if bar:
+                bar.stop()
+            raise
 
 
 def _ray_chunk(job: ChunkJob, train, test, device: str, threads: int) -> dict:
@@ -109,7 +109,9 @@ class RayBackend:
                 where = self.address or "a new local instance"
                 raise SpecError(f"--backend ray: cannot start or reach Ray at {where} ({exc})") from None
         futures: dict = {}
-        bar = _bar(len(todo), f"{plan.spec.name}: {len(todo)} chunk(s) on Ray", "chunk", progress)
+        bar = plan.progress(todo, plan.spec.name) if progress and todo else None
+        if bar:
+            bar.phase(f"training and probing {len(todo)} chunk(s) on Ray")
         try:
             cuda = plan.device.type == "cuda"
             task = ray.remote(_ray_chunk).options(num_cpus=self.threads, num_gpus=1 if cuda else 0,
@@ -122,11 +124,16 @@ class RayBackend:
                 ci = futures.pop(ready)
                 part = ray.get(ready)
                 if bar:
-                    bar.update()
+                    train_s, probe_s = plan.chunk_seconds(ci)
+                    bar.chunk(1, train_s, 1, probe_s)
+                    bar.step()
+                    bar.probed()
                 yield ci, part
-        finally:
             if bar:
                 bar.close()
+        finally:
+            if bar:
+                bar.stop()
             for f in futures:
                 ray.cancel(f, force=True)
             if started:

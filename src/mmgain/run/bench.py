@@ -181,10 +181,9 @@ def run_bench(quick: bool = False, device: str = "auto", naive_epochs: int | Non
     naive_protocol = protocol.with_(epochs=n_ep, probe_epochs=n_ep)
     scale = w.epochs / n_ep
     # All training first, then all probes: a model trained right after a scikit-learn fit ran
-    # ~0.1 s slower (likely its BLAS threads still spinning on the 2 cores; measured: 175 models ×
-    # 10 epochs took 27.4 s interleaved with the probes, 9.9 s alone), and --naive-epochs scaled that.
-    # The first model pays torch's one-time start-up (≈ 1.4 s here): time it apart, so that
-    # --naive-epochs scales the training and not the start-up.
+    # markedly slower (likely its BLAS threads still spinning on the cores; docs/benchmarks.md),
+    # and --naive-epochs scaled that.  The first model pays torch's one-time start-up: time it
+    # apart, so that --naive-epochs scales the training and not the start-up.
     t0 = time.perf_counter()
     train_naive(w.dims, subsets[-1], 0, xtr, ytr, samples[-1], naive_protocol.with_(epochs=1, probe_epochs=1),
                 "classification", w.n_classes, dev)

@@ -13,12 +13,13 @@ from dataclasses import dataclass
 
 from ..errors import SpecError
 
-# Calibrated on the project's 2-core CPU (2026-11-27): the default mfeat run (936 s) and MOSI (175 s).
+# Calibrated on the project's 2-core CPU (Intel Xeon with AMX): TRAIN_RATE on 2026-11-27,
+# PROBE_PER_FIT_S on 2026-12-03, PROBE_RATE and PROBE_OVERHEAD_S on 2026-12-03 (afternoon);
+# the runs and their figures: benchmarks/2026-12-03-estimate.md.
 TRAIN_RATE = 3.6e10          # training multiply–adds per second
-PROBE_RATE = 2.9e8           # probe work units (rows × latent width × L-BFGS passes) per second
-PROBE_OVERHEAD_S = 4.0       # per stream: four L-BFGS fits of per-iteration Python
+PROBE_RATE = 5.0e8           # probe work units (rows × latent width × L-BFGS passes) per second
+PROBE_OVERHEAD_S = 0.5       # per stream: the probes' per-iteration Python
 PROBE_PER_FIT_S = 4e-3       # per probe fit (model or control, per fold): iterations on small separable data
-                             # (calibrated 2026-12-03 on 8–12-modality lattices, see benchmarks/)
 GPU_SPEEDUP = 30.0
 PROCESS_BYTES = 4e8          # Python, torch and numpy loaded, before any data
 MAX_MODELS = 20_000
@@ -32,6 +33,8 @@ class Estimate:
     subsets: int
     seconds: float
     memory_gb: float
+    train_seconds: float = 0.0           # of ``seconds``: training (with --theory, its label-flip fits)
+    probe_seconds: float = 0.0           # of ``seconds``: the latent probes
 
     def line(self) -> str:
         t = self.seconds
@@ -52,12 +55,12 @@ def estimate(protocol, dims: dict[str, int], subsets, sample_sizes, n_train: int
     latent_width = sum(len(s) for s in subsets) + (n_pairs if pair_blocks is None else pair_blocks)
     probe = len(sample_sizes) * (n_train + 2 * n_test) * latent_width * H * 60   # L-BFGS: ~60 passes
     fits = len(sample_sizes) * (len(subsets) + n_pairs) * (1 + protocol.probe_folds)   # paper probe + cross-fit
-    seconds = (train / TRAIN_RATE + probe / PROBE_RATE + PROBE_OVERHEAD_S * len(sample_sizes)
-               + PROBE_PER_FIT_S * fits) \
-        / (GPU_SPEEDUP if device_type == "cuda" else 1.0)
-    return Estimate(len(sample_sizes) * len(subsets), len(sample_sizes), len(subsets), seconds,
+    speed = GPU_SPEEDUP if device_type == "cuda" else 1.0
+    train_s = train / TRAIN_RATE / speed
+    probe_s = (probe / PROBE_RATE + PROBE_OVERHEAD_S * len(sample_sizes) + PROBE_PER_FIT_S * fits) / speed
+    return Estimate(len(sample_sizes) * len(subsets), len(sample_sizes), len(subsets), train_s + probe_s,
                     peak_memory(protocol, dims, subsets, sample_sizes, n_train, n_test, n_pairs, n_groups,
-                                memory_budget, n_out, dense_probe) / 1e9)
+                                memory_budget, n_out, dense_probe) / 1e9, train_s, probe_s)
 
 
 def bytes_per_row(protocol, dims: dict[str, int], subsets) -> float:

@@ -44,6 +44,8 @@ def run_chunk(job: ChunkJob, train: DeviceData, test: DeviceData, device: torch.
     cs = job.streams
     trainer = BatchedTrainer(job.protocol, job.dims, job.subsets, job.n_outputs, task, device)
     trainer.fit(train, cs, on_step=on_step)
+    if on_probe is not None and not job.theory:
+        on_probe(0)                                   # training is done: scoring and probes from here
     test_rows = trainer.test_rows(test, cs.groups)
     test_max_output = trainer.max_abs_output_.cpu().numpy()            # before the training rows reset it
     train_rows = trainer.train_rows(train, cs)

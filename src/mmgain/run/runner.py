@@ -32,7 +32,8 @@ from ..training.batched import DeviceData, Streams, chunk_streams, emulation_not
 from ..training.batched import BatchedTrainer
 from ..training.protocol import TrainingProtocol
 from .backends import LocalBackend
-from .budget import bytes_per_row, check, estimate
+from .budget import Estimate, bytes_per_row, check, estimate
+from .progress import Progress
 from .chunk import DIVERGED_OUTPUT, ChunkJob
 from .layout import RunLayout
 from ..probes.kinds import column_prefix
@@ -131,6 +132,22 @@ class RunPlan:
     seeds: list[int]
     selection: list[dict] | None = None       # --subsets forward: the greedy path, stage by stage
     design: dict[str, Any] = field(default_factory=dict)   # folds and seeds (.spec.resolve_design)
+    estimate: Estimate | None = None          # the up-front cost: where the progress display's ETA starts
+
+    def progress(self, chunks: list[int], desc: str, stream=None, **kw) -> Progress:
+        """One display over the training and the probes of ``chunks``, paced by the estimate."""
+        train_s, probe_s = zip(*(self.chunk_seconds(ci) for ci in chunks))
+        return Progress(desc, self.n_steps(chunks), sum(train_s), sum(len(self.chunks[ci]) for ci in chunks),
+                        sum(probe_s), stream=stream, **kw)
+
+    def chunk_seconds(self, ci: int) -> tuple[float, float]:
+        """The estimate's training and probe seconds of chunk ``ci``: training in proportion to
+        its streams' rows, probes to its streams."""
+        est = self.estimate or Estimate(0, 0, 0, 0.0, 0.0, 1.0, 1.0)
+        rows = self.table.n_train.astype(float)
+        mine = self.chunks[ci]
+        return (est.train_seconds * rows[mine].sum() / max(rows.sum(), 1.0),
+                est.probe_seconds * len(mine) / max(len(rows), 1))
 
     def job(self, ci: int) -> ChunkJob:
         ref = self.groups[0].dataset
@@ -259,7 +276,7 @@ def plan_run(spec: ExperimentSpec, device: str = "auto", progress: bool = True,
     elif sorted(i for c in chunks for i in c) != list(range(len(streams))):
         raise DataError(f"the stored chunks do not cover the run's {len(streams)} streams exactly")
     return RunPlan(spec, protocol, dev, groups, task, subsets, controls, train, test, table, streams,
-                   pair_index, [list(map(int, c)) for c in chunks], memory_budget, seeds, selection, design)
+                   pair_index, [list(map(int, c)) for c in chunks], memory_budget, seeds, selection, design, cost)
 
 
 def run_experiment(spec: ExperimentSpec, device: str = "auto", progress: bool = True,

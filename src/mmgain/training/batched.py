@@ -33,7 +33,7 @@ def set_threads(threads: int | None = None) -> int:
     """Set torch's compute threads deliberately: ``threads``, or the CPUs this process may run on.
 
     torch's own default counts the machine's cores, whoever else uses them; two processes that
-    each take every core slow each other down ~25× on a 2-core machine (README, Performance).
+    each take every core slow each other down many times over (docs/benchmarks.md, "Threads").
     """
     if threads is None:
         try:
@@ -52,9 +52,8 @@ def flush_denormals(device: torch.device):
     """Subnormal floats (|x| < 1.2e-38) flushed to zero while training on the CPU.
 
     Late in training a confident model's softmax gradients underflow into subnormals, and
-    arithmetic on subnormal operands is slow on x86: on an mfeat chunk (5 streams × 63
-    subsets) 100 epochs took 18.1 s without this and 14.2 s with it, the epochs after the
-    60th 0.20 s each against 0.15 s for the first 30 (README, Design).  Values that small
+    arithmetic on subnormal operands is slow on x86: the late epochs of a default mfeat chunk
+    run markedly slower without this (docs/design.md).  Values that small
     cannot move any result mmgain reports.  The previous mode is restored afterwards (torch
     has no getter: a subnormal that reads back as 0 says the mode was on)."""
     if device.type != "cpu":
@@ -107,7 +106,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if kind == "cuda":
         if not torch.cuda.is_available():
             raise SpecError("--device cuda was asked for but no CUDA device is available "
-                            "(is the CUDA build of torch installed? see README, 'GPU')")
+                            "(is the CUDA build of torch installed? see docs/guide/quickstart.md, 'GPU')")
         if index and int(index) >= torch.cuda.device_count():
             raise SpecError(f"--device {text}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):

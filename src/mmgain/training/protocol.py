@@ -42,9 +42,8 @@ class TrainingProtocol:
     ``precision`` is the arithmetic of training: ``"float32"``, or ``"bfloat16"`` — the forward
     pass and loss under bfloat16 autocast (matmul inputs rounded to 8 significant bits, products
     accumulated in float32) with float32 weights, gradients and Adam state.  On CPUs with bfloat16
-    matmul units (AMX, AVX512-BF16) and on GPUs it trains faster (2.3× at the bench's shapes on the
-    project's AMX CPU); scoring, latents and probes always run in float32 on the trained weights
-    (README, Design: Precision).
+    matmul units (AMX, AVX512-BF16) and on GPUs it trains faster (docs/benchmarks.md); scoring,
+    latents and probes always run in float32 on the trained weights (docs/design.md).
     """
 
     hidden: int | Mapping[str, int] = 128
@@ -120,20 +119,24 @@ PROTOCOLS: Registry[TrainingProtocol] = Registry("protocol")
 
 # Huang et al. 2021, IEMOCAP: Linear(d_k,128)+ReLU per modality, concat, linear
 # softmax head; Adam, lr 0.01, batch 2048, no validation set.  The epoch budget
-# is not stated in the paper; see README ("Protocols").
+# is not stated in the paper; see docs/guide/your-data.md ("Protocol huang2021").
 PROTOCOLS.register("huang2021", TrainingProtocol(hidden=128, activation="relu", lr=0.01,
-                                                 batch_size=2048, epochs=100, probe_epochs=10))
+                                                 batch_size=2048, epochs=100, probe_epochs=10),
+                   "the paper's IEMOCAP training: Linear+ReLU encoders of width 128, Adam, lr 0.01, batch 2048")
 
 # Synthetic overlap study: the paper's IEMOCAP architecture with linear encoders
-# (the data are linear-Gaussian); see README for the choice and its effect.
+# (the data are linear-Gaussian); see docs/guide/reproducing.md for the choice and its effect.
 PROTOCOLS.register("synthetic", TrainingProtocol(hidden=128, activation="none", lr=0.01,
-                                                 batch_size=512, epochs=30, standardize=False))
+                                                 batch_size=512, epochs=30, standardize=False),
+                   "the synthetic study's training: linear encoders of width 128, Adam, 30 epochs")
 
 # Oracle studies: exact least squares (the ERM whose expected risk has a closed form).
 PROTOCOLS.register("ols", TrainingProtocol(hidden=128, activation="none", solver="lstsq", epochs=1,
-                                           standardize=False))
+                                           standardize=False),
+                   "exact least squares (the ERM whose expected risk has a closed form)")
 
 # The paper's linear case made non-trivial: a one-unit linear bottleneck per modality, trained
 # by Adam for a fixed budget (long enough to fit noise on small samples; not least squares).
 PROTOCOLS.register("linear-bottleneck", TrainingProtocol(hidden=1, activation="none", lr=0.05, batch_size=256,
-                                                         epochs=100, standardize=False))
+                                                         epochs=100, standardize=False),
+                   "one-unit linear bottleneck per modality, Adam for a fixed budget (the paper's linear case)")
