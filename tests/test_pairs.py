@@ -126,8 +126,13 @@ def test_why_names_a_cause_only_where_the_latent_interval_excludes_0():
     assert "not resolved" in helps and "does not account" not in helps
     assert "better representation" in a.why({**base, "verdict": "helps", "latent": "better"})
     assert "close the gap" in a.why({**base, "verdict": "hurts", "latent": "better"})
-    undecided = a.why({**base, "verdict": "inconclusive", "latent": "not resolved", "rows_needed": 4200})
-    assert "about 4200 scored rows would resolve" in undecided
+    undecided = a.why({**base, "verdict": "inconclusive", "latent": "not resolved", "rows_needed": 4200,
+                       "n_rows": 2000})
+    assert "about 4200 scored rows (this run: 2000) would resolve" in undecided
+    # powered for ±margin already (2000 ≥ 905 rows): never ask for fewer rows than were scored
+    between = a.why({**base, "verdict": "inconclusive", "latent": "not resolved", "rows_needed": 905,
+                     "n_rows": 2000})
+    assert "rows would resolve" not in between and "between 0 and +1 points" in between
     assert "adds at most -1 points" in a.why({**base, "verdict": "does not help", "latent": "not resolved"})
 
 

@@ -4,6 +4,7 @@ from types import SimpleNamespace
 from mmgain.catalog import EXPERIMENTS
 from mmgain.analysis.references import REFERENCES
 from mmgain.report.layouts import LAYOUTS
+from mmgain.report.tables import render
 
 
 def _cell(subset, ratio, acc, n_mod):
@@ -31,8 +32,12 @@ def _iemocap_result():
 
 
 def test_sweep_tables_put_ours_beside_the_paper():
-    text = LAYOUTS.get("sweep").text(_iemocap_result())
-    t1, t2, t3, verdicts = text.split("\n\n")
+    res = _iemocap_result()
+    t1, t2, t3, verdicts = (b.text() if hasattr(b, "text") else b for b in LAYOUTS.get("sweep").blocks(res))
+    t3 = render(LAYOUTS.get("sweep").blocks(res)[2].header, LAYOUTS.get("sweep").blocks(res)[2].rows,
+                LAYOUTS.get("sweep").blocks(res)[2].title, width=400)      # one part: the whole row on a line
+    text = LAYOUTS.get("sweep").text(res)                                  # the terminal: 100 columns
+    assert max(len(x) for x in text.splitlines()) <= 104                   # γ̂'s combining mark counts in len
     row = next(line for line in t1.splitlines() if line.startswith("text+audio "))
     assert "52.25±0.50" in row and "51.08±0.66" in row           # ours, then the paper's Table 1
     row = next(line for line in t2.splitlines() if line.startswith("text "))
@@ -42,7 +47,7 @@ def test_sweep_tables_put_ours_beside_the_paper():
     assert row.split() == ["text+audio", "text", "primary", "+1.75", "[+0.75,", "+2.75]", "0.0246", "helps", "-0.0251",
                            "[-0.0400,", "-0.0100]", "better", "+1.500", "1.15", "1.36"]
     assert "ratio 1" in t3.splitlines()[0]                      # Table 3 is at the full sample
-    header = t3.splitlines()[1]
+    header = " ".join(LAYOUTS.get("sweep").blocks(res)[2].header)
     assert "(acc. points, +: helps)" in header and "(−: M's latent better)" in header   # every sign stated
     assert verdicts.splitlines()[1] == "audio: at n=5810, adding it helps 1 of 1 partner set(s)"
 

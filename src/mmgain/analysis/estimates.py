@@ -341,10 +341,16 @@ class PairAnalysis:
         if v == "does not help":
             return f"adds at most {p['bound']:+.3g} {unit} (upper end of the interval), less than the margin " \
                    f"+{self.margin:g}; {latent}"
-        need = p.get("rows_needed")
-        more = "" if p["family"] != "primary" else (
-            f"; about {need} scored rows would resolve ±{self.margin:g} {unit} at 80 % power" if need
-            else "; more seeds or folds, not only rows, are needed to resolve it")
+        need, have = p.get("rows_needed"), p.get("n_rows")
+        if p["family"] != "primary":
+            more = ""
+        elif need and have and need <= have:     # powered for ±margin already: the gain sits between 0 and it
+            more = (f"; the gain lies between 0 and +{self.margin:g} {unit}, where an interval of this width "
+                    "cannot tell 'helps' from 'no effect'; a narrower one (more seeds, folds or rows) would")
+        elif need:
+            more = f"; about {need} scored rows (this run: {have or '?'}) would resolve ±{self.margin:g} {unit} "                    "at 80 % power"
+        else:
+            more = "; more seeds or folds, not only rows, are needed to resolve it"
         return f"not resolved: the interval contains 0 and reaches beyond +{self.margin:g} {unit}{more}; {latent}"
 
     def unit(self) -> str:

@@ -7,7 +7,6 @@ so they compute the same numbers.
 """
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING, Iterator
 
 import torch

@@ -48,6 +48,7 @@ class Progress:
         self.done_by = {"train": 0.0, "probe": 0.0}       # estimated seconds of work done, per phase
         self.spent = {"train": 0.0, "probe": 0.0}         # measured seconds, per phase
         self.start = self._last = clock()
+        self._kind = "train"                              # the phase under way (its time since _last is its)
         self.text = ""
         self._shown = -1e30
         self._width = 0
@@ -80,7 +81,7 @@ class Progress:
         """The time since the last report went into ``kind``'s work."""
         now = self.clock()
         self.spent[kind] += now - self._last
-        self._last = now
+        self._last, self._kind = now, kind
         self.done_by[kind] += work
         self._show()
 
@@ -112,12 +113,14 @@ class Progress:
 
     def eta(self) -> float:
         """Seconds left: each phase's remaining estimated work at the pace measured in it so
-        far, with the estimate itself as the prior."""
-        left = 0.0
+        far, with the estimate itself as the prior.  Between reports (a chunk's probes report
+        once) the phase under way counts down, to no less than zero."""
+        left, running = 0.0, self.clock() - self._last
         for kind, work in self.work.items():
             c = PRIOR * work + 1e-9
             pace = (self.spent[kind] + c) / (self.done_by[kind] + c)
-            left += max(work - self.done_by[kind], 0.0) * pace
+            here = max(work - self.done_by[kind], 0.0) * pace
+            left += max(here - running, 0.0) if kind == self._kind else here
         return left
 
     def line(self) -> str:
