@@ -10,6 +10,7 @@ from mmgain.analysis.estimates import PAIR_STATISTICS, PairStatistic
 from mmgain.cli import main
 from mmgain.errors import UnknownName
 from mmgain.probes import PROBES, ProbeKind
+from mmgain.report.figures import Line, LineFigure
 from mmgain.report.sections import SECTIONS, Section
 from mmgain.report.tables import Table
 from mmgain.spec import ExperimentSpec
@@ -39,8 +40,12 @@ def verdict_counts(summary, run):
         counts.setdefault(v["modality"], {}).setdefault(v["verdict"], 0)
         counts[v["modality"]][v["verdict"]] += 1
     rows = [[k, ", ".join(f"{w} {n}" for w, n in sorted(c.items()))] for k, c in counts.items()]
+    helps = [sum(n for w, n in c.items() if w == "helps") for c in counts.values()]
+    figure = LineFigure("counts", "helps verdicts per modality", "modality", "helps verdicts",
+                        [Line("helps", list(range(len(helps))), helps, colour="#1a9850", filled=[True] * len(helps))],
+                        categories=list(counts))
     return Section("Verdicts per modality", [Table(["modality", "verdicts"], rows, "verdict counts")],
-                   "How often each word was said, over every partner set and sample size.")
+                   "How often each word was said, over every partner set and sample size.", [figure])
 
 
 @pytest.fixture()
@@ -91,6 +96,9 @@ def test_a_registered_probe_statistic_and_section_appear_everywhere(tmp_path, re
     html = (out / "report.html").read_text()
     assert 'id="section-verdict-counts"' in html and "Verdicts per modality" in html
     assert "verdict counts" in printed and "modality" in printed
+    section = html.split('id="section-verdict-counts"')[1]
+    assert '<svg class="counts" role="img" aria-label="helps verdicts per modality"' in section    # its figure
+    assert "[figure: helps verdicts per modality; in report.html]" in printed
 
 
 def test_an_unknown_probe_is_named():

@@ -81,6 +81,7 @@ def test_on_a_terminal_it_rewrites_one_line():
         clock.t += 0.1
         p.step()
     p.close()
+    p.stop()                                     # after the final line: nothing more
     text = out.getvalue()
     assert text.count("\n") == 1 and text.endswith("\n") and text.count("\r") > 10
 

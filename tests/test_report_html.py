@@ -150,7 +150,15 @@ def test_the_page_reads_at_a_glance(run_dir):
 
 
 def test_lattice_labels_are_whole():
-    from mmgain.report.html import _label_lines
+    from mmgain.report.figures import label_lines
     name = "image+text+sensor+audio+depth+thermal"
-    lines = _label_lines(name)
+    lines = label_lines(name)
     assert "".join(lines) == name and all(len(x) <= 17 for x in lines)
+
+
+def test_the_curve_band_is_mean_plus_minus_t_sd_over_root_n():
+    from mmgain.report.html import _band
+    lo, hi = _band({"n_seeds": 5, "test_acc_std": 2.0, "test_acc_mean": 90.0}, "acc")
+    half = 2.7764451051977987 * 2.0 / 5 ** 0.5                    # t(0.975, 4), by hand
+    assert (lo, hi) == pytest.approx((90.0 - half, 90.0 + half))
+    assert _band({"n_seeds": 1, "test_acc_std": 0.0, "test_acc_mean": 90.0}, "acc") is None

@@ -3,7 +3,6 @@ files alone (``summary.json``, ``run.json``), so old runs and runs from other ma
 reported.  Drawn with Jinja2; figures are inline SVG; no network, no external asset."""
 from __future__ import annotations
 
-import html
 import json
 import math
 import os
@@ -16,24 +15,12 @@ from ..files import atomic_write, is_output_name, read_json
 from .schema import validate_folder_files
 from ..results import PairResult
 from .sections import produce_sections
+from .figures import (SERIES, VERDICT_COLOURS, BarFigure, HeatmapFigure, LatticeFigure, Line, LineFigure, Rule,
+                      esc as _esc)
 from .tables import Table, fmt_ci, fmt_g, fmt_num
 
-VERDICT_COLOURS = {"helps": "#1a9850", "hurts": "#d73027", "no effect": "#8c8c8c", "does not help": "#6b6b9c",
-                   "inconclusive": "#c8c8c8"}
-SERIES = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 FULL_LATTICE_K = 6            # up to this many modalities the whole lattice is drawn at once
 LATTICE_ROW = 10              # at most this many subsets side by side; a wider level takes several rows
-
-
-def _esc(x) -> str:
-    return html.escape(str(x), quote=True)
-
-
-def _colour(t: float) -> str:
-    """A sequential colour (light → dark blue) for t in [0, 1]."""
-    t = 0.5 if t != t else min(1.0, max(0.0, t))
-    r, g, b = (int(247 - t * (247 - 8)), int(251 - t * (251 - 69)), int(255 - t * (255 - 148)))
-    return f"#{r:02x}{g:02x}{b:02x}"
 
 
 def _top_ratio(summary: dict) -> float:
@@ -49,8 +36,21 @@ def _in(row: dict, variant: dict | None) -> bool:
     return all(row.get(k) == v for k, v in (variant or {}).items())
 
 
+def _band(c: dict, m: str) -> tuple[float, float] | None:
+    """mean ± t₀.₉₇₅·sd/√n over a cell's n models (seeds, and folds when cross-fitted), or None
+    with fewer than 2: a descriptive band of the model-to-model spread.  It is not the interval
+    of a verdict (those account for shared rows and overlapping folds; see the cards)."""
+    from scipy import stats
+
+    n, sd, mean = c.get("n_seeds") or 0, c.get(f"test_{m}_std"), c.get(f"test_{m}_mean")
+    if n < 2 or sd is None or mean is None:
+        return None
+    half = float(stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
+    return mean - half, mean + half
+
+
 def hasse_svg(summary: dict, names: list[str], levels: list[int] | None = None, variant: dict | None = None) -> str:
-    """The subset lattice at the largest ratio (of one data variant): nodes coloured by the test
+    """The subset lattice at the largest ratio (of one data variant): nodes shaded by the test
     metric, edges "add k" coloured by verdict."""
     m, label, higher = _metric(summary)
     top = _top_ratio(summary)
@@ -66,191 +66,65 @@ def hasse_svg(summary: dict, names: list[str], levels: list[int] | None = None, 
         return ""
     values = [c[f"test_{m}_mean"] for c in cells.values() if c.get(f"test_{m}_mean") is not None]
     lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
-    labels = {s: _label_lines(s) for s in cells}
-    line_h = 13
-    node_h = line_h * max(len(v) for v in labels.values()) + 10
-    node_w = max(84, 8 * max(len(x) for v in labels.values() for x in v) + 16)
-    gap_x, gap_y = 12, node_h + 56
-    rows = []                                            # the full set on top; a wide level over several rows
-    for lv in reversed(shown):
-        subs = by_level[lv]
-        rows += [subs[i:i + LATTICE_ROW] for i in range(0, len(subs), LATTICE_ROW)]
-    widest = max(len(r) for r in rows)
-    width = max(480, widest * (node_w + gap_x) + 40)
-    height = (len(rows) - 1) * gap_y + node_h + 28
-    pos = {}
-    for row, subs in enumerate(rows):
-        span = len(subs) * (node_w + gap_x) - gap_x
-        for i, s in enumerate(subs):
-            pos[s] = (width / 2 - span / 2 + i * (node_w + gap_x) + node_w / 2, node_h / 2 + 14 + row * gap_y)
-    n_edges = sum(1 for M, N in verdict if M in pos and N in pos)
-    alt = (f"Subset lattice: {len(pos)} modality subsets as boxes shaded by test {label} (darker is better), "
-           f"{n_edges} edges 'add one modality' coloured by verdict")
-    parts = [f'<svg class="hasse" role="img" aria-label="{_esc(alt)}" width="{width}" height="{height}" '
-             f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg"><title>{_esc(alt)}</title>']
-    for (M, N), v in verdict.items():
-        if M in pos and N in pos:
-            (x1, y1), (x2, y2) = pos[M], pos[N]
-            added = sorted(set(M.split("+")) - set(N.split("+")))
-            parts.append(f'<line class="edge" x1="{x1:.1f}" y1="{y1 + node_h / 2:.1f}" x2="{x2:.1f}" '
-                         f'y2="{y2 - node_h / 2:.1f}" stroke="{VERDICT_COLOURS.get(v, "#999")}" '
-                         f'stroke-width="{3 if v in ("helps", "hurts") else 1.5}">'
-                         f'<title>add {_esc(", ".join(added))} to {_esc(N)}: {_esc(v)}</title></line>')
-    for s, (x, y) in pos.items():
-        c = cells[s]
-        val = c.get(f"test_{m}_mean")
+    rows = [by_level[lv][i:i + LATTICE_ROW] for lv in reversed(shown)     # the full set on top
+            for i in range(0, len(by_level[lv]), LATTICE_ROW)]
+    drawn = {s for r in rows for s in r}
+    shades, titles = {}, {}
+    for s in drawn:
+        val = cells[s].get(f"test_{m}_mean")
         t = 0.5 if val is None or hi == lo else (val - lo) / (hi - lo)
-        t = t if higher else 1 - t
-        fg = "#fff" if t > 0.55 else "#111"
-        lines = labels[s]
-        top_y = y - line_h * len(lines) / 2 + line_h - 3
-        text = "".join(f'<tspan x="{x:.1f}" y="{top_y + i * line_h:.1f}">{_esc(part)}</tspan>'
-                       for i, part in enumerate(lines))
-        parts.append(f'<g class="node"><rect x="{x - node_w / 2:.1f}" y="{y - node_h / 2:.1f}" width="{node_w}" '
-                     f'height="{node_h}" rx="5" fill="{_colour(t)}" stroke="#555" stroke-width="0.5"/>'
-                     f'<text class="label" text-anchor="middle" font-size="11" fill="{fg}">{text}</text>'
-                     f'<title>{_esc(s)}: test {label} {"—" if val is None else f"{val:.2f}"}</title></g>')
-    parts.append("</svg>")
-    return "".join(parts)
-
-
-def _label_lines(subset: str, width: int = 16) -> list[str]:
-    """A subset's full name over lines of about ``width`` characters, broken after a '+'."""
-    lines, cur = [], ""
-    for part in subset.split("+"):
-        piece = part if not cur else "+" + part
-        if cur and len(cur) + len(piece) > width:
-            lines.append(cur + "+")
-            cur = part
-        else:
-            cur += piece
-    return lines + [cur]
-
-
-def _axis_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
-    if hi <= lo:
-        return [lo]
-    step = 10 ** math.floor(math.log10((hi - lo) / n))
-    for mult in (1, 2, 5, 10):
-        if (hi - lo) / (step * mult) <= n:
-            step *= mult
-            break
-    start = math.ceil(lo / step) * step
-    return [start + i * step for i in range(int((hi - start) / step) + 1)]
-
-
-def _log_ticks(lo: float, hi: float) -> list[float]:
-    """1-2-5 ticks between 10^lo and 10^hi (powers of ten only when there would be more than 8)."""
-    ticks = [f * 10 ** e for e in range(math.floor(lo), math.ceil(hi) + 1) for f in (1, 2, 5)]
-    ticks = [t for t in ticks if lo - 1e-9 <= math.log10(t) <= hi + 1e-9]
-    return [t for t in ticks if f"{t:e}"[0] == "1"] if len(ticks) > 8 else ticks
-
-
-def _frame(css: str, aria: str, box, X, Y, yticks, xticks, xlabel: str, ylabel: str) -> list[str]:
-    """The opening of a plot: the svg element, the plot area, grid lines with tick labels, axis titles."""
-    W, H, L, R, T, B = box
-    parts = [f'<svg class="{css}" role="img" aria-label="{_esc(aria)}" width="{W}" height="{H}" '
-             f'viewBox="0 0 {W} {H}" xmlns="http://www.w3.org/2000/svg"><title>{_esc(aria)}</title>',
-             f'<rect x="{L}" y="{T}" width="{W - L - R}" height="{H - T - B}" fill="#fafafa" stroke="#ccc"/>']
-    for v in yticks:
-        parts.append(f'<line x1="{L}" x2="{W - R}" y1="{Y(v):.1f}" y2="{Y(v):.1f}" stroke="#e5e5e5"/>'
-                     f'<text x="{L - 6}" y="{Y(v) + 4:.1f}" text-anchor="end" font-size="10">{v:g}</text>')
-    for t in xticks:
-        parts.append(f'<line x1="{X(t):.1f}" x2="{X(t):.1f}" y1="{T}" y2="{H - B}" stroke="#e5e5e5"/>'
-                     f'<text x="{X(t):.1f}" y="{H - B + 14}" text-anchor="middle" font-size="10">{t:g}</text>')
-    parts.append(f'<text x="{(L + W - R) / 2}" y="{H - 8}" text-anchor="middle" font-size="11">{_esc(xlabel)}</text>'
-                 f'<text x="14" y="{(T + H - B) / 2}" font-size="11" text-anchor="middle" '
-                 f'transform="rotate(-90 14 {(T + H - B) / 2})">{_esc(ylabel)}</text>')
-    return parts
-
-
-def _band(c: dict, m: str) -> tuple[float, float] | None:
-    """The 95 % t interval of a cell's mean over its seeds (folds), or None with fewer than 2."""
-    from scipy import stats
-
-    n, sd, mean = c.get("n_seeds") or 0, c.get(f"test_{m}_std"), c.get(f"test_{m}_mean")
-    if n < 2 or sd is None or mean is None:
-        return None
-    half = float(stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
-    return mean - half, mean + half
+        shades[s] = t if higher else 1 - t
+        titles[s] = f"{s}: test {label} {'—' if val is None else f'{val:.2f}'}"
+    edges = [(M, N, VERDICT_COLOURS.get(v, "#999"), 3 if v in ("helps", "hurts") else 1.5,
+              f"add {', '.join(sorted(set(M.split('+')) - set(N.split('+'))))} to {N}: {v}")
+             for (M, N), v in verdict.items() if M in drawn and N in drawn]
+    alt = (f"Subset lattice: {len(drawn)} modality subsets as boxes shaded by test {label} (darker is better), "
+           f"{len(edges)} edges 'add one modality' coloured by verdict")
+    return LatticeFigure(alt, rows, shades, titles, edges).svg()
 
 
 def curves_svg(summary: dict, highlight: list[str], variant: dict | None = None) -> str:
     """Learning curves: test metric against training rows (log scale), one line per subset;
-    single modalities and the full set in colour with their 95 % bands, the others thin grey
-    (hover for names).  ``curve_fits_drawn`` tells whether the dashed fits appear."""
+    single modalities and the full set in colour with their bands (:func:`_band`), the others
+    thin grey (hover for names); fitted curves dashed and m* dotted where the run has them."""
     m, label, _ = _metric(summary)
     cells = [c for c in summary["cells"] if not c.get("control") and c.get(f"test_{m}_mean") is not None
              and _in(c, variant)]
     if not cells or len({c["n_train"] for c in cells}) < 2:
         return ""
-    W, H, L, R, T, B = 640, 360, 60, 150, 20, 45
-    xs = [c["n_train"] for c in cells]
-    ys = [c[f"test_{m}_mean"] for c in cells]
-    x0, x1 = math.log10(max(1, min(xs))), math.log10(max(xs))
     subsets = list(dict.fromkeys(c["subset"] for c in cells))
     colours = {s: SERIES[i % len(SERIES)] for i, s in enumerate(s for s in subsets if s in highlight)}
-    bands = {s: sorted((c["n_train"], b) for c in cells if c["subset"] == s and (b := _band(c, m)) is not None)
-             for s in colours}
-    ys += [v for pts in bands.values() for _, b in pts for v in b]
-    y0, y1 = min(ys), max(ys)
-    pad = (y1 - y0) * 0.05 or 1.0
-    y0, y1 = y0 - pad, y1 + pad
-    if m == "acc":
-        y0, y1 = max(y0, 0.0), min(y1, 100.0)
-    X = lambda n: L + (math.log10(max(n, 1)) - x0) / ((x1 - x0) or 1) * (W - L - R)  # noqa: E731
-    Y = lambda v: T + (1 - (min(max(v, y0), y1) - y0) / (y1 - y0)) * (H - T - B)  # noqa: E731
-    alt = (f"Learning curves: test {label} against training rows (log scale) for {len(subsets)} subsets; "
-           f"{', '.join(colours)} in colour with 95 % bands")
-    parts = _frame("curves", alt, (W, H, L, R, T, B), X, Y, _axis_ticks(y0, y1), _log_ticks(x0, x1),
-                   "training rows (log scale)", f"test {label}")
-    for s, pts in bands.items():                                     # 95 % bands under the lines
-        if len(pts) > 1:
-            outline = [(X(n), Y(b[1])) for n, b in pts] + [(X(n), Y(b[0])) for n, b in reversed(pts)]
-            parts.append(f'<polygon class="band" fill="{colours[s]}" fill-opacity="{0.15 if len(bands) <= 3 else 0.07}" '
-                         'stroke="none" points="'
-                         + " ".join(f"{x:.1f},{y:.1f}" for x, y in outline)
-                         + f'"><title>{_esc(s)}: 95 % interval of the mean over seeds and folds</title></polygon>')
+    lines = []
     for s in sorted(subsets, key=lambda s: s in colours):           # highlighted lines on top
-        pts = sorted((c["n_train"], c[f"test_{m}_mean"]) for c in cells if c["subset"] == s)
-        path = " ".join(f"{X(n):.1f},{Y(v):.1f}" for n, v in pts)
-        col, wid = colours.get(s, "#bbb"), 2.2 if s in colours else 0.8
-        parts.append(f'<polyline class="curve" fill="none" stroke="{col}" stroke-width="{wid}" points="{path}">'
-                     f'<title>{_esc(s)}</title></polyline>')
-        for n, v in pts:
-            if s in colours:
-                parts.append(f'<circle cx="{X(n):.1f}" cy="{Y(v):.1f}" r="2.5" fill="{col}"><title>{_esc(s)}: '
-                             f'n={n}, {v:.2f}</title></circle>')
+        mine = sorted((c for c in cells if c["subset"] == s), key=lambda c: c["n_train"])
+        xs, ys = [c["n_train"] for c in mine], [c[f"test_{m}_mean"] for c in mine]
+        bands = [_band(c, m) for c in mine]
+        on = s in colours
+        lines.append(Line(s, xs, ys, colour=colours.get(s, "#bbb"), width=2.2 if on else 0.8, legend=on,
+                          filled=[True] * len(xs) if on else None,
+                          point_titles=[f"{s}: n={n}, {v:.2f}" for n, v in zip(xs, ys)],
+                          band=([b[0] for b in bands], [b[1] for b in bands]) if on and all(bands) else None))
     fits = {c["subset"]: c for c in summary.get("curves", []) if _in(c, variant)}
-    grid = [10 ** (x0 + (x1 - x0) * i / 60) for i in range(61)]
+    top_n, low_n = max(c["n_train"] for c in cells), max(1, min(c["n_train"] for c in cells))
     for s, col in colours.items():                                   # the fitted a + b·m^(−c), dashed
         f = fits.get(s)
         if f is None:
             continue
-        lo_n = min(f["points"]["n_train"])
-        vals = [(n, f["a"] + f["b"] * n ** -f["c"]) for n in grid if n >= lo_n]
-        vals = [(n, 100.0 - e if m == "acc" else e) for n, e in vals]
-        vals = [(n, v) for n, v in vals if y0 <= v <= y1]
-        if len(vals) > 1:
-            parts.append(f'<polyline class="fit" fill="none" stroke="{col}" stroke-width="1.2" stroke-dasharray="4 3" '
-                         f'points="{" ".join(f"{X(n):.1f},{Y(v):.1f}" for n, v in vals)}"><title>{_esc(s)}: fit '
-                         f'a + b·m^(−c), a={f["a"]:.3g}, b={f["b"]:.3g}, c={f["c"]:.2f}</title></polyline>')
-    for c in summary.get("crossovers", []):                          # m* of pairs drawn in colour
-        if _in(c, variant) and c["M"] in colours and c["N"] in colours and c["status"] == "crossover" \
-                and c["m_star"] is not None:
-            x = X(c["m_star"])
-            parts.append(f'<line class="mstar" x1="{x:.1f}" x2="{x:.1f}" y1="{T}" y2="{H - B}" stroke="{colours[c["M"]]}" '
-                         f'stroke-dasharray="2 2"><title>m*({_esc(c["M"])}, {_esc(c["N"])}) ≈ {c["m_star"]:.0f} '
-                         f'rows</title></line>')
-    y = T + 10
-    for s, col in colours.items():                                  # the legend, outside the plot area
-        lines = _label_lines(s, 22)
-        parts.append(f'<line x1="{W - R + 10}" x2="{W - R + 28}" y1="{y}" y2="{y}" stroke="{col}" stroke-width="2.2"/>'
-                     + "".join(f'<text x="{W - R + 32}" y="{y + 4 + j * 12}" font-size="10">{_esc(part)}</text>'
-                               for j, part in enumerate(lines)))
-        y += 6 + 12 * len(lines)
-    parts.append("</svg>")
-    return "".join(parts)
+        start = max(low_n, min(f["points"]["n_train"]))
+        grid = [start * (top_n / start) ** (i / 60) for i in range(61)]
+        vals = [f["a"] + f["b"] * n ** -f["c"] for n in grid]
+        lines.append(Line(f"{s}: fit", grid, [100.0 - e if m == "acc" else e for e in vals], colour=col, width=1.2,
+                          dash="4 3", css="fit", legend=False, scale=False,
+                          title=f"{s}: fit a + b·m^(−c), a={f['a']:.3g}, b={f['b']:.3g}, c={f['c']:.2f}"))
+    rules = [Rule(c["m_star"], "x", colours[c["M"]], "2 2", 1.0, "mstar",
+                  f"m*({c['M']}, {c['N']}) ≈ {c['m_star']:.0f} rows")
+             for c in summary.get("crossovers", [])                 # m* of pairs drawn in colour
+             if _in(c, variant) and c["M"] in colours and c["N"] in colours and c["status"] == "crossover"
+             and c["m_star"] is not None]
+    alt = (f"Learning curves: test {label} against training rows (log scale) for {len(subsets)} subsets; "
+           f"{', '.join(colours)} in colour with bands of their models' spread")
+    return LineFigure("curves", alt, "training rows (log scale)", f"test {label}", lines, logx=True,
+                      ybounds=(0.0, 100.0) if m == "acc" else None, rules=rules).svg()
 
 
 def variants_svg(summary: dict, vkeys: list[str]) -> tuple[str, str]:
@@ -263,38 +137,22 @@ def variants_svg(summary: dict, vkeys: list[str]) -> tuple[str, str]:
     what = "η (latent excess risk; lower is better)" if key == "eta_mean" else f"test {label}"
     subsets = list(dict.fromkeys(c["subset"] for c in cells))
     variants = list(dict.fromkeys(tuple(c.get(k) for k in vkeys) for c in cells))
-    vals = [c[key] for c in cells if c.get(key) is not None]
-    if len(subsets) < 2 or not vals:
+    if len(subsets) < 2 or not any(c.get(key) is not None for c in cells):
         return "", ""
-    W, H, L, R, T, B = 640, 360, 60, 130, 20, 70
-    y0, y1 = min(vals), max(vals)
-    pad = (y1 - y0) * 0.05 or 1.0
-    y0, y1 = y0 - pad, y1 + pad
-    X = lambda i: L + 20 + i / max(len(subsets) - 1, 1) * (W - L - R - 40)  # noqa: E731
-    Y = lambda v: T + (1 - (v - y0) / (y1 - y0)) * (H - T - B)  # noqa: E731
-    name = ", ".join(vkeys)
-    alt = f"{what} of {len(subsets)} subsets, one line per {name} ({len(variants)} values)"
-    parts = _frame("variants", alt, (W, H, L, R, T, B), X, Y, _axis_ticks(y0, y1), [], "subset", what)
-    for i, s in enumerate(subsets):
-        parts.append(f'<text x="{X(i):.1f}" y="{H - B + 14}" text-anchor="middle" font-size="10">'
-                     + "".join(f'<tspan x="{X(i):.1f}" dy="{0 if j == 0 else 12}">{_esc(p)}</tspan>'
-                               for j, p in enumerate(_label_lines(s, 12))) + "</text>")
+    lines = []
     for j, v in enumerate(variants):
-        col = SERIES[j % len(SERIES)]
+        tag = ", ".join(f"{k}={x}" for k, x in zip(vkeys, v))
         pts = [(i, c[key]) for i, s in enumerate(subsets) for c in cells
                if c["subset"] == s and tuple(c.get(k) for k in vkeys) == v and c.get(key) is not None]
-        tag = ", ".join(f"{k}={x}" for k, x in zip(vkeys, v))
-        parts.append(f'<polyline fill="none" stroke="{col}" stroke-width="2" points="'
-                     + " ".join(f"{X(i):.1f},{Y(y):.1f}" for i, y in pts) + f'"><title>{_esc(tag)}</title></polyline>'
-                     + "".join(f'<circle cx="{X(i):.1f}" cy="{Y(y):.1f}" r="3" fill="{col}"><title>{_esc(tag)}, '
-                               f'{_esc(subsets[i])}: {y:.4g}</title></circle>' for i, y in pts)
-                     + f'<line x1="{W - R + 10}" x2="{W - R + 28}" y1="{T + 10 + j * 16}" y2="{T + 10 + j * 16}" '
-                       f'stroke="{col}" stroke-width="2"/><text x="{W - R + 32}" y="{T + 14 + j * 16}" '
-                       f'font-size="10">{_esc(tag)}</text>')
-    parts.append("</svg>")
+        lines.append(Line(tag, [i for i, _ in pts], [y for _, y in pts], colour=SERIES[j % len(SERIES)], width=2,
+                          filled=[True] * len(pts),
+                          point_titles=[f"{tag}, {subsets[i]}: {y:.4g}" for i, y in pts]))
+    name = ", ".join(vkeys)
+    alt = f"{what} of {len(subsets)} subsets, one line per {name} ({len(variants)} values)"
+    fig = LineFigure("variants", alt, "subset", what, lines, categories=subsets, margins=(60, 130, 20, 70))
     caption = (f"{what} at the largest sample size, one line per {name}: how the value of more modalities "
                f"depends on the data variant (mean over seeds; every value is in the tables below).")
-    return "".join(parts), caption
+    return fig.svg(), caption
 
 
 def theory_svg(records: list[dict], theorem: str = "theorem1") -> str:
@@ -308,66 +166,27 @@ def theory_svg(records: list[dict], theorem: str = "theorem1") -> str:
             if v and v == v and v > 0]
     if not vals:
         return ""
-    W, H, L, R, T, B = 640, 360, 60, 170, 20, 45
-    x0, x1 = math.log10(min(r["m"] for r in records)), math.log10(max(r["m"] for r in records))
-    y0, y1 = math.log10(max(min(vals), 1e-4)) - 0.1, math.log10(max(max(vals), 1.0)) + 0.1
-    X = lambda n: L + (math.log10(n) - x0) / ((x1 - x0) or 1) * (W - L - R)          # noqa: E731
-    Y = lambda v: T + (1 - (math.log10(min(max(v, 10 ** y0), 10 ** y1)) - y0) / (y1 - y0)) * (H - T - B)  # noqa: E731
-    parts = _frame("theory", "bound against observed gap", (W, H, L, R, T, B), X, Y, _log_ticks(y0, y1),
-                   _log_ticks(x0, x1), "training rows m (log scale)", "bounded loss (log scale)")
-    parts.append(f'<line x1="{L}" x2="{W - R}" y1="{Y(1.0):.1f}" y2="{Y(1.0):.1f}" stroke="#d73027" '
-                 f'stroke-width="1.2"><title>C = 1: a bound above this line says nothing</title></line>'
-                 f'<text x="{W - R - 4}" y="{Y(1.0) - 4:.1f}" text-anchor="end" font-size="10" fill="#d73027">'
-                 f'vacuous above</text>')
-    pairs = list(dict.fromkeys((r["M"], r["N"]) for r in records))
-    for i, pair in enumerate(pairs):
+    ylim = (10 ** (math.log10(max(min(vals), 1e-4)) - 0.1), 10 ** (math.log10(max(max(vals), 1.0)) + 0.1))
+    lines = []
+    for i, pair in enumerate(dict.fromkeys((r["M"], r["N"]) for r in records)):
         col = SERIES[i % len(SERIES)]
         pts = sorted((r["m"], r[theorem]) for r in records if (r["M"], r["N"]) == pair)
         name = f"{pair[0]} vs {pair[1]}"
-        for key, dash in (("bound", "5 3"), ("bound_lower", "1 3"), ("bound_alg", "")):
-            line = " ".join(f"{X(n):.1f},{Y(t[key]):.1f}" for n, t in pts if t[key] == t[key])
-            parts.append(f'<polyline class="bound" fill="none" stroke="{col}" stroke-width="1.4" '
-                         f'stroke-dasharray="{dash}" points="{line}"><title>{_esc(name)}: '
-                         f'{ {"bound": "path-norm (upper)", "bound_lower": "units (lower)", "bound_alg": "algorithm-effective"}[key]} '
-                         f'bound</title></polyline>')
-        for n, t in pts:
-            o = t["observed"]
-            if o == o and o != 0:
-                parts.append(f'<circle class="observed" cx="{X(n):.1f}" cy="{Y(abs(o)):.1f}" r="3.2" '
-                             f'fill="{col if o > 0 else "#fff"}" stroke="{col}" stroke-width="1.4"><title>'
-                             f'{_esc(name)}, m={n}: observed {o:+.4f}, bound {t["bound"]:.3g}</title></circle>')
-        parts.append(f'<line x1="{W - R + 10}" x2="{W - R + 28}" y1="{T + 10 + i * 16}" y2="{T + 10 + i * 16}" '
-                     f'stroke="{col}" stroke-width="2" stroke-dasharray="5 3"/><text x="{W - R + 32}" '
-                     f'y="{T + 14 + i * 16}" font-size="10">{_esc(name if len(name) < 24 else name[:23] + "…")}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
-
-
-def bars_svg(names: list[str], values: list[float], cis: list[list[float | None]] | None, label: str) -> str:
-    """Horizontal bars with CI whiskers (Shapley values)."""
-    W, row, L = 520, 26, 120
-    H = row * len(names) + 30
-    vals = [v for v in values if v is not None]
-    ext = [x for pair in (cis or []) for x in pair if x is not None] + vals + [0.0]
-    lo, hi = min(ext), max(ext)
-    span = (hi - lo) or 1.0
-    X = lambda v: L + (v - lo) / span * (W - L - 20)  # noqa: E731
-    parts = [f'<svg class="bars" role="img" aria-label="{_esc(label)}" width="{W}" height="{H}" '
-             f'viewBox="0 0 {W} {H}" xmlns="http://www.w3.org/2000/svg"><title>{_esc(label)}</title>',
-             f'<line x1="{X(0):.1f}" x2="{X(0):.1f}" y1="4" y2="{H - 20}" stroke="#666"/>']
-    for i, (n, v) in enumerate(zip(names, values)):
-        if v is None:
-            continue
-        y = 8 + i * row
-        x_a, x_b = sorted((X(0), X(v)))
-        parts.append(f'<text x="{L - 8}" y="{y + 13}" text-anchor="end" font-size="11">{_esc(n)}</text>'
-                     f'<rect x="{x_a:.1f}" y="{y + 2}" width="{max(1.0, x_b - x_a):.1f}" height="16" '
-                     f'fill="{"#4575b4" if v >= 0 else "#d73027"}"><title>{_esc(n)}: {v:+.3f}</title></rect>')
-        if cis and cis[i][0] is not None:
-            parts.append(f'<line x1="{X(cis[i][0]):.1f}" x2="{X(cis[i][1]):.1f}" y1="{y + 10}" y2="{y + 10}" '
-                         f'stroke="#111" stroke-width="1.2"/>')
-    parts.append(f'<text x="{(L + W) / 2}" y="{H - 4}" text-anchor="middle" font-size="10">{_esc(label)}</text></svg>')
-    return "".join(parts)
+        for key, dash, what in (("bound", "5 3", "path-norm (upper)"), ("bound_lower", "1 3", "units (lower)"),
+                                ("bound_alg", "", "algorithm-effective")):
+            kept = [(n, t[key]) for n, t in pts if t[key] == t[key]]
+            lines.append(Line(name, [n for n, _ in kept], [v for _, v in kept], colour=col, width=1.4, dash=dash,
+                              css="bound", legend=key == "bound", title=f"{name}: {what} bound"))
+        seen = [(n, t) for n, t in pts if t["observed"] == t["observed"] and t["observed"] != 0]
+        lines.append(Line(f"{name}: observed", [n for n, _ in seen], [abs(t["observed"]) for _, t in seen],
+                          colour=col, css="observed", line=False, legend=False, filled=[t["observed"] > 0 for _, t in seen],
+                          point_titles=[f"{name}, m={n}: observed {t['observed']:+.4f}, bound {t['bound']:.3g}"
+                                        for n, t in seen]))
+    rule = Rule(1.0, "y", "#d73027", "", 1.2, "vacuous", "C = 1: a bound above this line says nothing",
+                "vacuous above")
+    return LineFigure("theory", "bound against observed gap", "training rows m (log scale)",
+                      "bounded loss (log scale)", lines, logx=True, logy=True, ylim=ylim, rules=[rule],
+                      margins=(60, 170, 20, 45)).svg()
 
 
 def verdict_heatmap_svg(summary: dict, names: list[str], variant: dict | None = None) -> str:
@@ -381,47 +200,23 @@ def verdict_heatmap_svg(summary: dict, names: list[str], variant: dict | None = 
     ratios = sorted({v["ratio"] for v in recs})
     n_at = {v["ratio"]: v["n_train"] for v in recs}
     rows = [k for k in names if any(v["modality"] == k for v in recs)]
-    cw, ch, L, T = 96, 34, max(70, 8 * max(map(len, rows)) + 16), 34
-    legend_w = sum(22 + 6 * len(v) for v in VERDICT_COLOURS)
-    W, H = max(L + cw * len(ratios) + 10, 10 + legend_w), T + ch * len(rows) + 48
     unit = "points" if m == "acc" else "MSE"
-    alt = (f"Verdict heat map: {len(rows)} modalities × {len(ratios)} sample sizes, each cell coloured by the "
-           "verdict of adding the modality to all the others")
-    parts = [f'<svg class="heatmap" role="img" aria-label="{_esc(alt)}" width="{W}" height="{H}" '
-             f'viewBox="0 0 {W} {H}" xmlns="http://www.w3.org/2000/svg"><title>{_esc(alt)}</title>',
-             f'<text x="{L + cw * len(ratios) / 2:.1f}" y="12" text-anchor="middle" font-size="11">'
-             'training rows n</text>']
-    for j, r in enumerate(ratios):
-        parts.append(f'<text x="{L + cw * j + cw / 2:.1f}" y="{T - 6}" text-anchor="middle" font-size="11">'
-                     f'{n_at[r]}</text>')
+    cells = {}
     for i, k in enumerate(rows):
-        y = T + ch * i
-        parts.append(f'<text x="{L - 8}" y="{y + ch / 2 + 4:.1f}" text-anchor="end" font-size="12">{_esc(k)}</text>')
         for j, r in enumerate(ratios):
             here = [v for v in recs if v["modality"] == k and v["ratio"] == r]
             if not here:
                 continue
             widest = max(here, key=lambda v: len(v["N"].split("+")))
             helps = sum(v["verdict"] == "helps" for v in here)
-            col = VERDICT_COLOURS.get(widest["verdict"], "#ccc")
-            fg = "#111" if widest["verdict"] in ("inconclusive",) else "#fff"
-            gain = PairResult.from_record(widest, m).gain
-            x = L + cw * j
-            parts.append(f'<g class="cell"><rect x="{x + 1}" y="{y + 1}" width="{cw - 2}" height="{ch - 2}" rx="3" '
-                         f'fill="{col}"/><text x="{x + cw / 2:.1f}" y="{y + 14}" text-anchor="middle" font-size="10.5" '
-                         f'fill="{fg}">{_esc(widest["verdict"])}</text><text x="{x + cw / 2:.1f}" y="{y + 27}" '
-                         f'text-anchor="middle" font-size="9.5" fill="{fg}">{_esc(fmt_num(gain))} · helps {helps}/'
-                         f'{len(here)}</text><title>{_esc(k)} added to {_esc(widest["N"])} at n={n_at[r]}: '
-                         f'{_esc(widest["verdict"])} {_esc(fmt_num(gain))} {unit}; it helps in {helps} of its '
-                         f'{len(here)} partner set(s) at this size</title></g>')
-    y = T + ch * len(rows) + 16
-    x = 10
-    for v, col in VERDICT_COLOURS.items():
-        parts.append(f'<rect x="{x}" y="{y}" width="12" height="12" fill="{col}"/>'
-                     f'<text x="{x + 16}" y="{y + 10}" font-size="10">{_esc(v)}</text>')
-        x += 22 + 6 * len(v)
-    parts.append("</svg>")
-    return "".join(parts)
+            gain = fmt_num(PairResult.from_record(widest, m).gain)
+            cells[i, j] = (VERDICT_COLOURS.get(widest["verdict"], "#ccc"), widest["verdict"],
+                           f"{gain} · helps {helps}/{len(here)}",
+                           f"{k} added to {widest['N']} at n={n_at[r]}: {widest['verdict']} {gain} {unit}; it helps "
+                           f"in {helps} of its {len(here)} partner set(s) at this size")
+    alt = (f"Verdict heat map: {len(rows)} modalities × {len(ratios)} sample sizes, each cell coloured by the "
+           "verdict of adding the modality to all the others")
+    return HeatmapFigure(alt, "training rows n", [str(n_at[r]) for r in ratios], rows, cells, VERDICT_COLOURS).svg()
 
 
 def _cards(summary: dict, names: list[str]) -> list[dict]:
@@ -607,9 +402,9 @@ def _render(folder: Path, res: SimpleNamespace) -> Path:
     shapley = None
     if shap:
         s = shap[0]
-        shapley = {"ratio": top, "n_train": s["n_train"], "svg": bars_svg(
+        shapley = {"ratio": top, "n_train": s["n_train"], "svg": BarFigure(
             s["modalities"], s["phi"], [[a, b] for a, b in zip(*s["phi_ci"])],
-            f"Shapley value φ_k (retrained lattice, {'points' if m == 'acc' else '−MSE'})"),
+            f"Shapley value φ_k (retrained lattice, {'points' if m == 'acc' else '−MSE'})").svg(),
             "estimator": s.get("estimator"),
             "rows": [[k, fmt_num(s["phi"][i]) + (f" ± {s['phi_se'][i]:.2f}" if s.get("phi_se") else ""),
                       fmt_ci([s["phi_ci"][0][i], s["phi_ci"][1][i]]),

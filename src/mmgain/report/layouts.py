@@ -5,7 +5,7 @@ from pathlib import Path
 
 from ..registry import Registry
 from ..theory import bounds
-from .figures import line_plot
+from .figures import SERIES, Line, LineFigure
 from ..results import PairResult
 from .tables import Table, fmt_ci, fmt_g, fmt_num, fmt_p, fmt_pm, wrap_text
 
@@ -164,14 +164,16 @@ class SyntheticLayout(Layout):
 
     def figures(self, result, out: Path) -> list[Path]:
         cells = result.summary["cells"]
-        series = {}
-        for r in dict.fromkeys(c["overlap"] for c in cells):
+        lines = []
+        for i, r in enumerate(dict.fromkeys(c["overlap"] for c in cells)):
             cs = sorted((c for c in cells if c["overlap"] == r), key=lambda c: c["n_modalities"])
-            series[f"ρ={r}"] = ([c["n_modalities"] for c in cs], [c["eta_raw_mean"] for c in cs],
-                                [c["eta_raw_std"] for c in cs])
-        return [line_plot(out / "fig_eta_vs_modalities.png", series, "number of modalities |M|",
-                          "η̂, paper procedure (probe test MSE)", "Latent quality vs. modalities (cf. Fig. 2b)",
-                          xticks=sorted({c["n_modalities"] for c in cells}))]
+            lines.append(Line(f"ρ={r}", [c["n_modalities"] for c in cs], [c["eta_raw_mean"] for c in cs],
+                              colour=SERIES[i % len(SERIES)], err=[c["eta_raw_std"] for c in cs]))
+        fig = LineFigure("eta", "η̂ against the number of modalities, one line per overlap ρ",
+                         "number of modalities |M|", "η̂, paper procedure (probe test MSE)", lines,
+                         title="Latent quality vs. modalities (cf. Fig. 2b)",
+                         xticks=sorted({c["n_modalities"] for c in cells}))
+        return [fig.png(out / "fig_eta_vs_modalities.png")]
 
 
 class SweepLayout(Layout):
@@ -301,13 +303,15 @@ class SweepLayout(Layout):
         if len(subsets) > self.PLOT_LIMIT:
             widest = max(c["n_modalities"] for c in cells)
             subsets = [s for s in subsets if "+" not in s] + [c["subset"] for c in cells if c["n_modalities"] == widest][:1]
-        series = {}
-        for s in subsets:
-            cs = [c for c in cells if c["subset"] == s]
-            series[s] = ([c["n_train"] for c in cs], [c[f"test_{m}_mean"] for c in cs], [c[f"test_{m}_std"] for c in cs])
-        return [line_plot(out / f"fig_{m}_vs_rows.png", series, "training rows (log scale)",
-                          f"test {label}", f"{self._data_name(result)}: test {label} vs. training rows (cf. Fig. 2a)",
-                          logx=True)]
+        lines = []
+        for i, s in enumerate(subsets):
+            cs = sorted((c for c in cells if c["subset"] == s), key=lambda c: c["n_train"])
+            lines.append(Line(s, [c["n_train"] for c in cs], [c[f"test_{m}_mean"] for c in cs],
+                              colour=SERIES[i % len(SERIES)], err=[c[f"test_{m}_std"] for c in cs]))
+        fig = LineFigure("rows", f"test {label} against training rows, one line per subset",
+                         "training rows (log scale)", f"test {label} (error bars: ± 1 sd over seeds)", lines,
+                         title=f"{self._data_name(result)}: test {label} vs. training rows (cf. Fig. 2a)", logx=True)
+        return [fig.png(out / f"fig_{m}_vs_rows.png")]
 
 
 LAYOUTS: Registry[Layout] = Registry("layout")

@@ -1,9 +1,11 @@
 """Report sections registered by name: one producer each, drawn by the terminal and the HTML report.
 
 A producer reads the run's files as dicts (``summary`` from summary.json, ``run`` from run.json)
-and returns a :class:`Section` (or None when it has nothing to say for this run).  The report
+and returns a :class:`Section` (or None when it has nothing to say for this run): text, tables
+(:class:`~.tables.Table`) and figures (:mod:`.figures`, e.g. a ``LineFigure``).  The report
 draws every registered section after the built-in ones, in registration order, with the same
-table template as the rest of the report; the CLI prints its tables after the layout's.  A new
+table template and figure stack as the rest of the report; the CLI prints its tables (and each
+figure's text alternative) after the layout's.  A new
 section is one producer and one registration::
 
     SECTIONS.register("verdict-counts", verdict_counts)
@@ -22,6 +24,7 @@ class Section:
     title: str
     tables: list[Table] = field(default_factory=list)
     text: str = ""
+    figures: list = field(default_factory=list)         # report.figures objects: .svg() and .alt
 
 
 SECTIONS: Registry[Callable[[dict, dict], Section | None]] = Registry("report section")
@@ -42,5 +45,6 @@ def sections_text(summary: dict, run: dict) -> str:
     blocks = []
     for _, s in produce_sections(summary, run):
         blocks.append("\n\n".join([wrap_text(s.title)] + ([wrap_text(s.text)] if s.text else [])
+                                  + [wrap_text(f"[figure: {getattr(f, 'alt', '')}; in report.html]") for f in s.figures]
                                   + [t.text() for t in s.tables]))
     return "\n\n".join(blocks)

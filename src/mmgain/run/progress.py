@@ -141,7 +141,7 @@ class Progress:
     def _write_unlocked(self, text: str, final: bool) -> None:
         if self.tty:
             pad = " " * max(self._width - len(text), 0)
-            self._width = len(text)
+            self._width = 0 if final else len(text)
             self.stream.write("\r" + text + pad + ("\n" if final else ""))
         else:
             self.stream.write(text + "\n")
