@@ -5,6 +5,7 @@ parametrized over everything registered.
 """
 from __future__ import annotations
 
+import inspect
 from typing import Generic, TypeVar
 
 from .errors import UnknownName
@@ -37,8 +38,8 @@ class Registry(Generic[T]):
             return self._descriptions[name]
         obj = self.get(name)
         text = getattr(obj, "description", None)
-        if not isinstance(text, str) and (isinstance(obj, type) or callable(obj)) and not hasattr(obj, "__dataclass_fields__"):
-            text = obj.__doc__ if obj.__doc__ != type(obj).__doc__ or isinstance(obj, type) else None
+        if not isinstance(text, str):            # a class or function says what it is in its docstring
+            text = obj.__doc__ if isinstance(obj, type) or inspect.isfunction(obj) else None
         return (text or "").strip().split("\n")[0].strip()
 
     def get(self, name: str) -> T:

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 from types import SimpleNamespace
 
+from ..analysis.stats import interval
 from ..errors import OutputError
 from .layouts import LAYOUTS
 from ..files import atomic_write, is_output_name, read_json
@@ -40,13 +41,10 @@ def _band(c: dict, m: str) -> tuple[float, float] | None:
     """mean ± t₀.₉₇₅·sd/√n over a cell's n models (seeds, and folds when cross-fitted), or None
     with fewer than 2: a descriptive band of the model-to-model spread.  It is not the interval
     of a verdict (those account for shared rows and overlapping folds; see the cards)."""
-    from scipy import stats
-
     n, sd, mean = c.get("n_seeds") or 0, c.get(f"test_{m}_std"), c.get(f"test_{m}_mean")
     if n < 2 or sd is None or mean is None:
         return None
-    half = float(stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
-    return mean - half, mean + half
+    return interval({"mean": mean, "se": sd / math.sqrt(n), "df": n - 1}, 0.95)
 
 
 def hasse_svg(summary: dict, names: list[str], levels: list[int] | None = None, variant: dict | None = None) -> str:

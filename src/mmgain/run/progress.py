@@ -41,8 +41,7 @@ class Progress:
         self.stream = stream if stream is not None else sys.stderr
         self.tty = self.stream.isatty() if tty is None else tty
         self.clock, self.every, self.redraw = clock, every, redraw
-        self.step_s = train_s / train_steps if train_steps else 0.0
-        self.probe_s = probe_s / probe_units if probe_units else 0.0
+        self.chunk(train_steps, train_s, probe_units, probe_s)
         self.work = {"train": train_steps * self.step_s, "probe": probe_units * self.probe_s}   # estimated s
         self.total = max(sum(self.work.values()), 1e-9)
         self.done_by = {"train": 0.0, "probe": 0.0}       # estimated seconds of work done, per phase

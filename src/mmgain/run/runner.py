@@ -132,7 +132,7 @@ class RunPlan:
     seeds: list[int]
     selection: list[dict] | None = None       # --subsets forward: the greedy path, stage by stage
     design: dict[str, Any] = field(default_factory=dict)   # folds and seeds (.spec.resolve_design)
-    estimate: Estimate | None = None          # the up-front cost: where the progress display's ETA starts
+    estimate: Estimate | None = None          # the up-front cost (plan_run sets it): where the ETA starts
 
     def progress(self, chunks: list[int], desc: str, stream=None, **kw) -> Progress:
         """One display over the training and the probes of ``chunks``, paced by the estimate."""
@@ -143,7 +143,7 @@ class RunPlan:
     def chunk_seconds(self, ci: int) -> tuple[float, float]:
         """The estimate's training and probe seconds of chunk ``ci``: training in proportion to
         its streams' rows, probes to its streams."""
-        est = self.estimate or Estimate(0, 0, 0, 0.0, 0.0, 1.0, 1.0)
+        est = self.estimate
         rows = self.table.n_train.astype(float)
         mine = self.chunks[ci]
         return (est.train_seconds * rows[mine].sum() / max(rows.sum(), 1.0),
