@@ -11,6 +11,7 @@ from mmgain.run.diagnostics import joint_diagnostics
 from mmgain.run.runner import run_experiment
 from mmgain.spec import ExperimentSpec
 from mmgain.models.late_fusion import BatchedLateFusion
+from mmgain.models.components import HEADS
 from mmgain.tasks import get_task
 from mmgain.training.batched import DeviceData, Streams
 
@@ -65,14 +66,18 @@ def test_sampled_shapley_is_within_its_standard_error():
     assert np.all(se_big < se)                                        # the error shrinks with draws
 
 
-def _model(dims, subsets, seeds=(0, 1), O=3):
-    return BatchedLateFusion(dims, subsets, list(seeds), O, hidden=5)
+def _model(dims, subsets, seeds=(0, 1), O=3, head="linear"):
+    return BatchedLateFusion(dims, subsets, list(seeds), O, hidden=5, head=head, head_width=4)
 
 
-def test_dropped_terms_and_the_ensemble_equal_the_standalone_models():
+@pytest.mark.parametrize("head", HEADS.names())
+def test_dropped_terms_and_the_ensemble_equal_the_standalone_models(head):
+    """Every registered head: a modality dropped from the head's first layer, the uni-modal
+    ensemble and the masked values equal the standalone models run by hand; the empty model's
+    per-row loss is −log of the training labels' smoothed class frequency."""
     dims = {"a": 3, "b": 2}
     subsets = [("a",), ("b",), ("a", "b")]
-    model = _model(dims, subsets)
+    model = _model(dims, subsets, head=head)
     rng = np.random.default_rng(0)
     n = 50
     xs = {k: rng.normal(size=(1, n, d)).astype(np.float32) for k, d in dims.items()}
@@ -96,8 +101,10 @@ def test_dropped_terms_and_the_ensemble_equal_the_standalone_models():
             masked_b = full.head(torch.cat([torch.zeros(n, 5), z[:, 5:]], 1))   # only b kept: bitmask 0b10
             assert d["extras"]["masked_acc"][s, 2] == pytest.approx(100 * (masked_b.argmax(1).numpy() == y[0]).mean())
             assert d["extras"]["masked_acc"][s, 3] == pytest.approx(100 * (full(x).argmax(1).numpy() == y[0]).mean())
-        majority = np.bincount(y[0][streams.train_rows[s]], minlength=3).argmax()
-        assert d["extras"]["baseline_acc"][s] == pytest.approx(100 * (y[0] == majority).mean())
+        counts = np.bincount(y[0][streams.train_rows[s]], minlength=3)
+        assert d["extras"]["baseline_acc"][s] == pytest.approx(100 * (y[0] == counts.argmax()).mean())
+        freq = (counts + 0.5) / (counts + 0.5).sum()
+        np.testing.assert_allclose(d["extras"]["prior_loss"][s], -np.log(freq[y[0]]), rtol=1e-6)
     assert np.isnan(d["metrics"]["ensemble_acc"][:, :2]).all()
     assert np.isnan(d["metrics"]["drop_b_acc"][:, 0]).all()
 

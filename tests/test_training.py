@@ -165,3 +165,23 @@ def test_training_flushes_subnormals_and_restores_the_mode(before):
         assert flushing() == before
     finally:
         torch.set_flush_denormal(False)
+
+
+@pytest.mark.parametrize("task", ["regression", "classification"])
+@pytest.mark.parametrize("fusion", FUSIONS.names())
+def test_batched_equals_reference_with_the_mlp_head(task, fusion):
+    """The mlp head (one hidden layer on the fused latent) trains the same weights batched as one
+    ``nn.Module`` per model, and every registered head has an initial state the two agree on."""
+    xs, y = _problem(task)
+    n_out = 1 if task == "regression" else 3
+    protocol = TrainingProtocol(hidden=6, lr=0.02, batch_size=16, epochs=4, fusion=fusion, head="mlp", head_width=5,
+                                head_activation="relu")
+    streams = Streams(np.array([0, 0]), np.array([0, 1]), [nested_sample(50, 1.0, 0), nested_sample(50, 0.5, 1)])
+    trainer = BatchedTrainer(protocol, DIMS, SUBSETS, n_out, task).fit(DeviceData.stack([(xs, y)], "cpu"), streams)
+    for s in range(len(streams)):
+        for a, sub in enumerate(SUBSETS):
+            ref = train_reference(DIMS, sub, int(streams.seeds[s]), xs, y, streams.train_rows[s], protocol, task, n_out)
+            got = trainer.model_.to_module(s, a).state_dict()
+            assert list(got) == list(ref.state_dict()) and "head.2.weight" in got
+            for name, p in ref.state_dict().items():
+                torch.testing.assert_close(got[name], p, rtol=1e-4, atol=1e-5, msg=f"{sub} stream {s} {name}")

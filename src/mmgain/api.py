@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from .analysis import analyze as _analyze_result
+from .analysis.forecast import parse_costs
 from .catalog import EXPERIMENTS
 from .data.dataset import MultimodalDataset
 from .data.sources import SOURCES, DataSource, is_per_seed
@@ -46,8 +47,8 @@ from .training.protocol import PROTOCOLS
 
 __all__ = ["Study", "analyze", "load", "resume", "configure", "Execution"]
 
-PROTOCOL_OPTIONS = ("epochs", "lr", "batch_size", "hidden", "activation", "encoder", "fusion", "precision",
-                    "probe_epochs")
+PROTOCOL_OPTIONS = ("epochs", "lr", "batch_size", "hidden", "activation", "encoder", "fusion", "head", "head_width",
+                    "head_activation", "precision", "probe_epochs")
 
 
 # ------------------------------------------------------------------ the spec from options
@@ -60,7 +61,7 @@ QUICK = {"subsets": "leave-one-out", "ratios": (0.1, 1.0)}
 
 def configure(spec: ExperimentSpec, *, seeds=None, subsets=None, protocol=None, theory=None, ratios=None,
               grid=None, margin=None, null_control=None, cv=None, primary=None, probes=None, data_args=None,
-              quick: bool = False, quiet: bool = False, **protocol_options) -> ExperimentSpec:
+              costs=None, budget=None, target_n=None, quick: bool = False, quiet: bool = False, **protocol_options) -> ExperimentSpec:
     """``spec`` with the user's options, as the CLI's flags and :func:`analyze`'s keywords give
     them (None: the spec's own).  ``protocol_options`` are the protocol overrides
     (:data:`PROTOCOL_OPTIONS`).  ``quick``: the :data:`QUICK` design (leave-one-out subsets at two
@@ -95,7 +96,9 @@ def configure(spec: ExperimentSpec, *, seeds=None, subsets=None, protocol=None, 
                       theory=theory or None, ratios=tuple(float(r) for r in ratios) if ratios else None,
                       grid=grid, margin=margin, null_control=null_control or None, cv=cv,
                       primary=tuple(primary) if primary else None, data_args=merged,
-                      probes=tuple(probes) if probes else None)
+                      probes=tuple(probes) if probes else None, costs=parse_costs(costs),
+                      budget=None if budget is None else float(budget),
+                      target_n=None if target_n is None else int(target_n))
 
 
 # ------------------------------------------------------------------ data given in memory
@@ -338,10 +341,11 @@ def collect(folder: Path) -> int:
 def analyze(data, *, y=None, task: str | None = None, modalities: Mapping[str, list] | None = None,
             subsets=None, ratios=None, quick: bool = False, seeds: int | None = None, grid: str | None = None, cv: int | None = None,
             margin: float | None = None, primary=None, null_control: bool = False, theory: bool = False,
-            probes=None,
+            probes=None, costs=None, budget: float | None = None, target_n: int | None = None,
             protocol: str | None = None, epochs: int | None = None, lr: float | None = None,
             batch_size: int | None = None, hidden=None, activation: str | None = None, encoder: str | None = None,
-            fusion: str | None = None, precision: str | None = None, probe_epochs: int | None = None,
+            fusion: str | None = None, head: str | None = None, head_width: int | None = None,
+            head_activation: str | None = None, precision: str | None = None, probe_epochs: int | None = None,
             split_seed: int | None = None, test_fraction: float | None = None, max_load_gb: float | None = None,
             out: str | Path | None = None, overwrite: bool = False, device: str = "auto",
             threads: int | None = None, backend: str = "local", address: str | None = None,
@@ -380,11 +384,13 @@ def analyze(data, *, y=None, task: str | None = None, modalities: Mapping[str, l
         raise SpecError("init= and frozen= apply to your own encoders: give encoders={'modality': module}")
     spec = configure(EXPERIMENTS.get("run").with_(data=source), seeds=seeds, subsets=subsets, protocol=protocol,
                      theory=theory, ratios=ratios, grid=grid, margin=margin, null_control=null_control, cv=cv,
-                     primary=primary, probes=probes, quick=quick, quiet=not progress,
+                     primary=primary, probes=probes, costs=costs, budget=budget, target_n=target_n,
+                     quick=quick, quiet=not progress,
                      data_args={"task": data_task, "split_seed": split_seed, "test_fraction": test_fraction,
                                 "max_load_gb": max_load_gb},
                      epochs=epochs, lr=lr, batch_size=batch_size, hidden=hidden, activation=activation,
-                     encoder=encoder, fusion=fusion, precision=precision, probe_epochs=probe_epochs)
+                     encoder=encoder, fusion=fusion, head=head, head_width=head_width, head_activation=head_activation,
+                     precision=precision, probe_epochs=probe_epochs)
     if how.out is not None:
         code, result = execute(spec, how)
         if result is None or code not in (0, 3):
@@ -470,7 +476,9 @@ class Study:
     hurts, no effect, does not help, inconclusive), the gain and its interval, the corrected γ̂
     and a "why"; ``pairs``: the estimates behind them; ``cells``: per subset and sample size;
     ``models``: one row per trained model (results.csv); ``shapley``, ``curves``,
-    ``crossovers``: attribution and learning curves.
+    ``crossovers``: attribution and learning curves; ``forecast`` (per modality: the gain at the
+    target rows), ``selection`` (the best subset under the budget) and ``information`` (per pair
+    of modalities: synergy − redundancy in nats): should I collect it, and why.
     """
 
     def __init__(self, summary: dict, meta: dict, models: list[dict], folder: Path | None = None, result=None):
@@ -512,6 +520,21 @@ class Study:
     @property
     def crossovers(self):
         return self._frame("crossovers")
+
+    @property
+    def forecast(self):
+        return self._frame("forecast")
+
+    @property
+    def selection(self):
+        return self._frame("selection")
+
+    @property
+    def information(self):
+        """One row per pair of modalities (and data variant) with the identified PID quantities."""
+        import pandas as pd
+        return pd.DataFrame([{**{k: v for k, v in rec.items() if k not in ("values", "pairs", "dividends")}, **p}
+                             for rec in self.summary.get("information") or [] for p in rec["pairs"]])
 
     @property
     def models(self):

@@ -65,6 +65,7 @@ def _groups(p: argparse.ArgumentParser) -> dict[str, argparse._ArgumentGroup]:
     """The option groups of a training command, in the order ``--help`` shows them."""
     return {"data": p.add_argument_group("data"),
             "design": p.add_argument_group("design", "what is trained and compared"),
+            "answer": p.add_argument_group("answer", "what to forecast and choose (re-read by mmgain collect)"),
             "protocol": p.add_argument_group("protocol", "how each model is trained (overrides of the preset)"),
             "outputs": p.add_argument_group("outputs"),
             "execution": p.add_argument_group("execution")}
@@ -95,6 +96,11 @@ def _add_common(p: argparse.ArgumentParser) -> dict[str, argparse._ArgumentGroup
     t.add_argument("--activation", choices=ACTIVATIONS.names())
     t.add_argument("--encoder", choices=ENCODERS.names(), help="each modality's encoder (default: the protocol's)")
     t.add_argument("--fusion", choices=FUSIONS.names(), help="how the encoders' latents are joined")
+    t.add_argument("--head", choices=HEADS.names(),
+                   help="the task head on the fused latent: linear (the paper's; additive in the modalities, so "
+                        "it cannot show synergy) or mlp (one hidden layer: can represent interactions)")
+    t.add_argument("--head-width", type=_int_in(1, 1_000_000), help="width of the mlp head's hidden layer (default 64)")
+    t.add_argument("--head-activation", choices=ACTIVATIONS.names(), help="activation of the mlp head (default relu)")
     t.add_argument("--precision", choices=PRECISIONS, help=PRECISION_HELP)
     o = g["outputs"]
     o.add_argument("--out", type=Path, help="run folder (default: a new folder under runs/)")
@@ -148,6 +154,16 @@ def _add_sweep(g: dict[str, argparse._ArgumentGroup]) -> None:
     d.add_argument("--probes", metavar="NAME,…",
                    help="registered probes to fit beside the paper's on every latent, compared in one run "
                         f"(their columns: <name>_acc …); registered: {', '.join(n for n in PROBES.names() if n != 'paper') or 'none besides paper'}")
+    a = g["answer"]
+    a.add_argument("--target-n", type=_int_in(1, 10 ** 12), metavar="N",
+                   help="rows at which to forecast each modality's gain (default: 2× the largest sample "
+                        "measured; beyond it the forecast is flagged extrapolated)")
+    a.add_argument("--costs", metavar="k=C,…",
+                   help="what each modality costs, e.g. 'text=1,audio=3,video=10' (default 1 each), for the "
+                        "best subset under --budget")
+    a.add_argument("--budget", type=_float_in(0, 1e300, low_open=False), metavar="B",
+                   help="the most a subset may cost: the best affordable subset, at the largest sample and at "
+                        "--target-n (with unit costs: the best B of K modalities)")
     g["protocol"].add_argument("--probe-epochs", type=EPOCHS,
                                help="epochs after which the encoder is frozen for the probe")
     g["data"].add_argument("--max-load-gb", type=GB,
@@ -266,10 +282,11 @@ def _widths(text: str):
 def _options(spec: ExperimentSpec, args, data_args: dict | None = None) -> ExperimentSpec:
     """``spec`` with the command's flags (:func:`mmgain.api.configure`: the API's keywords are the same)."""
     sweep = {k: getattr(args, k, None) for k in ("ratios", "grid", "margin", "null_control", "cv", "primary",
-                                                  "probe_epochs", "probes")}
+                                                  "probe_epochs", "probes", "costs", "budget", "target_n")}
     return configure(spec, seeds=args.seeds, subsets=args.subsets, protocol=args.protocol, theory=args.theory,
                      data_args=data_args, quick=getattr(args, "quick", False), quiet=False, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                      hidden=args.hidden, activation=args.activation, encoder=args.encoder, fusion=args.fusion,
+                     head=args.head, head_width=args.head_width, head_activation=args.head_activation,
                      precision=args.precision, **sweep)
 
 

@@ -39,12 +39,17 @@ class ExperimentSpec:
     cv: int | None = None                       # folds of cross-fitting; 0: the one fixed split; None: auto
     primary: tuple[str, ...] | None = None      # the confirmatory pairs 'M:N'; None: each modality left out of all
     probes: tuple[str, ...] = ()                # registered probes fitted beside the paper's (probes.kinds)
+    costs: dict[str, float] | None = None       # modality → cost, for the best subset under a budget (default 1 each)
+    budget: float | None = None                 # the most a subset may cost; None: no limit
+    target_n: int | None = None                 # rows at which to forecast; None: 2× the largest measured
 
     def __post_init__(self) -> None:
         if self.seeds is not None and self.seeds < 1:
             raise SpecError(f"seeds must be ≥ 1, got {self.seeds}")
         if self.cv is not None and (self.cv < 0 or self.cv == 1):
             raise SpecError(f"--cv takes 0 (one fixed split) or a number of folds ≥ 2, got {self.cv}")
+        if self.theory and self.protocol in PROTOCOLS and self.resolved_protocol().head != "linear":
+            raise SpecError("--theory measures the terms of the paper's linear head; leave out --head mlp")
         if self.cv and self.theory:
             raise SpecError("--theory measures the terms on one fixed split; leave out --cv (or give --cv 0)")
         for pair in self.primary or ():
@@ -67,6 +72,10 @@ class ExperimentSpec:
             raise SpecError("a spec needs at least one data variant ({} for none)")
         for name in self.probes:
             PROBES.get(name)                    # an unknown probe is named, with the registered ones
+        if self.budget is not None and not self.budget >= 0:
+            raise SpecError(f"--budget must be ≥ 0, got {self.budget}")
+        if self.target_n is not None and not self.target_n >= 1:
+            raise SpecError(f"--target-n must be a number of rows ≥ 1, got {self.target_n}")
         if "paper" in self.probes or len(set(self.probes)) < len(self.probes):
             raise SpecError(f"probes: each extra probe once, and not 'paper' (it always runs), got {list(self.probes)}")
 
@@ -157,6 +166,9 @@ _FIELD_CHECKS = {
     "cv": lambda v: v is None or _int(v),
     "primary": lambda v: v is None or _strs(v),
     "probes": _strs,
+    "costs": lambda v: v is None or (isinstance(v, dict) and all(isinstance(k, str) and _num(x) for k, x in v.items())),
+    "budget": lambda v: v is None or _num(v),
+    "target_n": lambda v: v is None or _int(v),
 }
 
 

@@ -8,6 +8,8 @@ import numpy as np
 from ..data.subsets import subset_name
 from .attribution import attribution
 from .curves import curve_summary, degenerate_size
+from .forecast import forecast_records, selection_records
+from .information import information_records
 from .estimates import SIGNS, PairAnalysis, modality_lines, verdict_records
 from .theory import closed_form_annotations, exact_gamma_summary, theory_summary
 
@@ -26,6 +28,19 @@ def design_ci(design: dict, shared_rows: bool) -> str:
     if shared_rows:
         return "t interval (Welch–Satterthwaite df) over seeds and test rows"
     return "t interval over seeds (rows are drawn anew per seed)"
+
+
+def model_class(spec) -> dict[str, Any]:
+    """What the trained models can express, named in every output: a late-fusion model with a
+    linear head on an additive fusion is a sum of per-modality functions, so a gain that needs two
+    modalities together (XOR-type synergy) is invisible to it, whatever the data hold."""
+    p = spec.resolved_protocol()
+    additive = p.head == "linear" and p.fusion in ("concat", "sum")
+    head = "linear head" if p.head == "linear" else f"{p.head} head (one hidden layer of {p.head_width}, {p.head_activation})"
+    text = f"late fusion ({p.fusion} of {p.encoder} encoders), {head}: " + (
+        "additive in the modalities — cannot show synergy (an effect of two modalities together, "
+        "beyond their separate effects)" if additive else "can represent interactions between modalities")
+    return {"encoder": p.encoder, "fusion": p.fusion, "head": p.head, "additive": additive, "text": text}
 
 
 def summarize(result) -> dict[str, Any]:
@@ -88,11 +103,17 @@ def summarize(result) -> dict[str, Any]:
         if controls:
             summary["null_control"] = controls
         summary.update(curve_summary(res, pairs))
+        summary["model_class"] = model_class(spec)
+        summary["forecast"] = forecast_records(res, summary)
+        summary["selection"] = selection_records(res, summary)
         closed_form_annotations(res, summary)
         summary["modalities"] = modality_lines(pairs, res.task, spec.variant_keys, summary["crossovers"],
                                                order=res.data.names)
     if res.extras:
         summary.update(attribution(res))
+        info = information_records(res)
+        if info:
+            summary["information"] = info
     if spec.theory:
         summary.update(theory_summary(res, summary.get("crossovers", [])))
     exact = exact_gamma_summary(res)

@@ -9,8 +9,10 @@
   batched trainer, the probes and the missing-modality study need the head to be additive
   over modalities (out = c + Σ_k z_k V_k), which both built-ins are: ``concat`` (a head
   block per modality) and ``sum`` (one head shared by all modalities; equal widths).
-* ``HEADS[name](width, n_outputs)``: the task head on the fused latent.  η is defined with
-  the best *linear* head, so ``linear`` is the one head the batched trainer knows.
+* ``HEADS[name](in_width, n_outputs, width, activation)``: the task head on the fused latent:
+  ``linear`` (the paper's) or ``mlp`` (one hidden layer: it can represent interactions between
+  modalities).  The head's first layer is additive over modalities either way; η is defined with
+  the best *linear* head on the latent, whatever head trained it.
 
 Initial weights follow one rule, :func:`initial_state`, keyed by (seed, modality): within a
 seed every subset starts from the same encoder weights, which makes comparisons between subsets
@@ -180,8 +182,29 @@ FUSIONS: Registry[Callable[[], nn.Module]] = Registry("fusion")
 FUSIONS.register("concat", ConcatFusion)
 FUSIONS.register("sum", SumFusion)
 
-HEADS: Registry[Callable[[int, int], nn.Module]] = Registry("head")
-HEADS.register("linear", nn.Linear, "an affine map from the fused latent to the outputs (the paper's head)")
+HEADS: Registry[Callable[..., nn.Module]] = Registry("head")
+
+
+@HEADS.register("linear")
+def linear_head(in_width: int, n_outputs: int, width: int = 64, activation: str = "relu") -> nn.Module:
+    """An affine map from the fused latent to the outputs (the paper's head): with an additive
+    fusion the model is a sum of per-modality functions, so it cannot show synergy."""
+    return nn.Linear(in_width, n_outputs)
+
+
+@HEADS.register("mlp")
+def mlp_head(in_width: int, n_outputs: int, width: int = 64, activation: str = "relu") -> nn.Module:
+    """One hidden layer on the fused latent: Linear(in, width) + activation + Linear(width, out).
+    It can represent interactions between modalities (e.g. an XOR of two)."""
+    return nn.Sequential(nn.Linear(in_width, width), Activation(activation), nn.Linear(width, n_outputs))
+
+
+def head_hidden(head: str, width: int, n_outputs: int) -> int:
+    """Width of the head's first layer: the outputs (linear) or the hidden layer (mlp).  The batched
+    trainer knows these two heads; another registered head is refused by name."""
+    if head not in ("linear", "mlp"):
+        raise SpecError(f"head {head!r}: the batched trainer knows the heads 'linear' and 'mlp'")
+    return n_outputs if head == "linear" else int(width)
 
 
 def resolve_widths(hidden: int | Mapping[str, int], names: Sequence[str]) -> dict[str, int]:
@@ -251,3 +274,9 @@ def initial_head(seed: int, modality: int | None, width: int, n_outputs: int) ->
 
 def initial_head_bias(seed: int, n_outputs: int) -> np.ndarray:
     return _uniform(seed, _HEAD, 3, (n_outputs,))
+
+
+def initial_head_out(seed: int, width: int, n_outputs: int) -> tuple[np.ndarray, np.ndarray]:
+    """The mlp head's second layer, weight (width, n_outputs) and bias (n_outputs,), unscaled in
+    U(±1); the model scales both by 1/√width."""
+    return _uniform(seed, _HEAD, 5, (width, n_outputs)), _uniform(seed, _HEAD, 6, (n_outputs,))

@@ -27,8 +27,8 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from ..errors import SpecError
-from .components import (Activation, FUSIONS, HEADS, initial_head, initial_head_bias, initial_state, make_encoder,
-                         resolve_widths)
+from .components import (ACTIVATIONS, Activation, FUSIONS, HEADS, head_hidden, initial_head, initial_head_bias,
+                         initial_head_out, initial_state, make_encoder, resolve_widths)
 
 
 def dense_latent(blocks: Mapping[str, Tensor], members: Mapping[str, Sequence[int]], names: Sequence[str],
@@ -69,33 +69,39 @@ class LateFusion(nn.Module):
     @classmethod
     def build(cls, dims: Mapping[str, int], n_outputs: int, hidden: int | Mapping[str, int] = 128,
               activation: str = "relu", encoder: str = "linear", fusion: str = "concat",
-              head: str = "linear") -> "LateFusion":
+              head: str = "linear", head_width: int = 64, head_activation: str = "relu") -> "LateFusion":
         """The model over the modalities of ``dims`` from registered parts, by name."""
         widths = resolve_widths(hidden, list(dims))
         fuse = FUSIONS.get(fusion)()
         return cls({k: make_encoder(encoder, d, widths[k], activation, k) for k, d in dims.items()}, fuse,
-                   HEADS.get(head)(fuse.out_width(list(widths.values())), n_outputs))
+                   HEADS.get(head)(fuse.out_width(list(widths.values())), n_outputs, head_width, head_activation))
 
     @classmethod
     def initialized(cls, dims: Mapping[str, int], subset: Sequence[str], seed: int, n_outputs: int,
                     hidden: int | Mapping[str, int] = 128, activation: str = "relu", encoder: str = "linear",
-                    fusion: str = "concat") -> "LateFusion":
+                    fusion: str = "concat", head: str = "linear", head_width: int = 64,
+                    head_activation: str = "relu") -> "LateFusion":
         """The model for ``subset`` (of the modalities in ``dims``) with the seed's initial weights."""
         names = list(dims)
         widths = resolve_widths(hidden, names)
         used = [k for k in names if k in subset]
         model = cls.build({k: dims[k] for k in used}, n_outputs, {k: widths[k] for k in used}, activation,
-                          encoder, fusion)
-        fan_in = model.head.in_features
+                          encoder, fusion, head, head_width, head_activation)
+        first = model.head if head == "linear" else model.head[0]
+        fan_in, out1 = first.in_features, head_hidden(head, head_width, n_outputs)
         with torch.no_grad():
             for k, enc in model.encoders.items():
                 enc.load_state_dict(initial_state(enc, seed, names.index(k)))
             if model.fusion.shared_head:
-                V = initial_head(seed, None, fan_in, n_outputs)
+                V = initial_head(seed, None, fan_in, out1)
             else:
-                V = np.concatenate([initial_head(seed, names.index(k), widths[k], n_outputs) for k in used])
-            model.head.weight.copy_(torch.from_numpy(V.T * (1.0 / np.sqrt(fan_in))))
-            model.head.bias.copy_(torch.from_numpy(initial_head_bias(seed, n_outputs) * (1.0 / np.sqrt(fan_in))))
+                V = np.concatenate([initial_head(seed, names.index(k), widths[k], out1) for k in used])
+            first.weight.copy_(torch.from_numpy(V.T * (1.0 / np.sqrt(fan_in))))
+            first.bias.copy_(torch.from_numpy(initial_head_bias(seed, out1) * (1.0 / np.sqrt(fan_in))))
+            if head != "linear":
+                U, c2 = initial_head_out(seed, out1, n_outputs)
+                model.head[2].weight.copy_(torch.from_numpy(U.T * (1.0 / np.sqrt(out1))))
+                model.head[2].bias.copy_(torch.from_numpy(c2 * (1.0 / np.sqrt(out1))))
         return model
 
 
@@ -104,15 +110,21 @@ class BatchedLateFusion:
 
     Parameters per modality k live only for the subsets that contain k: the encoder's,
     stacked as ``enc.<k>.<name>`` (S, A_k, *shape) (``torch.func.stack_module_state`` layout),
-    and the head's: ``V.<k>`` (S, A_k, H_k, O) per modality (concat), or one ``V`` (S, A, H, O)
-    shared by the modalities (sum).  The head bias ``c`` is (S, A, O).  Stream s starts from
-    seed ``seeds[s]``.
+    and the head's first layer: ``V.<k>`` (S, A_k, H_k, O₁) per modality (concat), or one ``V``
+    (S, A, H, O₁) shared by the modalities (sum), and its bias ``c`` (S, A, O₁).  With the linear
+    head O₁ = O, the outputs; with the mlp head O₁ is its hidden width, and ``U`` (S, A, O₁, O) and
+    ``c2`` (S, A, O) map the activated hidden layer to the outputs.  Stream s starts from seed
+    ``seeds[s]``.
     """
 
     def __init__(self, dims: Mapping[str, int], subsets: Sequence[Sequence[str]], seeds: Sequence[int],
                  n_outputs: int, hidden: int | Mapping[str, int] = 128, activation: str = "relu",
-                 device: torch.device | str = "cpu", encoder: str = "linear", fusion: str = "concat"):
+                 device: torch.device | str = "cpu", encoder: str = "linear", fusion: str = "concat",
+                 head: str = "linear", head_width: int = 64, head_activation: str = "relu"):
         self.dims = dict(dims)
+        self.head, self.head_width, self.head_activation = head, int(head_width), head_activation
+        self.head_hidden = head_hidden(head, head_width, n_outputs)
+        self._head_act = ACTIVATIONS.get(head_activation)
         self.names = list(dims)
         self.subsets = [tuple(s) for s in subsets]
         self.seeds = [int(s) for s in seeds]
@@ -138,7 +150,7 @@ class BatchedLateFusion:
 
     # ---------------------------------------------------------------- set-up
     def _init_params(self) -> dict[str, Tensor]:
-        O = self.n_outputs
+        O = self.head_hidden
         fan_in = np.array([self._fuse.out_width([self.widths[k] for k in s]) if s else 1 for s in self.subsets],
                           dtype=np.float64)
         scale = 1.0 / np.sqrt(fan_in)                                       # head fan-in per subset
@@ -158,6 +170,13 @@ class BatchedLateFusion:
             params["V"] = torch.tensor(np.stack([w[None] * scale[:, None, None] for w in draws]), dtype=torch.float32)
         params["c"] = torch.tensor(np.stack([initial_head_bias(seed, O)[None, :] * scale[:, None]
                                              for seed in self.seeds]), dtype=torch.float32)
+        if self.head != "linear":
+            A, s2 = len(self.subsets), 1.0 / np.sqrt(O)
+            outs = [initial_head_out(seed, O, self.n_outputs) for seed in self.seeds]
+            params["U"] = torch.tensor(np.stack([np.broadcast_to(u * s2, (A, *u.shape)) for u, _ in outs]),
+                                       dtype=torch.float32)
+            params["c2"] = torch.tensor(np.stack([np.broadcast_to(b * s2, (A, *b.shape)) for _, b in outs]),
+                                        dtype=torch.float32)
         frozen = tuple(f"enc.{k}." for k, t in self.templates.items() if getattr(t, "mmgain_frozen", False))
         return {name: p.to(self.device).requires_grad_(not name.startswith(frozen) if frozen else True)
                 for name, p in params.items()}
@@ -212,10 +231,25 @@ class BatchedLateFusion:
     def forward(self, xs: Mapping[str, Tensor]) -> Tensor:
         """Outputs of every model: xs[k] (S, B, d_k) → (S, B, A, O) (a view of rows-last outputs)."""
         S, B = next(iter(xs.values())).shape[:2]
-        out = self.params["c"][..., None].expand(-1, -1, -1, B)                     # (S, A, O, B)
+        out = self.params["c"][..., None].expand(-1, -1, -1, B)                     # (S, A, O₁, B)
         for k, contrib in self._contributions_t(xs).items():     # bfloat16 under autocast: summed in float32
             out = out.index_add(1, self._members_t[k], contrib.to(out.dtype))
-        return out.permute(0, 3, 1, 2)
+        return self._finish_t(out).permute(0, 3, 1, 2)
+
+    def _finish_t(self, pre: Tensor) -> Tensor:
+        """The head after its first layer, rows last: (S, A, O₁, B) → (S, A, O, B); the identity for
+        the linear head."""
+        if self.head == "linear":
+            return pre
+        S, A, W, B = pre.shape
+        U = self.params["U"].transpose(2, 3).reshape(S * A, self.n_outputs, W)
+        h = self._head_act(pre).reshape(S * A, W, B)
+        return torch.baddbmm(self.params["c2"].reshape(S * A, -1, 1).to(h.dtype), U.to(h.dtype), h).view(S, A, -1, B)
+
+    def finish(self, pre: Tensor) -> Tensor:
+        """Outputs from the head's first layer, ``c + Σ_k contributions[k]`` (S, B, A, O₁) →
+        (S, B, A, O): how a model with some modalities dropped is scored whatever the head."""
+        return pre if self.head == "linear" else self._finish_t(pre.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
     def _contributions_t(self, xs: Mapping[str, Tensor]) -> dict[str, Tensor]:
         out = {}
@@ -227,9 +261,9 @@ class BatchedLateFusion:
         return out
 
     def contributions(self, xs: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        """Each modality's additive term in the outputs: ``{k: (S, B, A_k, O)}`` over the subsets
-        that contain k, so that ``forward = c + Σ_k contributions[k]`` (both fusions are additive
-        in the head).  Dropping a term is the model with modality k missing (its latent zero)."""
+        """Each modality's additive term in the head's first layer: ``{k: (S, B, A_k, O₁)}`` over the
+        subsets that contain k, so that ``forward = finish(c + Σ_k contributions[k])`` (both fusions
+        are additive there).  Dropping a term is the model with modality k missing (its latent zero)."""
         return {k: v.permute(0, 3, 1, 2) for k, v in self._contributions_t(xs).items()}
 
     def encoder_blocks(self, xs: Mapping[str, Tensor]) -> dict[str, Tensor]:
@@ -264,15 +298,20 @@ class BatchedLateFusion:
         sub = self.subsets[subset]
         used = [k for k in self.names if k in sub]
         model = LateFusion.build({k: self.dims[k] for k in used}, self.n_outputs, {k: self.widths[k] for k in used},
-                                 self.activation, self.encoder, self.fusion)
+                                 self.activation, self.encoder, self.fusion, self.head, self.head_width,
+                                 self.head_activation)
+        first = model.head if self.head == "linear" else model.head[0]
         with torch.no_grad():
             for k, enc in model.encoders.items():
                 pos = self.members[k].index(subset)
                 enc.load_state_dict({n: v[stream, pos].cpu() for n, v in self.encoder_params(k).items()})
             V = self.params["V"][stream, subset] if self._fuse.shared_head else \
                 torch.cat([self.params[f"V.{k}"][stream, self.members[k].index(subset)] for k in model.encoders])
-            model.head.weight.copy_(V.T)
-            model.head.bias.copy_(self.params["c"][stream, subset])
+            first.weight.copy_(V.T)
+            first.bias.copy_(self.params["c"][stream, subset])
+            if self.head != "linear":
+                model.head[2].weight.copy_(self.params["U"][stream, subset].T)
+                model.head[2].bias.copy_(self.params["c2"][stream, subset])
         return model
 
 

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 from ..analysis.stats import interval
 from ..errors import OutputError
-from .layouts import LAYOUTS
+from .layouts import LAYOUTS, decision_blocks
 from ..files import atomic_write, is_output_name, read_json
 from .schema import validate_folder_files
 from ..results import PairResult
@@ -451,12 +451,15 @@ def _render(folder: Path, res: SimpleNamespace) -> Path:
         "theory": Table(data + ["M", "N", "m", "Thm 1 observed", "bound: alg", "units", "path", "Thm 2 observed",
                                 "bound: alg", "units", "path", "condition", "M beat N", "m*_pred", "κ_M"], theory_rows),
     }
+    decision = decision_blocks(summary, vkeys)
     files = [f for f in run.get("files", []) if is_output_name(f) and (folder / f).is_file()
              and not (folder / f).is_symlink()]
     page = _templates().get_template("report.html.j2").render(
         title=f"mmgain — {summary.get('experiment', '')} on {_data_title(run, len(variants))}",
         summary=summary, run=run, names=names, cards=_cards(summary, names), label=label, metric=m,
         sections=produce_sections(summary, run), grids=grids,
+        decision_tables=[b for b in decision if isinstance(b, Table)],
+        decision_notes=[b for b in decision if isinstance(b, str)], model_class=summary.get("model_class"),
         heatmap=jinja2.utils.markupsafe.Markup(verdict_heatmap_svg(summary, names, first)),
         verdict_colours=VERDICT_COLOURS, lattices=lattices,
         lattice_all=jinja2.utils.markupsafe.Markup(lattice_all), full_lattice_k=FULL_LATTICE_K,

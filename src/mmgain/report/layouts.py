@@ -11,6 +11,62 @@ from .tables import Table, fmt_ci, fmt_g, fmt_num, fmt_p, fmt_pm, wrap_text
 
 
 
+def _rows_ci(ci) -> str:
+    lo, hi = ci or (None, None)
+    return "—" if lo is None or hi is None else f"[{lo:.0f}, {hi:.0f}]"
+
+
+def decision_blocks(summary: dict, vkeys=()) -> list[Table | str]:
+    """Should I collect each modality?  Per modality: the question (N + k against the best N
+    without k), today's verdict and gain, the forecast gain at the target rows with its interval,
+    the break-even n*, and its cost; then the best subset under the budget.  The terminal and the
+    report draw the same blocks."""
+    fc = summary.get("forecast") or []
+    if not fc:
+        return []
+    unit = "points" if summary.get("metric") == "acc" else "MSE"
+    costs = {}
+    for sel in summary.get("selection") or []:
+        costs.update(sel.get("costs") or {})
+    label = lambda r: ", ".join(f"{k}={r.get(k)}" for k in vkeys)       # noqa: E731
+    has_forecast = any(f.get("target_n") is not None for f in fc)
+    rows = []
+    for f in fc:
+        row = ([label(f)] if vkeys else []) + [f["modality"], f.get("N") or "—", f.get("verdict") or "—",
+                                               fmt_num(f.get("gain_now")) + " " + fmt_ci(f.get("gain_now_ci") or (None, None))]
+        if has_forecast:
+            gain = "—" if f.get("gain") is None else f"{f['gain']:+.2f} {fmt_ci(f['gain_ci'])}"
+            n_star = f"{f['n_star']:.0f} {_rows_ci(f.get('n_star_ci'))}" if f.get("n_star") is not None \
+                else (f.get("n_star_status") or "—")
+            row += [gain + (" (extrapolated)" if f.get("extrapolated") and f.get("gain") is not None else ""), n_star]
+        rows.append(row + [fmt_g(costs.get(f["modality"]))])
+    targets = sorted({f["target_n"] for f in fc if f.get("target_n") is not None})
+    why = list(dict.fromkeys(f["why"] for f in fc if f.get("why")))
+    table = Table((["data"] if vkeys else []) + ["modality", "N (best subset without it)", "verdict now",
+                                                 f"gain now ({unit}) [CI]"]
+                  + ([f"forecast gain at n={'/'.join(map(str, targets))} [95% CI]", "n* (break-even) [CI]"]
+                     if has_forecast else []) + ["cost"], rows,
+                  title="Each modality k added to N, the best subset without it at the largest sample; + = helps"
+                        + ("; the forecast comes from the learning curves (seed bootstrap: the fits' uncertainty "
+                           "included)" if has_forecast else "") + ("\n  " + "\n  ".join(why) if why else ""))
+    blocks: list[Table | str] = [table]
+    for sel in summary.get("selection") or []:
+        budget = "no budget" if sel.get("budget") is None else f"budget {sel['budget']:g}"
+        given = sel.get("costs") or {}
+        priced = "" if all(v == 1 for v in given.values()) else \
+            "; costs " + ", ".join(f"{k}={v:g}" for k, v in given.items())
+        head = (f"{label(sel)}: " if vkeys else "") + f"Best subset ({budget}{priced})"
+        lines = [f"{head}: at n={sel['n_train']} (measured): {sel.get('text') or '—'}"]
+        t = sel.get("target") or {}
+        if t.get("target_n") is not None:
+            lines.append(f"  at n={t['target_n']} (forecast" + (", extrapolated" if t.get("extrapolated") else "")
+                         + f"): {t.get('text') or t.get('why') or '—'}")
+        elif t.get("why"):
+            lines.append(f"  forecast: {t['why']}")
+        blocks.append("\n".join(lines))
+    return blocks
+
+
 def theory_rows(records: list[dict]) -> list[dict]:
     """The theory records flattened to one CSV row each (``theorem1_bound``, …)."""
     out = []
@@ -99,7 +155,10 @@ class Layout:
         raise NotImplementedError
 
     def text(self, result) -> str:
-        return "\n\n".join(b.text() if isinstance(b, Table) else wrap_text(b) for b in self.blocks(result))
+        """The layout's blocks, then the decision table (the report draws it after the cards)."""
+        decision = decision_blocks(result.summary, result.spec.variant_keys)
+        blocks = self.blocks(result) + (["Should I collect it?"] + decision if decision else [])
+        return "\n\n".join(b.text() if isinstance(b, Table) else wrap_text(b) for b in blocks)
 
     def figures(self, result, out: Path) -> list[Path]:
         return []
@@ -268,7 +327,9 @@ class SweepLayout(Layout):
             unit = "points" if m == "acc" else "MSE"
             blocks.append("\n".join([f"Verdicts (α={tests['alpha']}; the gain is + when the modality helps; "
                                       f"margin ±{tests['margin']:g} {unit}). Primary: {tests.get('primary', '—')}. "
-                                      "Exploratory: unadjusted 95 % intervals."] + summary["modalities"]))
+                                      "Exploratory: unadjusted 95 % intervals."] + summary["modalities"]
+                                     + ([f"Model class: {summary['model_class']['text']}"]
+                                        if summary.get("model_class") else [])))
         return blocks + theory_blocks(summary)
 
     @staticmethod

@@ -51,8 +51,11 @@ def write_outcomes(path: Path, result) -> None:
     """Per-row outcomes of every model (compressed), so that any statistic can be recomputed:
     ``<part>_<name>`` arrays (streams × subsets × test rows) with ``part`` in test (the
     models), probe_test (the paper's probe), heldout_fit and heldout_eval (the cross-fitted
-    probe, in-fold and out-of-fold), plus the stream table and the subset names."""
+    probe, in-fold and out-of-fold), ``prior_loss`` (streams × test rows: the empty model's
+    cross-entropy per row, classification), plus the stream table and the subset names."""
     arrays = {f"{part}_{name}": v for part, d in result.rows.items() for name, v in d.items()}
+    if "prior_loss" in result.extras:
+        arrays["prior_loss"] = result.extras["prior_loss"]
     arrays.update(subsets=np.array(["+".join(s) for s in result.subsets]), control=np.array(result.controls),
                   stream_group=result.streams.group, stream_seed=result.streams.seed,
                   stream_ratio=result.streams.ratio, stream_n_train=result.streams.n_train)

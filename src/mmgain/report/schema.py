@@ -19,7 +19,8 @@ OPT_NUM = (int, float, type(None))
 OPT_STR = (str, type(None))
 _NUMERIC_SUFFIXES = ("_mean", "_std", "_se", "_p", "_s")
 _NUMERIC_NAMES = {"ratio", "gain", "gamma", "p_value", "p_family", "q_by", "bound", "ci_level", "n_train", "n_seeds",
-                  "n_folds", "n_rows", "n_modalities", "rows_needed", "eta", "phi_se", "v_full", "v_empty"}
+                  "n_folds", "n_rows", "n_modalities", "rows_needed", "eta", "phi_se", "v_full", "v_empty",
+                  "gain_now", "n_now", "n_star", "target_n", "fit_from", "m_star", "lead", "budget"}
 
 
 class SchemaError(ValueError):
@@ -97,6 +98,23 @@ def _nonempty(schema):
 CELL = {"subset": str, "ratio": NUM, "n_train": int, "n_modalities": int, "?n_seeds": int}
 PAIR = {"M": str, "N": str, "ratio": NUM, "?verdict": str, "?why": OPT_STR, "?family": str, "?latent": OPT_STR}
 
+OPT_BOOL = (bool, type(None))
+FORECAST = {"modality": str, "?M": OPT_STR, "?N": OPT_STR, "?why": OPT_STR, "?verdict": OPT_STR,
+            "?n_star_status": OPT_STR, "?n_star_source": OPT_STR, "?extrapolated": OPT_BOOL}
+CHOICE = {"?value": OPT_NUM, "?cost": OPT_NUM, "?best": OPT_STR, "?runner_up": OPT_STR, "?text": OPT_STR, "?why": OPT_STR, "?distinguishable": OPT_BOOL,
+          "?extrapolated": OPT_BOOL}
+SELECTION = {**CHOICE, "?costs": lambda w, v: v is None or [check(x, NUM, f"{w}.{k}") for k, x in v.items()]
+             if isinstance(v, dict) else check(v, dict, w),
+             "?target": lambda w, v: v is None or (check(v, CHOICE, w), _record(w, v))}
+
+PAIR_RANGES = {f"{k}_range": [NUM] for k in ("R", "U_i", "U_j", "S")}
+INFORMATION = {"H_Y": NUM, "ratio": NUM, "values": [lambda w, v: (check(v, {"subset": str, "v": NUM}, w), _record(w, v))],
+               "pairs": [lambda w, v: (check(v, {"i": str, "j": str, "text": str, "synergy_minus_redundancy": NUM,
+                                                 "unique_difference": NUM, "I_i": NUM, "I_j": NUM, "I_ij": NUM,
+                                                 **PAIR_RANGES}, w), _record(w, v))],
+               "dividends": [lambda w, v: (check(v, {"subset": str, "dividend": NUM}, w), _record(w, v))],
+               "?given": [lambda w, v: (check(v, {"modality": str, "N": str, "value": NUM}, w), _record(w, v))]}
+
 SUMMARY = {
     "task": str, "metric": str, "?experiment": OPT_STR,
     "cells": _nonempty([lambda w, v: (check(v, CELL, w), _record(w, v))]),
@@ -108,6 +126,10 @@ SUMMARY = {
                                          "phi_ci": [[OPT_NUM]]}, w), _record(w, v))],
     "?theory": (list, type(None)), "?design": (dict, type(None)), "?tests": (dict, type(None)),
     "?partial": (dict, type(None)), "?note": OPT_STR, "?modalities": [str],
+    "?forecast": [lambda w, v: (check(v, FORECAST, w), _record(w, v))],
+    "?selection": [lambda w, v: (check(v, SELECTION, w), _record(w, v))],
+    "?model_class": (lambda w, v: v is None or check(v, {"text": str}, w)),
+    "?information": [lambda w, v: (check(v, INFORMATION, w), _record(w, v))],
 }
 
 RUN = {"spec": dict, "?status": str, "?files": [str], "?warnings": [str], "?wall_time_s": OPT_NUM,

@@ -265,6 +265,9 @@ def plan_run(spec: ExperimentSpec, device: str = "auto", progress: bool = True,
         if (m, n) not in known:
             raise SpecError(f"--primary {question}: not a pair this run compares (M must be N plus one modality, "
                             f"both among the trained subsets; modalities: {', '.join(names)})")
+    unknown = sorted(set(spec.costs or {}) - set(names))
+    if unknown:
+        raise SpecError(f"--costs names {', '.join(unknown)}, which the data do not have (modalities: {', '.join(names)})")
     cost = estimate(protocol, ref.dims, subsets, [len(r) for r in sample], train.n, test.n, len(pair_index),
                     len(groups), dev.type, spec.theory, memory_budget, ref.n_outputs, not task.stacked_probes,
                     sum(len(subsets[a]) for a, _ in pair_index))

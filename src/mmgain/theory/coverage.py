@@ -74,3 +74,37 @@ def coverage(case: str, intervals: Mapping[str, Callable[[np.ndarray], dict]], r
             hits[name] += lo <= target <= hi
             width[name] += (hi - lo) / 2
     return {name: {"coverage": hits[name] / reps, "half_width": width[name] / reps} for name in intervals}, target
+
+
+# ------------------------------------------------- learning curves of least squares, known truth
+
+
+def ols_curves(rho: float, sigma2: float, sizes, seeds: int, d: int = 20,
+               rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
+    """Per seed and size, the exact expected test MSE of least squares (with an intercept) trained
+    on the first n rows of one draw (nested samples, as the runner draws them), on m1 and on m1+m2,
+    y = Σx1 + Σx2 + ε, x2 = ρ·x1 + (1−ρ)·z, Var ε = σ²: (β̂ − β*)ᵀΣ(β̂ − β*) + b̂² + the Bayes
+    residual of the subset.  No test rows are drawn, so only the training sample varies; the
+    expectation over training samples is :func:`mmgain.theory.closed_form.ols_risk`."""
+    rng = rng or np.random.default_rng(0)
+    sizes = list(sizes)
+    n = max(sizes)
+    eye = np.eye(d)
+    cov12 = np.block([[eye, rho * eye], [rho * eye, (rho ** 2 + (1 - rho) ** 2) * eye]])
+    out = {"m1": np.zeros((seeds, len(sizes))), "m1+m2": np.zeros((seeds, len(sizes)))}
+    for s in range(seeds):
+        x1 = rng.normal(size=(n, d))
+        x2 = rho * x1 + (1 - rho) * rng.normal(size=(n, d))
+        y = x1.sum(1) + x2.sum(1) + rng.normal(scale=np.sqrt(sigma2), size=n)
+        for name, X, beta, cov, base in (("m1", x1, np.full(d, 1 + rho), eye, sigma2 + d * (1 - rho) ** 2),
+                                         ("m1+m2", np.hstack([x1, x2]), np.ones(2 * d), cov12, sigma2)):
+            A = np.hstack([np.ones((n, 1)), X])
+            gram, rhs, start = np.zeros((A.shape[1],) * 2), np.zeros(A.shape[1]), 0
+            for g, m in enumerate(sizes):
+                gram += A[start:m].T @ A[start:m]
+                rhs += A[start:m].T @ y[start:m]
+                start = m
+                coef = np.linalg.solve(gram, rhs)
+                e = coef[1:] - beta
+                out[name][s, g] = base + e @ cov @ e + coef[0] ** 2
+    return out

@@ -5,7 +5,7 @@ import math
 from dataclasses import asdict, dataclass, replace
 from typing import Mapping
 
-from ..models.components import ACTIVATIONS, ENCODERS, FUSIONS
+from ..models.components import ACTIVATIONS, ENCODERS, FUSIONS, HEADS, head_hidden
 from ..errors import SpecError
 from ..registry import Registry
 
@@ -36,9 +36,9 @@ class TrainingProtocol:
     minimisation for linear encoders and squared loss (each model set to the least-squares fit,
     minimum norm, with an intercept; needs ``activation="none"`` and ``hidden`` ≥ every modality's
     width) — the ERM of the theory, for oracle studies whose closed forms assume least squares.
-    The architecture: ``encoder`` and ``fusion`` name registered parts
+    The architecture: ``encoder``, ``fusion`` and ``head`` name registered parts
     (:mod:`mmgain.models.components`); ``hidden`` is every encoder's width, or a mapping
-    modality → width.
+    modality → width; ``head_width`` and ``head_activation`` shape the ``mlp`` head's hidden layer.
     ``precision`` is the arithmetic of training: ``"float32"``, or ``"bfloat16"`` — the forward
     pass and loss under bfloat16 autocast (matmul inputs rounded to 8 significant bits, products
     accumulated in float32) with float32 weights, gradients and Adam state.  On CPUs with bfloat16
@@ -50,6 +50,9 @@ class TrainingProtocol:
     activation: str = "relu"
     encoder: str = "linear"
     fusion: str = "concat"
+    head: str = "linear"
+    head_width: int = 64
+    head_activation: str = "relu"
     lr: float = 0.01
     batch_size: int = 2048
     epochs: int = 100
@@ -75,6 +78,11 @@ class TrainingProtocol:
                             "entry point (docs/api.md)")
         ENCODERS.get(self.encoder)
         FUSIONS.get(self.fusion)
+        HEADS.get(self.head)
+        head_hidden(self.head, 1, 1)               # a head the batched trainer knows
+        ACTIVATIONS.get(self.head_activation)
+        if int(self.head_width) < 1:
+            raise SpecError(f"protocol.head_width must be ≥ 1, got {self.head_width}")
         widths = self.hidden.values() if isinstance(self.hidden, Mapping) else [self.hidden]
         if any(int(w) < 1 for w in widths):
             raise SpecError(f"protocol.hidden must be ≥ 1, got {self.hidden}")
@@ -87,9 +95,10 @@ class TrainingProtocol:
             raise SpecError(f"protocol.probe_folds must be ≥ 2, got {self.probe_folds}")
         if self.solver not in ("adam", "lstsq"):
             raise SpecError(f"protocol.solver must be 'adam' or 'lstsq', got {self.solver!r}")
-        if self.solver == "lstsq" and (self.activation, self.encoder, self.fusion) != ("none", "linear", "concat"):
+        if self.solver == "lstsq" and (self.activation, self.encoder, self.fusion, self.head) != \
+                ("none", "linear", "concat", "linear"):
             raise SpecError("protocol.solver 'lstsq' fits linear models: it needs activation 'none', "
-                            "encoder 'linear' and fusion 'concat'")
+                            "encoder 'linear', fusion 'concat' and head 'linear'")
         if self.precision not in PRECISIONS:
             raise SpecError(f"protocol.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.solver == "lstsq" and self.precision != "float32":
@@ -109,7 +118,8 @@ class TrainingProtocol:
     def architecture(self) -> dict:
         """The model's build arguments (:meth:`mmgain.models.LateFusion.initialized`)."""
         return {"hidden": self.hidden, "activation": self.activation, "encoder": self.encoder,
-                "fusion": self.fusion}
+                "fusion": self.fusion, "head": self.head, "head_width": int(self.head_width),
+                "head_activation": self.head_activation}
 
     def max_width(self) -> int:
         return max(self.hidden.values()) if isinstance(self.hidden, Mapping) else int(self.hidden)
