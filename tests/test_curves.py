@@ -91,7 +91,7 @@ def test_the_last_crossing_of_a_double_descent_curve():
 
     for rho, s2 in ((0.6, 60.0), (0.4, 150.0)):
         spec = EXPERIMENTS.get("oracle").with_(variants=({"overlap": rho, "noise": s2},), seeds=5, ratios=None,
-                                               grid="dense", data_args={"n_train": 4000, "n_test": 2000,
+                                               grid="dense", data_args={"n_train": 4000, "n_test": 1000,
                                                                         "n_modalities": 2, "dim": 100})
         r = run_experiment(spec, device="cpu", progress=False)
         (c,) = r.summary["crossovers"]

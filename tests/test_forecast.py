@@ -118,7 +118,7 @@ def test_the_forecast_interval_covers_where_the_last_measured_gain_does_not():
     6 seeds, 120 to 1200 rows), each training sample's expected test MSE exact
     (mmgain.theory.coverage.ols_curves); truth: the closed-form expected gain at 2400 rows.  The
     forecast interval (bootstrap widened for few seeds, plus the tail spread) covers it in ≥ 90 %
-    of 150 studies; the naive answer — the gain at the largest measured size with its t interval —
+    of 100 studies; the naive answer — the gain at the largest measured size with its t interval —
     answers another question and covers it rarely."""
     from scipy import stats
     from mmgain.analysis.curves import _boot_index
@@ -132,7 +132,7 @@ def test_the_forecast_interval_covers_where_the_last_measured_gain_does_not():
     truth = ols_risk(pop, ("m1",), 2400) - ols_risk(pop, ("m1", "m2"), 2400)
     rng, seeds = np.random.default_rng(1), 6
     ours = naive = done = 0
-    for r in range(150):
+    for r in range(100):
         c = ols_curves(0.8, 12.0, sizes.astype(int), seeds, 20, rng)
         idx = _boot_index(seeds, r)
         eM, eN = c["m1+m2"], c["m1"]
@@ -144,6 +144,6 @@ def test_the_forecast_interval_covers_where_the_last_measured_gain_does_not():
         last = (eN - eM)[:, -1]
         half = stats.t.ppf(0.975, seeds - 1) * last.std(ddof=1) / np.sqrt(seeds)
         naive += abs(last.mean() - truth) <= half
-    assert done >= 130
+    assert done >= 85
     assert ours / done >= 0.9, ours / done
     assert naive / done < 0.5, naive / done
