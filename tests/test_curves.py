@@ -16,30 +16,10 @@ def test_the_profile_fit_recovers_a_power_law():
 
 
 def _ols_mse(rho, sigma2, sizes, seeds, d=100, seed=0):
-    """Exact expected test MSE of OLS (with intercept) on m1 and on m1+m2, y = Σx1 + Σx2 + ε,
-    x2 = ρ·x1 + (1−ρ)·z: per seed and size, (β̂ − β*)ᵀΣ(β̂ − β*) + the Bayes residual — no test
-    sampling noise, only the training sample's."""
-    rng = np.random.default_rng(seed)
-    out = {"m1": np.zeros((seeds, len(sizes))), "m1+m2": np.zeros((seeds, len(sizes)))}
-    resid1 = sigma2 + d * (1 - rho) ** 2                           # what x1 cannot explain
-    for s in range(seeds):
-        n = max(sizes)
-        x1 = rng.normal(size=(n, d))
-        x2 = rho * x1 + (1 - rho) * rng.normal(size=(n, d))
-        y = x1.sum(1) + x2.sum(1) + rng.normal(scale=np.sqrt(sigma2), size=n)
-        cov12 = np.block([[np.eye(d), rho * np.eye(d)], [rho * np.eye(d), (rho ** 2 + (1 - rho) ** 2) * np.eye(d)]])
-        for name, X, beta, cov, base in (("m1", x1, np.full(d, 1 + rho), np.eye(d), resid1),
-                                         ("m1+m2", np.hstack([x1, x2]), np.ones(2 * d), cov12, sigma2)):
-            A = np.hstack([np.ones((n, 1)), X])
-            gram, rhs, start = np.zeros((A.shape[1],) * 2), np.zeros(A.shape[1]), 0
-            for g, m in enumerate(sizes):   # nested samples within a seed, as the runner draws them
-                gram += A[start:m].T @ A[start:m]
-                rhs += A[start:m].T @ y[start:m]
-                start = m
-                coef = np.linalg.solve(gram, rhs)
-                e = coef[1:] - beta
-                out[name][s, g] = base + e @ cov @ e + coef[0] ** 2
-    return out
+    """Exact expected test MSE of OLS (with intercept) on m1 and on m1+m2, per seed and nested size
+    (no test sampling noise, only the training sample's): mmgain.theory.coverage.ols_curves."""
+    from mmgain.theory.coverage import ols_curves
+    return ols_curves(rho, sigma2, sizes, seeds, d, np.random.default_rng(seed))
 
 
 def _closed_form_m_star(rho, sigma2, d=100):
