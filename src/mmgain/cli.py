@@ -65,7 +65,7 @@ def _groups(p: argparse.ArgumentParser) -> dict[str, argparse._ArgumentGroup]:
     """The option groups of a training command, in the order ``--help`` shows them."""
     return {"data": p.add_argument_group("data"),
             "design": p.add_argument_group("design", "what is trained and compared"),
-            "answer": p.add_argument_group("answer", "what to forecast and choose (re-read by mmgain collect)"),
+            "answer": p.add_argument_group("answer (what to forecast and choose; analysis only, no extra training)"),
             "protocol": p.add_argument_group("protocol", "how each model is trained (overrides of the preset)"),
             "outputs": p.add_argument_group("outputs"),
             "execution": p.add_argument_group("execution")}
