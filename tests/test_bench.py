@@ -2,6 +2,8 @@
 line is the JSON that scripts read (a smoke test: speed targets live in the README, not here)."""
 import json
 
+import pytest
+
 from mmgain.cli import main
 from mmgain.run.bench import _useful_flops, workload
 from mmgain.training import TrainingProtocol
@@ -60,3 +62,33 @@ def test_bench_batched_only_times_the_lattice_alone(capsys):
     assert result["ms_per_model"] == round(1000 * result["batched_s"] / 14, 2) or \
         abs(result["ms_per_model"] - 1000 * result["batched_s"] / 14) < 0.1
     assert "naive" not in " ".join(out)
+
+
+def test_the_estimate_calibrates_itself_from_this_machines_matmul_peak():
+    """The rates come from the reference machine (AMX); on another CPU the matmul share of the time
+    scales with the peaks, in the precision that trains.  On the reference peaks the estimate is the
+    uncalibrated one; half the float32 peak slows the matmul share twofold; bfloat16 is estimated
+    faster where its matmul is (the reference day's measured 21.7 s against 50.4 s) and slower where
+    it is emulated (AVX2); run.json's record holds the training floor at the peak."""
+    from mmgain.run.budget import GEMM_SHARE, PROBE_REFERENCE_GFLOPS, REFERENCE_PEAK_GFLOPS, estimate
+    from mmgain.training.protocol import PROTOCOLS
+
+    proto = PROTOCOLS.get("huang2021")
+    rest = ({"a": 50, "b": 30}, [("a",), ("b",), ("a", "b")], [400, 1600], 1600, 400, 2, 1, "cpu")
+    base = estimate(proto, *rest)
+    at_reference = estimate(proto, *rest, peaks=dict(REFERENCE_PEAK_GFLOPS))
+    assert at_reference.train_seconds == pytest.approx(base.train_seconds)
+    probes_day = estimate(proto, *rest, peaks={"float32": PROBE_REFERENCE_GFLOPS})
+    assert probes_day.probe_seconds == pytest.approx(base.probe_seconds)
+    slow = estimate(proto, *rest, peaks={"float32": REFERENCE_PEAK_GFLOPS["float32"] / 2})
+    assert slow.train_seconds == pytest.approx(base.train_seconds * (1 + GEMM_SHARE))
+    bf = proto.with_(precision="bfloat16")
+    amx = estimate(bf, *rest, peaks=dict(REFERENCE_PEAK_GFLOPS))
+    assert amx.train_seconds / base.train_seconds == pytest.approx(21.7 / 50.4, rel=0.02)
+    avx2_f32 = estimate(proto, *rest, peaks={"float32": 157.0})
+    avx2_bf16 = estimate(bf, *rest, peaks={"float32": 157.0, "bfloat16": 60.0})
+    assert avx2_bf16.train_seconds > avx2_f32.train_seconds > base.train_seconds
+    assert avx2_bf16.probe_seconds == pytest.approx(avx2_f32.probe_seconds)       # probes run in float32
+    rec = avx2_bf16.record()
+    assert rec["train_floor_s"] == pytest.approx(avx2_bf16.train_flops / 60e9, rel=1e-3)
+    assert rec["matmul_peak_gflops"] == {"float32": 157.0, "bfloat16": 60.0}

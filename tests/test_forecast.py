@@ -98,6 +98,8 @@ def test_costs_budget_and_target_reach_the_summary_and_the_report(tmp_path, caps
     (sel,) = summary["selection"]
     assert sel["costs"] == {"a": 1, "b": 1, "c": 5} and sel["cost"] <= 2 and "c" not in sel["best"].split("+")
     assert summary["model_class"]["additive"] is True and "cannot show synergy" in summary["model_class"]["text"]
+    est = json.loads((out / "run.json").read_text())["estimate"]      # the calibrated estimate, kept
+    assert est["matmul_peak_gflops"]["float32"] > 0 and est["train_floor_s"] > 0 and est["seconds"] > 0
     page = (out / "report.html").read_text()
     assert 'id="decision"' in page and "Should I collect it?" in page and "cannot show synergy" in page
 

@@ -27,6 +27,7 @@ from ..training.batched import BatchedTrainer, DeviceData, Streams, emulation_no
 from ..training.naive import train_naive
 from ..training.protocol import PROTOCOLS
 from ..training.schedule import BatchSchedule
+from .budget import matmul_peak_gflops
 
 RATIOS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 
@@ -92,21 +93,6 @@ def _useful_flops(w: Workload, subsets, samples, seeds, protocol, real: bool = F
         n_rows = min(n_rows, len(rows) * protocol.epochs)
         total += sum(per_row[s] * n_rows for s in subsets)
     return total
-
-
-def _peak_gflops(device: torch.device, precision: str = "float32") -> float:
-    """A large plain matmul's FLOP/s in the precision the models train in (the practical peak)."""
-    n = 2048 if device.type == "cpu" else 8192
-    dtype = getattr(torch, precision)
-    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
-    (a @ b).sum().item()
-    reps, t0 = 3, time.perf_counter()
-    for _ in range(reps):
-        c = a @ b
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    _ = c[0, 0].item()
-    return 2 * n ** 3 * reps / (time.perf_counter() - t0) / 1e9
 
 
 def _device_label(dev: torch.device) -> str:
@@ -176,7 +162,7 @@ def run_bench(quick: bool = False, device: str = "auto", naive_epochs: int | Non
     flops = _useful_flops(w, subsets, samples, [s for s, _ in stream_keys], protocol)
     real = _useful_flops(w, subsets, samples, [s for s, _ in stream_keys], protocol, real=True)
     if not naive:                   # --batched-only: the scaling study (time per model against K)
-        peak = _peak_gflops(dev, protocol.precision)
+        peak = matmul_peak_gflops(dev, protocol.precision)
         out = {"device": _device_label(dev), "precision": protocol.precision, "k": len(names),
                "subsets": len(subsets), "models": n_models,
                "batched_s": round(t_train + t_probe, 3), "train_s": round(t_train, 3), "probe_s": round(t_probe, 3),
@@ -235,7 +221,7 @@ def run_bench(quick: bool = False, device: str = "auto", naive_epochs: int | Non
            "batched_s": round(batched_s, 3), "naive_s": round(naive_s, 3), "speedup": round(naive_s / batched_s, 2),
            "train_speedup": round(t_ntrain / t_train, 2), "probe_speedup": round(t_nprobe / t_probe, 2),
            "useful_gflops": round(flops / t_train / 1e9, 2), "real_gflops": round(real / t_train / 1e9, 2),
-           "peak_gflops": round(_peak_gflops(dev, protocol.precision), 1), "peak_mem_mb": round(peak_mem, 1)}
+           "peak_gflops": round(matmul_peak_gflops(dev, protocol.precision), 1), "peak_mem_mb": round(peak_mem, 1)}
     out["train_frac_peak"] = round(out["real_gflops"] / out["peak_gflops"], 3)
     out["naive_train_frac_peak"] = round(real / t_ntrain / 1e9 / out["peak_gflops"], 3)
     if n_ep == w.epochs:   # same epochs on both sides: their models must agree

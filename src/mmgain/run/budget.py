@@ -5,6 +5,12 @@ epoch, every row of its sample, only the modalities in its subset, forward + bac
 and the work of the probes, divided by rates measured on the project's 2-core CPU
 (the default mfeat and MOSI runs) or, on a GPU, an assumed 30× those.  It is a rough
 guide to tell minutes from days, not a promise.
+
+On a CPU the rates calibrate themselves: a large matmul is timed once per process
+(:func:`matmul_peak_gflops`), and the time of the matmul part of the work (:data:`GEMM_SHARE`)
+scales with the reference machine's peak over this one's, in the precision that trains —
+so an AVX2-only CPU (slower float32, bfloat16 emulated) is estimated slower than the AMX
+machine the rates come from, and ``--precision bfloat16`` faster only where its matmul is.
 """
 from __future__ import annotations
 
@@ -21,9 +27,50 @@ PROBE_RATE = 5.0e8           # probe work units (rows × latent width × L-BFGS 
 PROBE_OVERHEAD_S = 0.5       # per stream: the probes' per-iteration Python
 PROBE_PER_FIT_S = 4e-3       # per probe fit (model or control, per fold): iterations on small separable data
 GPU_SPEEDUP = 30.0
+# The reference machine's matmul_peak_gflops on 2026-11-27, the day TRAIN_RATE was set
+# (benchmarks/2026-11-27-cpu-bench.txt), and the matmul share of training's time that the same
+# day's float32 and bfloat16 trainings imply (50.4 s and 21.7 s: 1 − s + s·265/1319 = 21.7/50.4).
+REFERENCE_PEAK_GFLOPS = {"float32": 265.0, "bfloat16": 1319.0}
+GEMM_SHARE = 0.71
+# The same machine's float32 peak on 2026-12-03, the day the probe rates were set
+# (benchmarks/2026-12-03-bench-real-flops.md): the probes' reference.
+PROBE_REFERENCE_GFLOPS = 181.8
 PROCESS_BYTES = 4e8          # Python, torch and numpy loaded, before any data
 MAX_MODELS = 20_000
 MAX_HOURS = 12.0
+
+
+_PEAKS: dict[tuple[str, str], float] = {}
+
+
+def matmul_peak_gflops(device, precision: str = "float32") -> float:
+    """A large plain matmul's FLOP/s in ``precision`` on ``device`` (the practical peak), timed once
+    per process and device; ``mmgain bench`` and the estimate both use it."""
+    import time
+
+    import torch
+
+    device = torch.device(device)
+    key = (str(device), precision)
+    if key not in _PEAKS:
+        n = 2048 if device.type == "cpu" else 8192
+        dtype = getattr(torch, precision)
+        a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+        (a @ b).sum().item()
+        reps, t0 = 3, time.perf_counter()
+        for _ in range(reps):
+            c = a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        _ = c[0, 0].item()
+        _PEAKS[key] = 2 * n ** 3 * reps / (time.perf_counter() - t0) / 1e9
+    return _PEAKS[key]
+
+
+def time_factor(peak_gflops: float, reference_gflops: float = REFERENCE_PEAK_GFLOPS["float32"]) -> float:
+    """This machine's time for work that took 1 on the reference machine in float32: the matmul
+    share scales with the peaks, the rest (elementwise passes, Python) is taken as equal."""
+    return GEMM_SHARE * reference_gflops / peak_gflops + (1.0 - GEMM_SHARE)
 
 
 @dataclass
@@ -35,6 +82,20 @@ class Estimate:
     memory_gb: float
     train_seconds: float = 0.0           # of ``seconds``: training (with --theory, its label-flip fits)
     probe_seconds: float = 0.0           # of ``seconds``: the latent probes
+    train_flops: float = 0.0             # training's counted FLOPs (2 per multiply–add)
+    peaks: dict | None = None            # this machine's matmul GFLOP/s by precision (CPU runs)
+    precision: str = "float32"
+
+    def record(self) -> dict:
+        """What run.json keeps of the estimate: the seconds said up front, the training FLOPs and
+        their floor at this machine's matmul peak (the time at 100 % of it), the calibration."""
+        peak = (self.peaks or {}).get(self.precision)
+        return {"seconds": round(self.seconds, 1), "train_seconds": round(self.train_seconds, 1),
+                "probe_seconds": round(self.probe_seconds, 1), "train_flops": float(f"{self.train_flops:.4g}"),
+                "train_floor_s": None if not peak else float(f"{self.train_flops / (peak * 1e9):.3g}"),
+                "matmul_peak_gflops": {k: round(v, 1) for k, v in (self.peaks or {}).items()} or None,
+                "reference_peak_gflops": {"training": REFERENCE_PEAK_GFLOPS, "probes": PROBE_REFERENCE_GFLOPS},
+                "precision": self.precision}
 
     def line(self) -> str:
         t = self.seconds
@@ -45,9 +106,13 @@ class Estimate:
 
 def estimate(protocol, dims: dict[str, int], subsets, sample_sizes, n_train: int, n_test: int, n_pairs: int,
              n_groups: int, device_type: str, theory: bool = False, memory_budget: float = 2e9,
-             n_out: int = 10, dense_probe: bool = False, pair_blocks: int | None = None) -> Estimate:
+             n_out: int = 10, dense_probe: bool = False, pair_blocks: int | None = None,
+             peaks: dict[str, float] | None = None) -> Estimate:
     """``pair_blocks``: the modality blocks of the width-matched controls, Σ |M| over the pairs
-    (M, N); each control is as wide as M.  None: one block per pair."""
+    (M, N); each control is as wide as M.  None: one block per pair.  ``peaks``: this machine's
+    matmul GFLOP/s by precision (:func:`matmul_peak_gflops`; CPU only): the rates are scaled by
+    :func:`time_factor`, training's in its precision, the probes' in float32 (they always run in
+    it).  None: the reference machine's rates as they are."""
     H = protocol.max_width()
     per_row = sum(sum(dims[k] + 1 for k in s) * H for s in subsets)         # one row through every model
     train = sum(protocol.epochs * n for n in sample_sizes) * per_row * 3      # forward + backward
@@ -56,11 +121,17 @@ def estimate(protocol, dims: dict[str, int], subsets, sample_sizes, n_train: int
     probe = len(sample_sizes) * (n_train + 2 * n_test) * latent_width * H * 60   # L-BFGS: ~60 passes
     fits = len(sample_sizes) * (len(subsets) + n_pairs) * (1 + protocol.probe_folds)   # paper probe + cross-fit
     speed = GPU_SPEEDUP if device_type == "cuda" else 1.0
-    train_s = train / TRAIN_RATE / speed
-    probe_s = (probe / PROBE_RATE + PROBE_OVERHEAD_S * len(sample_sizes) + PROBE_PER_FIT_S * fits) / speed
+    precision = getattr(protocol, "precision", "float32")
+    train_f = probe_f = 1.0
+    if peaks and device_type != "cuda":
+        train_f = time_factor(peaks.get(precision, peaks["float32"]))
+        probe_f = time_factor(peaks["float32"], PROBE_REFERENCE_GFLOPS)
+    train_s = train / TRAIN_RATE / speed * train_f
+    probe_s = (probe / PROBE_RATE * probe_f + PROBE_OVERHEAD_S * len(sample_sizes) + PROBE_PER_FIT_S * fits) / speed
     return Estimate(len(sample_sizes) * len(subsets), len(sample_sizes), len(subsets), train_s + probe_s,
                     peak_memory(protocol, dims, subsets, sample_sizes, n_train, n_test, n_pairs, n_groups,
-                                memory_budget, n_out, dense_probe) / 1e9, train_s, probe_s)
+                                memory_budget, n_out, dense_probe) / 1e9, train_s, probe_s, 2.0 * train,
+                    dict(peaks) if peaks else None, precision)
 
 
 def bytes_per_row(protocol, dims: dict[str, int], subsets) -> float:

@@ -32,7 +32,7 @@ from ..training.batched import DeviceData, Streams, chunk_streams, emulation_not
 from ..training.batched import BatchedTrainer
 from ..training.protocol import TrainingProtocol
 from .backends import LocalBackend
-from .budget import Estimate, bytes_per_row, check, estimate
+from .budget import Estimate, bytes_per_row, check, estimate, matmul_peak_gflops
 from .progress import Progress
 from .chunk import DIVERGED_OUTPUT, ChunkJob
 from .layout import RunLayout
@@ -268,9 +268,11 @@ def plan_run(spec: ExperimentSpec, device: str = "auto", progress: bool = True,
     unknown = sorted(set(spec.costs or {}) - set(names))
     if unknown:
         raise SpecError(f"--costs names {', '.join(unknown)}, which the data do not have (modalities: {', '.join(names)})")
+    peaks = None if dev.type == "cuda" else \
+        {p: matmul_peak_gflops(dev, p) for p in dict.fromkeys(("float32", protocol.precision))}
     cost = estimate(protocol, ref.dims, subsets, [len(r) for r in sample], train.n, test.n, len(pair_index),
                     len(groups), dev.type, spec.theory, memory_budget, ref.n_outputs, not task.stacked_probes,
-                    sum(len(subsets[a]) for a, _ in pair_index))
+                    sum(len(subsets[a]) for a, _ in pair_index), peaks)
     check(cost, allow_large)
     if progress or cost.seconds > 60 or cost.memory_gb > 1:     # worth knowing even with --quiet
         print(f"mmgain: {cost.line()}", file=sys.stderr)
@@ -323,6 +325,8 @@ def run_experiment(spec: ExperimentSpec, device: str = "auto", progress: bool = 
         raise RunInterrupted(partial, len(parts), len(plan.chunks), exc) from None
     result = analyze(assemble(plan, parts, time.time() - t0))
     result.trained_chunks = len(todo)
+    if plan.estimate is not None:
+        result.meta["estimate"] = plan.estimate.record()
     return result
 
 
