@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from mmgain.experiments.stats import _t_result, cross_fitted, naive_cross_fitted
+from mmgain.analysis.stats import _t_result, cross_fitted, naive_cross_fitted
 from mmgain.theory.coverage import coverage
 
 
