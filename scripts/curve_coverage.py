@@ -12,8 +12,8 @@ import argparse
 import numpy as np
 from scipy import stats
 
-from mmgain.analysis.curves import MIN_SIZES, _boot_index, crossover, expansion, tail_start
-from mmgain.analysis.forecast import _fit_at, _tail
+from mmgain.analysis.curves import _boot_index, crossover
+from mmgain.analysis.forecast import tail_difference
 from mmgain.data.synthetic import make_linear_dataset
 from mmgain.theory.closed_form import ols_crossover, ols_risk
 from mmgain.theory.coverage import ols_curves
@@ -46,26 +46,16 @@ def forecast(reps: int) -> None:
     truth = ols_risk(pop, ("m1",), target) - ols_risk(pop, ("m1", "m2"), target)
     for seeds in (6, 10, 20):
         rng, hits, naive, done = np.random.default_rng(1), np.zeros(4), 0, 0
-        f = expansion(seeds)
         for r in range(reps):
             c = ols_curves(rho, s2, sizes.astype(int), seeds, D, rng)
             idx = _boot_index(seeds, r)
-            a, b = (c["m1+m2"], c["m1+m2"][idx].mean(1)), (c["m1"], c["m1"][idx].mean(1))
-            j = tail_start(sizes, [b, a], [1.0, -1.0])
-            if j is None:
+            x = tail_difference(sizes, (c["m1+m2"], c["m1+m2"][idx].mean(1)), (c["m1"], c["m1"][idx].mean(1)), target)
+            if x["gain"] is None:
                 continue
             done += 1
-
-            def at(k):
-                pa, ba = _fit_at(sizes[k:], _tail(a, k), target)
-                pb, bb = _fit_at(sizes[k:], _tail(b, k), target)
-                return pb - pa, bb - ba
-
-            g, boot = at(j)
-            lo, hi = np.percentile(boot, [2.5, 97.5])
-            spread = max([abs(at(k)[0] - g) for k in range(j + 1, min(j + 3, len(sizes) - MIN_SIZES))], default=0.0)
+            g, (lo, hi), f, spread = x["gain"], x["bootstrap_ci"], x["widening"], x["tail_spread"]
             for i, (l, h) in enumerate(((lo, hi), (g - f * (g - lo), g + f * (hi - g)), (lo - spread, hi + spread),
-                                        (g - f * (g - lo) - spread, g + f * (hi - g) + spread))):
+                                        tuple(x["gain_ci"]))):
                 hits[i] += l <= truth <= h
             last = (c["m1"] - c["m1+m2"])[:, -1]
             naive += abs(last.mean() - truth) <= stats.t.ppf(0.975, seeds - 1) * last.std(ddof=1) / np.sqrt(seeds)

@@ -60,7 +60,8 @@ def tail_difference(m: np.ndarray, a: Curve, b: Curve, target: float) -> dict[st
     spread = max([abs(at(k)[0] - gain) for k in range(j + 1, min(j + 3, len(m) - MIN_SIZES))], default=0.0)
     f = expansion(len(a[0]))
     return {"gain": float(gain), "gain_ci": [float(gain - f * (gain - lo) - spread), float(gain + f * (hi - gain) + spread)],
-            "fit_from": int(m[j]), "tail_spread": float(spread), "why": None}
+            "fit_from": int(m[j]), "tail_spread": float(spread), "why": None,
+            "bootstrap_ci": [float(lo), float(hi)], "widening": f}
 
 
 def target_rows(spec, data: CurveData) -> int:
