@@ -92,3 +92,15 @@ def test_the_estimate_calibrates_itself_from_this_machines_matmul_peak():
     rec = avx2_bf16.record()
     assert rec["train_floor_s"] == pytest.approx(avx2_bf16.train_flops / 60e9, rel=1e-3)
     assert rec["matmul_peak_gflops"] == {"float32": 157.0, "bfloat16": 60.0}
+
+
+def test_available_memory_counts_what_the_kernel_can_reclaim(tmp_path):
+    """A machine whose page cache holds recently read files has almost no free pages; the memory a
+    run can use is MemAvailable (the README's first command was refused for 1.3 GB 'available' on a
+    23 GB machine with 21 GB of cache)."""
+    from mmgain.run.budget import available_memory_gb
+
+    info = tmp_path / "meminfo"
+    info.write_text("MemTotal:       24000000 kB\nMemFree:          500000 kB\nMemAvailable:   22000000 kB\n")
+    assert available_memory_gb(str(info)) == pytest.approx(22000000 * 1024 / 1e9)
+    assert available_memory_gb(str(tmp_path / "absent")) > 0                  # falls back to the free pages

@@ -164,7 +164,17 @@ def peak_memory(protocol, dims, subsets, sample_sizes, n_train, n_test, n_pairs,
     return PROCESS_BYTES + data + outcomes + max(together * stream, together * params + latents + probes)
 
 
-def available_memory_gb() -> float:
+def available_memory_gb(meminfo: str = "/proc/meminfo") -> float:
+    """Memory a new run can use: Linux's MemAvailable (free pages plus the page cache and other
+    memory the kernel can reclaim), else the free pages.  Free pages alone are near 0 on a machine
+    whose page cache holds recently read files, and refused ordinary runs there."""
+    try:
+        with open(meminfo) as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024 / 1e9
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES") / 1e9
     except (ValueError, OSError, AttributeError):   # pragma: no cover - not POSIX
