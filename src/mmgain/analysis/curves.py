@@ -104,8 +104,8 @@ def curve_fit_ci(m: np.ndarray, err: np.ndarray, seed: int = 0) -> dict:
 
 def expansion(units: int) -> float:
     """Widening of a percentile-bootstrap interval over few units (seeds): t_{U−1}/z · √(U/(U−1)),
-    the small-sample expansion of the percentile interval (Hesterberg 2015).  Measured: the plain
-    percentile intervals of m* and of a forecast cover 75–85 % with 6 seeds (docs/methods/curves.md)."""
+    the small-sample expansion of the percentile interval (Hesterberg 2015): plain percentile
+    intervals over few seeds undercover (measured in docs/methods/curves.md and forecast.md)."""
     from scipy import stats
     return float(stats.t.ppf(0.975, units - 1) / stats.norm.ppf(0.975) * np.sqrt(units / (units - 1))) \
         if units > 1 else 1.0

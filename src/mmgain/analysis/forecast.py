@@ -24,14 +24,13 @@ from .curves import MIN_SIZES, Curve, CurveData, curve_data, expansion, fit_powe
 from .stats import paired
 
 
-def _fit_at(m: np.ndarray, curve: Curve, target: float) -> tuple[float, np.ndarray]:
-    """A curve's fitted error at ``target``: the point fit on the seed means and one value per
-    bootstrap replicate."""
+def _fit_at(m: np.ndarray, curve: Curve, target: float, boot: bool = True) -> tuple[float, np.ndarray | None]:
+    """A curve's fitted error at ``target``: the point fit on the seed means and (``boot``) one
+    value per bootstrap replicate."""
     err, reps = curve
     w = _weights(err)
     point = predict(fit_power_law(m, err.mean(0), w), [target])[0, 0]
-    boot = predict(fit_power_law(m, reps, w), [target])[:, 0]
-    return float(point), boot
+    return float(point), predict(fit_power_law(m, reps, w), [target])[:, 0] if boot else None
 
 
 def _tail(curve: Curve, j: int) -> Curve:
@@ -228,15 +227,15 @@ def _selection_at_target(result, variant: dict, index: dict, costs: dict, budget
     if not data.usable:
         return {"target_n": None, "why": "needs learning curves: ≥ 4 sample sizes (--grid dense)"}
     target = target_rows(result.spec, data)
-    fits: dict[frozenset, tuple[float, np.ndarray]] = {}
+    fits: dict[frozenset, float] = {}                 # each subset's fitted error at the target (the ranking)
     for s, a in index.items():
         if a not in data.err:
             continue
         j = tail_start(data.m, [data.curve(a)], [1.0])
         if j is not None:
-            fits[s] = _fit_at(data.m[j:], _tail(data.curve(a), j), target)
+            fits[s] = _fit_at(data.m[j:], _tail(data.curve(a), j), target, boot=False)[0]
     # errors: lower is better, whatever the task
-    ranked = rank_affordable({s: f[0] for s, f in fits.items()}, costs, budget, higher_is_better=False)
+    ranked = rank_affordable(fits, costs, budget, higher_is_better=False)
     rec: dict[str, Any] = {"target_n": target, "extrapolated": bool(target > data.m.max()),
                            "n_forecast": len(fits), "best": None, "runner_up": None, "lead": None,
                            "lead_ci": [None, None], "distinguishable": None, "text": None}
@@ -248,7 +247,7 @@ def _selection_at_target(result, variant: dict, index: dict, costs: dict, budget
     if len(ranked) > 1:
         runner = ranked[1][0]
         d = tail_difference(data.m, data.curve(index[best]), data.curve(index[runner]), target)
-        lead, ci = (d["gain"], d["gain_ci"]) if d["gain"] is not None else (fits[runner][0] - fits[best][0], [None, None])
+        lead, ci = (d["gain"], d["gain_ci"]) if d["gain"] is not None else (fits[runner] - fits[best], [None, None])
         rec.update(runner_up=subset_name(result.subsets[index[runner]]), lead=float(lead), lead_ci=ci,
                    distinguishable=None if ci[0] is None else bool(ci[0] > 0 or ci[1] < 0))
     rec["text"] = _lead_text(rec["best"], rec["runner_up"], rec["lead"] or 0.0, rec["lead_ci"], unit)

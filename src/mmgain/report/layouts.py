@@ -43,10 +43,12 @@ def decision_blocks(summary: dict, vkeys=()) -> list[Table | str]:
     targets = sorted({f["target_n"] for f in fc if f.get("target_n") is not None})
     why = list(dict.fromkeys(f["why"] for f in fc if f.get("why")))
     table = Table((["data"] if vkeys else []) + ["modality", "N (best subset without it)", "verdict now",
-                                                 f"gain now ({unit}) [CI]"]
+                                                 f"gain now ({unit}) [deciding interval]"]
                   + ([f"forecast gain at n={'/'.join(map(str, targets))} [95% CI]", "n* (break-even) [CI]"]
                      if has_forecast else []) + ["cost"], rows,
-                  title="Each modality k added to N, the best subset without it at the largest sample; + = helps"
+                  title="Each modality k added to N, the best subset without it at the largest sample; + = helps; "
+                        "today's interval is the one that decides the verdict (simultaneous for a primary pair, "
+                        "unadjusted 95 % otherwise)"
                         + ("; the forecast comes from the learning curves (seed bootstrap: the fits' uncertainty "
                            "included)" if has_forecast else "") + ("\n  " + "\n  ".join(why) if why else ""))
     blocks: list[Table | str] = [table]
@@ -56,7 +58,7 @@ def decision_blocks(summary: dict, vkeys=()) -> list[Table | str]:
         priced = "" if all(v == 1 for v in given.values()) else \
             "; costs " + ", ".join(f"{k}={v:g}" for k, v in given.items())
         head = (f"{label(sel)}: " if vkeys else "") + f"Best subset ({budget}{priced})"
-        lines = [f"{head}: at n={sel['n_train']} (measured): {sel.get('text') or '—'}"]
+        lines = [f"{head}: at n={sel['n_train']} (measured; paired 95 % interval, unadjusted): {sel.get('text') or '—'}"]
         t = sel.get("target") or {}
         if t.get("target_n") is not None:
             lines.append(f"  at n={t['target_n']} (forecast" + (", extrapolated" if t.get("extrapolated") else "")

@@ -92,7 +92,7 @@ def information_section(summary: dict, run: dict) -> Section | None:
     tables = [Table(data + ["modality k", "given N", "v(N + k) − v(N) (nats) [95% CI]"], given_rows,
                     title="What each modality adds to all the others, in nats: an estimate of I(X_k; Y | X_N)")] \
         if given_rows else []
-    tables += [Table(data + ["i", "j", "I_i", "I_j", "I_ij", "S − R [95% CI]", "U_i − U_j [95% CI]", "R range",
+    tables += [Table(data + ["i", "j", "I_i", "I_j", "I_ij", "S − R [95% CI, unadjusted]", "U_i − U_j [95% CI, unadjusted]", "R range",
                             "S range"], pair_rows,
                     title="Pairs of modalities: what the information game identifies (nats)")] if pair_rows else []
     if div_rows:

@@ -27,9 +27,9 @@ PROBE_RATE = 5.0e8           # probe work units (rows × latent width × L-BFGS 
 PROBE_OVERHEAD_S = 0.5       # per stream: the probes' per-iteration Python
 PROBE_PER_FIT_S = 4e-3       # per probe fit (model or control, per fold): iterations on small separable data
 GPU_SPEEDUP = 30.0
-# The reference machine's matmul_peak_gflops on 2026-11-27, the day TRAIN_RATE was set
-# (benchmarks/2026-11-27-cpu-bench.txt), and the matmul share of training's time that the same
-# day's float32 and bfloat16 trainings imply (50.4 s and 21.7 s: 1 − s + s·265/1319 = 21.7/50.4).
+# The reference machine's matmul_peak_gflops on the day TRAIN_RATE was set, and the matmul share
+# of training's time that the same day's float32 and bfloat16 trainings imply; derivation and raw
+# figures: benchmarks/2026-12-03-estimate-calibration.md.
 REFERENCE_PEAK_GFLOPS = {"float32": 265.0, "bfloat16": 1319.0}
 GEMM_SHARE = 0.71
 # The same machine's float32 peak on 2026-12-03, the day the probe rates were set
