@@ -53,13 +53,17 @@ class Latent:
                 members[k] = [new[self.members[k][j]] for j in cols]
         return Latent(blocks, members, [k for k in self.names if k in blocks], len(chosen))
 
-    def widest(self) -> int:
-        """The widest model's latent width."""
+    def model_widths(self) -> list[int]:
+        """Each model's latent width."""
         width = [0] * self.n_models
         for k, blk in self.blocks.items():
             for m in self.members[k]:
                 width[m] += blk.shape[-1]
-        return max(width, default=0)
+        return width
+
+    def widest(self) -> int:
+        """The widest model's latent width."""
+        return max(self.model_widths(), default=0)
 
 
 def probe_bytes_per_model(n_rows: int, width: int, n_out: int, dense: bool) -> float:
@@ -95,6 +99,27 @@ def in_model_groups(probe: Callable[..., dict], n_out: int, dense: bool,
             parts.append(probe(Z.models(ms), pick(y), Zt.models(ms), pick(yt)))
         return _concat_models(parts)
     return run
+
+
+def _by_width(probe: Callable[..., dict], widths: Sequence[int], Z: Latent, y: Tensor, Z_test: Latent,
+              y_test: Tensor) -> dict:
+    """``probe`` fitted on the models of each latent width apart, results in the models' order:
+    a solver state padded to the widest model would spend most of its passes on zeros."""
+    order, parts = [], []
+    for w in sorted(set(widths)):
+        ms = [m for m, wm in enumerate(widths) if wm == w]
+        pick = (lambda t: t[:, ms]) if y.dim() == 2 else (lambda t: t)
+        parts.append(probe(Z.models(ms), pick(y), Z_test.models(ms), pick(y_test)))
+        order += ms
+    inverse = torch.empty(len(order), dtype=torch.long)
+    inverse[torch.as_tensor(order)] = torch.arange(len(order))
+    return _reorder(_concat_models(parts), inverse)
+
+
+def _reorder(res, index: Tensor):
+    if isinstance(res, dict):
+        return {k: _reorder(v, index) for k, v in res.items()}
+    return res[index.to(res.device)]
 
 
 def _concat_models(parts: list) -> dict:
@@ -148,13 +173,16 @@ def per_model(y: Tensor, n_models: int) -> Tensor:
 
 
 def _standardize(Z: Latent, Z_test: Latent) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-    """Z-scored blocks, model-major (A_k, n, H) so that each model's rows are one matmul operand."""
+    """Z-scored blocks, rows last (A_k, H, n): the probe's GEMMs then stream each model's rows as
+    the long operand (logitsᵀ = Wᵀ·Z, gradient = Z·Gᵀ), and the softmax over the classes runs
+    along contiguous rows."""
     train, test = {}, {}
     for k, blk in Z.blocks.items():
-        mu, sd = blk.mean(0), blk.std(0, unbiased=False)
+        blk = blk.permute(1, 2, 0).contiguous()
+        mu, sd = blk.mean(2, keepdim=True), blk.std(2, unbiased=False, keepdim=True)
         sd = torch.where(sd > 1e-8, sd, torch.ones_like(sd))   # dead units stay zero
-        train[k] = ((blk - mu) / sd).transpose(0, 1).contiguous()
-        test[k] = ((Z_test.blocks[k] - mu) / sd).transpose(0, 1).contiguous()
+        train[k] = blk.sub_(mu).div_(sd)
+        test[k] = (Z_test.blocks[k].permute(1, 2, 0) - mu) / sd
     return train, test
 
 
@@ -174,6 +202,10 @@ def logistic_probe(Z: Latent, y: Tensor, Z_test: Latent, y_test: Tensor, n_class
     plus the ``iterations`` used and whether the gradient tolerance was reached
     (``converged``, 1/0), per model (A,).
     """
+    widths = Z.model_widths()
+    if len(set(widths)) > 1:
+        return _by_width(lambda Z_, y_, Zt_, yt_: logistic_probe(Z_, y_, Zt_, yt_, n_classes, l2, max_iter, tol),
+                         widths, Z, y, Z_test, y_test)
     X, Xt = _standardize(Z, Z_test)
     A, C = Z.n_models, n_classes
     dev = y.device
@@ -209,13 +241,14 @@ def logistic_probe(Z: Latent, y: Tensor, Z_test: Latent, y_test: Tensor, n_class
         return len(models), local[models], parts
 
     def logits(x: Tensor, models: Tensor, blocks: Mapping[str, Tensor]) -> tuple[Tensor, int, Tensor, dict]:
+        """Transposed logits (working set, C, n)."""
         width, rows, parts = working_set(models, blocks)
         xw = torch.zeros(width, x.shape[1], dtype=x.dtype, device=dev).index_copy(0, rows, x)
-        n = next(iter(blocks.values())).shape[1]
-        out = xw[:, n_w:][:, None].repeat(1, n, 1)
-        for k, (blk, loc, cols) in parts.items():                         # (m_k, n, H_k), (m_k,), (m_k, H_k·C)
-            W = xw[loc[:, None], cols].view(len(loc), blk.shape[-1], C)
-            out.index_add_(0, loc, torch.bmm(blk, W))
+        n = next(iter(blocks.values())).shape[-1]
+        out = xw[:, n_w:, None].expand(-1, -1, n).contiguous()
+        for k, (blk, loc, cols) in parts.items():                         # (m_k, H_k, n), (m_k,), (m_k, H_k·C)
+            W = xw[loc[:, None], cols].view(len(loc), blk.shape[1], C)
+            out.index_add_(0, loc, torch.bmm(W.transpose(1, 2), blk))
         return out, width, rows, parts
 
     Y, Yt = per_model(y, A).T.contiguous(), per_model(y_test, A).T.contiguous()   # (A, n)
@@ -224,18 +257,18 @@ def logistic_probe(Z: Latent, y: Tensor, Z_test: Latent, y_test: Tensor, n_class
 
     def value_and_grad(x: Tensor, models: Tensor) -> tuple[Tensor, Tensor]:
         out, width, rows, parts = logits(x, models, X)
-        lg = out[rows]                                                     # (models, n, C)
-        n = lg.shape[1]
-        logp = torch.log_softmax(lg, -1)
-        target = Y[models][..., None]
-        ce = -logp.gather(2, target)[..., 0].double().mean(1)   # summed in float64: the line search compares
+        lg = out[rows]                                                     # (models, C, n)
+        n = lg.shape[2]
+        logp = torch.log_softmax(lg, 1)
+        target = Y[models][:, None]
+        ce = -logp.gather(1, target)[:, 0].double().mean(1)     # summed in float64: the line search compares
                                                                  # decreases far below float32's resolution
-        G = logp.exp_().scatter_add_(2, target, torch.full_like(target, -1, dtype=x.dtype)) / n   # ∂ce/∂logits
-        Gw = torch.zeros(width, n, C, dtype=x.dtype, device=dev).index_copy_(0, rows, G)
+        G = logp.exp_().scatter_add_(1, target, torch.full_like(target, -1, dtype=x.dtype)).div_(n)   # ∂ce/∂logits
+        Gw = torch.zeros(width, C, n, dtype=x.dtype, device=dev).index_copy_(0, rows, G)
         grad = torch.zeros(width, x.shape[1], dtype=x.dtype, device=dev)
-        grad[:, n_w:] = Gw.sum(1)
+        grad[:, n_w:] = Gw.sum(2)
         for k, (blk, loc, cols) in parts.items():
-            grad[loc[:, None], cols] = torch.bmm(blk.transpose(1, 2), Gw[loc]).reshape(len(loc), -1)
+            grad[loc[:, None], cols] = torch.bmm(blk, Gw[loc].transpose(1, 2)).reshape(len(loc), -1)
         wx = x * weights
         return ce + 0.5 * l2 * (wx.double() * x).sum(1), grad[rows] + l2 * wx
 
@@ -246,8 +279,8 @@ def logistic_probe(Z: Latent, y: Tensor, Z_test: Latent, y_test: Tensor, n_class
         out = {}
         for part, blocks, target in (("train", X, Y), ("test", Xt, Yt)):
             lg = logits(x, every, blocks)[0]
-            out[part] = {"loss": F.cross_entropy(lg.permute(0, 2, 1), target, reduction="none"),
-                         "correct": (lg.argmax(-1) == target).float()}
+            out[part] = {"loss": F.cross_entropy(lg, target, reduction="none"),
+                         "correct": (lg.argmax(1) == target).float()}
     return {**out, "iterations": info["iterations"].double(), "converged": info["converged"].double()}
 
 

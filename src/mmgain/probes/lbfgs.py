@@ -34,6 +34,11 @@ def autograd_value_and_grad(f: Objective) -> ValueAndGrad:
     return vg
 
 
+def _dot(a: Tensor, b: Tensor) -> Tensor:
+    """Row-wise dot products of two (A, D) tensors."""
+    return torch.linalg.vecdot(a, b)
+
+
 @torch.no_grad()
 def batched_lbfgs(f: Objective | None, x0: Tensor, max_iter: int = 500, tol: float = 1e-5,
                   history: int = 10, max_backtracks: int = 30, value_and_grad: ValueAndGrad | None = None,
@@ -89,18 +94,18 @@ def batched_lbfgs(f: Objective | None, x0: Tensor, max_iter: int = 500, tol: flo
         q = g.clone()
         alphas = []
         for j in order:
-            a = R[j] * (S[j] * q).sum(1)
-            q -= a[:, None] * Y[j]
+            a = R[j] * _dot(S[j], q)
+            q.addcmul_(Y[j], a[:, None], value=-1)
             alphas.append(a)
-        d = gamma[:, None] * q
+        d = q.mul_(gamma[:, None])
         for j, a in zip(reversed(order), reversed(alphas)):
-            b = R[j] * (Y[j] * d).sum(1)
-            d += S[j] * (a - b)[:, None]
-        d = -d
-        dg = (d * g).sum(1)
+            d.addcmul_(S[j], (a - R[j] * _dot(Y[j], d))[:, None])
+        d = d.neg_()
+        dg = _dot(d, g)
         bad = dg >= 0                                  # not a descent direction: steepest descent
-        d = torch.where(bad[:, None], -g, d)
-        dg = torch.where(bad, -(g * g).sum(1), dg)
+        if bool(bad.any()):
+            d = torch.where(bad[:, None], -g, d)
+            dg = torch.where(bad, -_dot(g, g), dg)
         t = torch.clamp(1.0 / g.abs().sum(1), max=1.0) if it == 0 else torch.ones(v.shape, dtype=dt, device=dev)
         every = bool(active.all())
         run = slice(None) if every else active.nonzero().squeeze(1)
@@ -116,20 +121,25 @@ def batched_lbfgs(f: Objective | None, x0: Tensor, max_iter: int = 500, tol: flo
             x_new[p] = xa[p] + ta[p, None] * da[p]
             v_new[p], g_new[p] = vg(x_new[p], ids[run][p])
             ok[p] = accept(v_new[p], g_new[p], va[p], ta[p], da[p], dga[p])
-        s, y = x_new - xa, g_new - ga
-        sy = (s * y).sum(1)
+        s, y = x_new.sub(xa), g_new.sub(ga)
+        sy = _dot(s, y)
         keep = ok & (sy > 1e-10)
         slot = it % history
-        S[slot, run] = torch.where(keep[:, None], s, torch.zeros_like(s))
-        Y[slot, run] = torch.where(keep[:, None], y, torch.zeros_like(y))
+        if not bool(keep.all()):                   # a failed or uninformative step stores an empty pair
+            s = torch.where(keep[:, None], s, torch.zeros_like(s))
+            y = torch.where(keep[:, None], y, torch.zeros_like(y))
+        S[slot, run], Y[slot, run] = s, y
         R[slot, run] = torch.where(keep, 1.0 / sy.clamp(min=1e-10), torch.zeros_like(sy))
+        gamma[run] = torch.where(keep, sy / _dot(y, y).clamp(min=1e-30), gamma[run])
         if not every:                              # finished rows keep an empty slot
             done = ~active
             S[slot, done], Y[slot, done], R[slot, done] = 0.0, 0.0, 0.0
-        gamma[run] = torch.where(keep, sy / (y * y).sum(1).clamp(min=1e-30), gamma[run])
-        x[run] = torch.where(ok[:, None], x_new, xa)
-        v[run] = torch.where(ok, v_new, va)
-        g[run] = torch.where(ok[:, None], g_new, ga)
+        if bool(ok.all()):
+            x[run], v[run], g[run] = x_new, v_new, g_new
+        else:
+            x[run] = torch.where(ok[:, None], x_new, xa)
+            v[run] = torch.where(ok, v_new, va)
+            g[run] = torch.where(ok[:, None], g_new, ga)
         iters[ids[run]] += ok.long()
         active[run] = ok & (g[run].abs().amax(1) > tol)
     x_out[ids] = x
