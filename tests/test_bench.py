@@ -5,7 +5,8 @@ import json
 import pytest
 
 from mmgain.cli import main
-from mmgain.run.bench import _useful_flops, workload
+from mmgain.run.bench import workload
+from mmgain.training.flops import training_flops
 from mmgain.training import TrainingProtocol
 
 
@@ -14,7 +15,10 @@ def test_bench_quick_runs_and_agrees_with_the_naive_loop(capsys):
     out = capsys.readouterr().out.strip().splitlines()
     result = json.loads(out[-1])
     assert set(result) >= {"device", "batched_s", "naive_s", "speedup", "train_speedup", "probe_speedup",
-                           "useful_gflops", "real_gflops", "peak_gflops", "train_frac_peak", "peak_mem_mb"}
+                           "useful_gflops", "real_gflops", "peak_gflops", "train_frac_peak", "peak_mem_mb",
+                           "probe_evals", "probe_frac_peak", "floor_s", "batched_over_floor"}
+    assert result["probe_evals"] >= 140                   # 140 models, each evaluated at least once
+    assert 0 < result["probe_frac_peak"] < 1 and 0 < result["floor_s"] < result["batched_s"]
     assert result["real_gflops"] < result["useful_gflops"]                      # the honest count is lower
     assert result["train_frac_peak"] == round(result["real_gflops"] / result["peak_gflops"], 3)
     assert result["max_test_acc_diff"] <= 0.5            # the same models, trained two ways
@@ -22,18 +26,18 @@ def test_bench_quick_runs_and_agrees_with_the_naive_loop(capsys):
     assert result["batched_s"] > 0 and result["naive_s"] > 0 and result["useful_gflops"] > 0
 
 
-def test_useful_flops_count_only_the_modalities_and_rows_asked_for():
+def test_training_flops_count_only_the_modalities_and_rows_asked_for():
     w = workload(quick=True)
     p = TrainingProtocol(hidden=8, batch_size=2048, epochs=2)
-    one = _useful_flops(w, [("text",)], [list(range(100))], [0], p)
+    one = training_flops(p, w.dims, [("text",)], 6, [100], real=False)
     # 100 real rows × 2 epochs; forward 2·d·H + 2·H·C per row; backward twice that
     assert one == 3 * (2 * 20 * 8 + 2 * 8 * 6) * 100 * 2
-    both = _useful_flops(w, [("text", "video")], [list(range(100))], [0], p)
+    both = training_flops(p, w.dims, [("text", "video")], 6, [100], real=False)
     assert both == 3 * (2 * (20 + 64) * 8 + 2 * 2 * 8 * 6) * 100 * 2
-    deep = _useful_flops(w, [("text",)], [list(range(100))], [0], p.with_(encoder="mlp2"))
+    deep = training_flops(p.with_(encoder="mlp2"), w.dims, [("text",)], 6, [100], real=False)
     assert deep == 3 * (2 * 20 * 8 + 2 * 8 * 8 + 2 * 8 * 6) * 100 * 2          # the second layer counts too
     widths = p.with_(hidden={"text": 8, "audio": 4, "video": 16})                # per-modality widths
-    mixed = _useful_flops(w, [("text", "video")], [list(range(100))], [0], widths)
+    mixed = training_flops(widths, w.dims, [("text", "video")], 6, [100], real=False)
     assert mixed == 3 * (2 * (20 * 8 + 64 * 16) + 2 * (8 + 16) * 6) * 100 * 2
 
 
@@ -43,10 +47,12 @@ def test_real_flops_take_the_first_layer_at_twice_its_forward():
     1.48× high on the bench)."""
     w = workload(quick=True)
     p = TrainingProtocol(hidden=8, batch_size=2048, epochs=2)
-    one = _useful_flops(w, [("text",)], [list(range(100))], [0], p, real=True)
+    one = training_flops(p, w.dims, [("text",)], 6, [100])
     assert one == (2 * 2 * 20 * 8 + 3 * 2 * 8 * 6) * 100 * 2
-    deep = _useful_flops(w, [("text",)], [list(range(100))], [0], p.with_(encoder="mlp2"), real=True)
+    deep = training_flops(p.with_(encoder="mlp2"), w.dims, [("text",)], 6, [100])
     assert deep == (2 * 2 * 20 * 8 + 3 * 2 * 8 * 8 + 3 * 2 * 8 * 6) * 100 * 2
+    mlp = training_flops(p.with_(head="mlp", head_width=5), w.dims, [("text",)], 6, [100])
+    assert mlp == (2 * 2 * 20 * 8 + 3 * 2 * 8 * 5 + 3 * 2 * 5 * 6) * 100 * 2   # the mlp head: both layers
 
 
 def test_bench_k_is_bounded(capsys):

@@ -100,6 +100,12 @@ def test_costs_budget_and_target_reach_the_summary_and_the_report(tmp_path, caps
     assert summary["model_class"]["additive"] is True and "cannot show synergy" in summary["model_class"]["text"]
     est = json.loads((out / "run.json").read_text())["estimate"]      # the calibrated estimate, kept
     assert est["matmul_peak_gflops"]["float32"] > 0 and est["train_floor_s"] > 0 and est["seconds"] > 0
+    work = json.loads((out / "run.json").read_text())["work"]        # what the run counted and timed
+    assert work["probe_evals"] > 0 and work["train_flops"] > 0 and work["probe_flops"] > 0
+    assert 0 < work["train_frac_peak"] < 1 and 0 < work["probe_frac_peak"] < 1
+    peak = work["peak_gflops"]["float32"] * 1e9
+    assert work["floor_s"] == pytest.approx((work["train_flops"] + work["probe_flops"]) / peak, rel=0.01)
+    assert work["wall_over_floor"] > 1
     page = (out / "report.html").read_text()
     assert 'id="decision"' in page and "Should I collect it?" in page and "cannot show synergy" in page
 

@@ -121,6 +121,10 @@ def test_logistic_probe_with_blocks_of_different_widths_reaches_each_models_opti
     Z = Latent({k: torch.tensor(v, dtype=torch.float32) for k, v in blocks.items()}, members, list(widths), 3)
     out = logistic_probe(Z, torch.from_numpy(y), Z, torch.from_numpy(y), C, l2=l2, tol=1e-6)
     assert out["converged"].tolist() == [1.0, 1.0, 1.0]
+    # the counted work: logits and gradient per evaluation (4·n·width·C), and the two outcome passes
+    width = torch.tensor([3.0, 5.0, 7.0], dtype=torch.float64)
+    assert torch.equal(out["flops"], (4 * n * out["evaluations"] + 2 * (n + n)) * width * C)
+    assert bool((out["evaluations"] > out["iterations"]).all())     # the start, and any line-search trials
     for a in range(3):
         X = np.hstack([blocks[k][:, members[k].index(a)] for k in widths if a in members[k]])
         X = (X - X.mean(0)) / X.std(0)
@@ -142,6 +146,24 @@ def test_batched_lbfgs_solves_independent_quadratics():
     np.testing.assert_allclose(x.numpy(), torch.linalg.solve(Q, c).numpy(), rtol=1e-5, atol=1e-6)
     assert bool(info["converged"].all())
     assert info["iterations"][3] < info["iterations"][0]   # each problem stops on its own
+
+
+def test_batched_lbfgs_counts_each_problems_evaluations():
+    """``evaluations``: every call of f that included the problem (start, steps, backtracking)."""
+    from mmgain.probes.lbfgs import batched_lbfgs
+    r = np.random.default_rng(7)
+    A, D = 5, 4
+    scale = torch.tensor([1e-2, 1.0, 1e2, 1e4, 1.0], dtype=torch.float64)
+    c = torch.from_numpy(r.standard_normal((A, D)))
+    calls = torch.zeros(A, dtype=torch.long)
+
+    def f(x, i):
+        calls[i] += 1
+        return scale[i] * ((x - c[i]) ** 4).sum(1) + ((x - c[i]) ** 2).sum(1)
+
+    x, info = batched_lbfgs(f, torch.zeros(A, D, dtype=torch.float64), max_iter=300, tol=1e-6)
+    assert torch.equal(info["evaluations"], calls)
+    assert len(set(calls.tolist())) > 1                     # the problems need different work
 
 
 def test_lbfgs_converges_where_armijo_alone_cannot_see_the_decrease():

@@ -77,6 +77,7 @@ def probe_bytes_per_model(n_rows: int, width: int, n_out: int, dense: bool) -> f
 
 
 PROBE_GROUP_BYTES = 2e9      # the most one probe group holds
+WORK_KEYS = ("evaluations", "flops")   # a probe's per-model solver work (counted, for run.json and the bench)
 
 
 def in_model_groups(probe: Callable[..., dict], n_out: int, dense: bool,
@@ -151,7 +152,11 @@ def least_squares_probe(Z: Latent, y: Tensor, Z_test: Latent, y_test: Tensor, ri
     G = G + lam[:, None, None] * torch.eye(G.shape[-1], dtype=G.dtype, device=G.device)
     beta = _spd_solve(G, rhs)                             # (A, P)
     fit = lambda Xs: torch.einsum("nap,ap->na", Xs - mu, beta) + y.mean(0)   # noqa: E731
-    return {"train": {"loss": ((fit(X) - y) ** 2).T}, "test": {"loss": ((fit(Xt) - y_test) ** 2).T}}
+    n, P = X.shape[0], X.shape[2]
+    flops = 2.0 * n * P * P + 2.0 * n * P + P ** 3 / 3 + 2.0 * (n + len(Xt)) * P   # Gram, rhs, Cholesky, fits
+    A = Z.n_models
+    return {"train": {"loss": ((fit(X) - y) ** 2).T}, "test": {"loss": ((fit(Xt) - y_test) ** 2).T},
+            "evaluations": torch.ones(A, dtype=torch.float64), "flops": torch.full((A,), flops, dtype=torch.float64)}
 
 
 def _spd_solve(G: Tensor, rhs: Tensor) -> Tensor:
@@ -199,8 +204,9 @@ def logistic_probe(Z: Latent, y: Tensor, Z_test: Latent, y_test: Tensor, n_class
     in closed form, and the objective summed in float64.  A model's numbers do
     not depend on which others share its batch.  Returns per-row outcomes of the
     fitted heads, ``{"train": {"loss", "correct"}, "test": {...}}`` each (A, n),
-    plus the ``iterations`` used and whether the gradient tolerance was reached
-    (``converged``, 1/0), per model (A,).
+    plus the ``iterations`` used, whether the gradient tolerance was reached (``converged``,
+    1/0), the solver's ``evaluations`` and their counted ``flops`` (the logits and gradient
+    GEMMs, 4·n·width·C per evaluation, and the outcomes), per model (A,).
     """
     widths = Z.model_widths()
     if len(set(widths)) > 1:
@@ -281,7 +287,12 @@ def logistic_probe(Z: Latent, y: Tensor, Z_test: Latent, y_test: Tensor, n_class
             lg = logits(x, every, blocks)[0]
             out[part] = {"loss": F.cross_entropy(lg, target, reduction="none"),
                          "correct": (lg.argmax(1) == target).float()}
-    return {**out, "iterations": info["iterations"].double(), "converged": info["converged"].double()}
+    evals = info["evaluations"].double()
+    width = torch.as_tensor(Z.model_widths(), dtype=torch.float64, device=dev)
+    n, n_test = len(Y[0]), len(Yt[0])
+    flops = (4 * n * evals + 2 * (n + n_test)) * width * C    # logits and gradient per evaluation; outcomes
+    return {**out, "iterations": info["iterations"].double(), "converged": info["converged"].double(),
+            "evaluations": evals, "flops": flops}
 
 
 @dataclass
@@ -328,7 +339,8 @@ def cross_fitted_probe(probe: Callable[..., dict], Z: Latent, y: Tensor, folds: 
     For each fold, the probe is fitted on the other folds and scored on this one
     (``eval``: every row's out-of-fold outcome), and each row's in-sample
     outcomes are averaged over the fits that used it (``fit``).  Both are
-    (A, n).  ½(fit + eval) is the bias-corrected risk of the best head
+    (A, n); ``work`` sums the probe's solver work over the folds (:data:`WORK_KEYS`, (A,)).
+    ½(fit + eval) is the bias-corrected risk of the best head
     (:mod:`mmgain.analysis.estimates`).
     """
     k = int(folds.max()) + 1
@@ -337,16 +349,20 @@ def cross_fitted_probe(probe: Callable[..., dict], Z: Latent, y: Tensor, folds: 
     f = torch.as_tensor(folds, device=y.device)
     fit_sum: dict[str, Tensor] = {}
     evals: dict[str, Tensor] = {}
+    work: dict[str, Tensor] = {}
     for j in range(k):
         tr, ev = (f != j).nonzero().squeeze(1), (f == j).nonzero().squeeze(1)
         res = probe(Z.take(tr), y[tr], Z.take(ev), y[ev])
+        for name in WORK_KEYS:
+            if name in res:
+                work[name] = work.get(name, 0) + res[name].double().cpu()
         for name, v in res["train"].items():
             fit_sum.setdefault(name, torch.zeros(v.shape[0], len(y), dtype=torch.float64, device=v.device))
             fit_sum[name][:, tr] += v.double()
         for name, v in res["test"].items():
             evals.setdefault(name, torch.zeros(v.shape[0], len(y), dtype=torch.float64, device=v.device))
             evals[name][:, ev] = v.double()
-    return {"fit": {name: v / (k - 1) for name, v in fit_sum.items()}, "eval": evals}
+    return {"fit": {name: v / (k - 1) for name, v in fit_sum.items()}, "eval": evals, "work": work}
 
 
 def block_latent(Z: Latent, models: set[int] | None = None) -> tuple[Latent, list[tuple[int, str]]]:

@@ -52,7 +52,8 @@ def batched_lbfgs(f: Objective | None, x0: Tensor, max_iter: int = 500, tol: flo
     only).  A problem
     stops when its largest gradient entry is below ``tol`` or its line search
     fails.  Returns the solution and per-problem ``{"iterations": (A,),
-    "converged": (A,)}``.
+    "converged": (A,), "evaluations": (A,)}`` (evaluations: the calls of ``f`` that included
+    the problem, line-search trials too — the work the solver spent on it).
     """
     vg = value_and_grad or autograd_value_and_grad(f)
 
@@ -71,6 +72,7 @@ def batched_lbfgs(f: Objective | None, x0: Tensor, max_iter: int = 500, tol: flo
     dev, dt = x0.device, x0.dtype
     x_out, g_out = x0.detach().clone(), torch.zeros_like(x0)
     iters = torch.zeros(A, dtype=torch.long, device=dev)
+    evals = torch.ones(A, dtype=torch.long, device=dev)    # function evaluations per problem
     ids = torch.arange(A, device=dev)              # original index of each state row
     x = x_out.clone()
     v, g = vg(x, ids)
@@ -112,6 +114,7 @@ def batched_lbfgs(f: Objective | None, x0: Tensor, max_iter: int = 500, tol: flo
         xa, ga, va, ta, da, dga = x[run], g[run], v[run], t[run], d[run], dg[run]
         x_new = xa + ta[:, None] * da
         v_new, g_new = vg(x_new, ids[run])
+        evals[ids[run]] += 1
         ok = accept(v_new, g_new, va, ta, da, dga)
         for _ in range(max_backtracks):          # shorten the step of the problems that failed, only those
             if bool(ok.all()):
@@ -120,6 +123,7 @@ def batched_lbfgs(f: Objective | None, x0: Tensor, max_iter: int = 500, tol: flo
             ta[p] *= 0.5
             x_new[p] = xa[p] + ta[p, None] * da[p]
             v_new[p], g_new[p] = vg(x_new[p], ids[run][p])
+            evals[ids[run][p]] += 1
             ok[p] = accept(v_new[p], g_new[p], va[p], ta[p], da[p], dga[p])
         s, y = x_new.sub(xa), g_new.sub(ga)
         sy = _dot(s, y)
@@ -144,4 +148,4 @@ def batched_lbfgs(f: Objective | None, x0: Tensor, max_iter: int = 500, tol: flo
         active[run] = ok & (g[run].abs().amax(1) > tol)
     x_out[ids] = x
     g_out[ids] = g
-    return x_out, {"iterations": iters, "converged": g_out.abs().amax(1) <= tol}
+    return x_out, {"iterations": iters, "converged": g_out.abs().amax(1) <= tol, "evaluations": evals}

@@ -20,9 +20,8 @@ import torch
 from ..data.splits import nested_sample
 from ..data.subsets import enumerate_subsets
 from ..errors import SpecError
-from ..models import ENCODERS, FUSIONS
-from ..models.components import resolve_widths
 from ..tasks import get_task
+from ..training.flops import training_flops
 from ..training.batched import BatchedTrainer, DeviceData, Streams, emulation_note, resolve_device
 from ..training.naive import train_naive
 from ..training.protocol import PROTOCOLS
@@ -65,34 +64,6 @@ def _data(w: Workload, seed: int = 0):
         xs[k] = (means[y] + rng.normal(size=(n, d))).astype(np.float32)
     return {k: v[:w.n_train] for k, v in xs.items()}, y[:w.n_train], {k: v[w.n_train:] for k, v in xs.items()}, \
         y[w.n_train:]
-
-
-def _useful_flops(w: Workload, subsets, samples, seeds, protocol, real: bool = False) -> float:
-    """Forward + backward FLOPs of the models asked for: real rows, only the modalities in each
-    subset (2 per weight of every Linear layer per row); no padding, no masked work.  The
-    historical count (``real=False``) takes 3× forward for every layer; the ``real`` count takes
-    2× forward for each encoder's first layer, whose input needs no gradient (forward and the
-    weight gradient only), and 3× for every other layer."""
-    arch = protocol.architecture()
-    widths = resolve_widths(arch["hidden"], list(w.dims))
-
-    def layers(k: str) -> list[int]:
-        m = ENCODERS.get(arch["encoder"])(w.dims[k], widths[k], arch["activation"])
-        return [p.weight.numel() for p in m.modules() if isinstance(p, torch.nn.Linear)]
-
-    encoder = {k: layers(k) for k in w.dims}                     # one encoder per modality, counted once
-    fuse = FUSIONS.get(arch["fusion"])()
-    first = 2 if real else 3
-    per_row = {s: 2 * sum(first * ls[0] + 3 * sum(ls[1:]) for ls in (encoder[k] for k in s))
-               + 3 * 2 * fuse.out_width([widths[k] for k in s]) * w.n_classes
-               for s in subsets}
-    total = 0.0
-    for seed, rows in zip(seeds, samples):
-        sched = BatchSchedule(seed, len(rows), protocol.batch_size, protocol.epochs)
-        n_rows = sched.n_steps * min(protocol.batch_size, len(rows))   # rows seen (an epoch's last batch may be short)
-        n_rows = min(n_rows, len(rows) * protocol.epochs)
-        total += sum(per_row[s] * n_rows for s in subsets)
-    return total
 
 
 def _device_label(dev: torch.device) -> str:
@@ -139,7 +110,7 @@ def run_bench(quick: bool = False, device: str = "auto", naive_epochs: int | Non
     from .chunk import _stacked_latent
     from .runner import default_memory_budget, plan_chunks
     chunks = plan_chunks(protocol, w.dims, subsets, samples, default_memory_budget(dev))   # as the runner chunks
-    t_train = t_probe = 0.0
+    t_train = t_probe = probe_flops = probe_evals = 0.0
     probe_acc, test_acc = np.zeros((len(stream_keys), len(subsets))), np.zeros((len(stream_keys), len(subsets)))
     for chunk in chunks:
         cs = streams.subset(chunk)
@@ -154,21 +125,29 @@ def run_bench(quick: bool = False, device: str = "auto", naive_epochs: int | Non
         probe = fit_probe(task, Z, y, Zt, yt, w.n_classes, protocol)
         _sync(dev)
         t_probe += time.perf_counter() - t0
+        probe_flops += float(probe["flops"].sum())
+        probe_evals += float(probe["evaluations"].sum())
         probe_acc[chunk] = 100 * probe["test"]["correct"].float().mean(1).cpu().numpy().reshape(len(chunk), -1)
         test_acc[chunk] = task.metrics(trainer.test_rows(test, cs.groups))["acc"]
     progress(f"  batched ({len(chunks)} chunk(s)): training {t_train:.1f} s, probes {t_probe:.1f} s"
              + ("; now the naive loop, model by model" if naive else ""))
     batched_probe_acc, batched_test = probe_acc.ravel(), test_acc.ravel()
-    flops = _useful_flops(w, subsets, samples, [s for s, _ in stream_keys], protocol)
-    real = _useful_flops(w, subsets, samples, [s for s, _ in stream_keys], protocol, real=True)
+    sizes = [len(r) for r in samples]
+    flops = training_flops(protocol, w.dims, subsets, w.n_classes, sizes, real=False)
+    real = training_flops(protocol, w.dims, subsets, w.n_classes, sizes)
+    peak = matmul_peak_gflops(dev, protocol.precision)
+    peak32 = matmul_peak_gflops(dev, "float32")
+    work = {"probe_evals": int(probe_evals), "probe_gflops": round(probe_flops / t_probe / 1e9, 2),
+            "probe_frac_peak": round(probe_flops / t_probe / 1e9 / peak32, 3),
+            "floor_s": round(real / peak / 1e9 + probe_flops / peak32 / 1e9, 3)}
+    work["batched_over_floor"] = round((t_train + t_probe) / work["floor_s"], 2)
     if not naive:                   # --batched-only: the scaling study (time per model against K)
-        peak = matmul_peak_gflops(dev, protocol.precision)
         out = {"device": _device_label(dev), "precision": protocol.precision, "k": len(names),
                "subsets": len(subsets), "models": n_models,
                "batched_s": round(t_train + t_probe, 3), "train_s": round(t_train, 3), "probe_s": round(t_probe, 3),
                "ms_per_model": round(1000 * (t_train + t_probe) / n_models, 2),
                "useful_gflops": round(flops / t_train / 1e9, 2), "real_gflops": round(real / t_train / 1e9, 2),
-               "peak_gflops": round(peak, 1), "train_frac_peak": round(real / t_train / 1e9 / peak, 3)}
+               "peak_gflops": round(peak, 1), "train_frac_peak": round(real / t_train / 1e9 / peak, 3), **work}
         progress(json.dumps(out))
         return out
 
@@ -221,7 +200,7 @@ def run_bench(quick: bool = False, device: str = "auto", naive_epochs: int | Non
            "batched_s": round(batched_s, 3), "naive_s": round(naive_s, 3), "speedup": round(naive_s / batched_s, 2),
            "train_speedup": round(t_ntrain / t_train, 2), "probe_speedup": round(t_nprobe / t_probe, 2),
            "useful_gflops": round(flops / t_train / 1e9, 2), "real_gflops": round(real / t_train / 1e9, 2),
-           "peak_gflops": round(matmul_peak_gflops(dev, protocol.precision), 1), "peak_mem_mb": round(peak_mem, 1)}
+           "peak_gflops": round(peak, 1), "peak_mem_mb": round(peak_mem, 1), **work}
     out["train_frac_peak"] = round(out["real_gflops"] / out["peak_gflops"], 3)
     out["naive_train_frac_peak"] = round(real / t_ntrain / 1e9 / out["peak_gflops"], 3)
     if n_ep == w.epochs:   # same epochs on both sides: their models must agree
@@ -235,6 +214,9 @@ def run_bench(quick: bool = False, device: str = "auto", naive_epochs: int | Non
              f"training: {out['real_gflops']} GFLOP/s of real work ({out['useful_gflops']} by the older 3×-forward "
              f"count) against a same-run {out['peak_gflops']} GFLOP/s matmul: {100 * out['train_frac_peak']:.0f} % of "
              f"peak (the naive loop: {100 * out['naive_train_frac_peak']:.0f} %); peak memory {out['peak_mem_mb']} MB",
+             f"probes: {out['probe_evals']} problem-evaluations, {out['probe_gflops']} GFLOP/s of counted work "
+             f"({100 * out['probe_frac_peak']:.0f} % of the float32 peak); the batched side took "
+             f"{out['batched_over_floor']}× its floor ({out['floor_s']} s: its counted FLOPs at the peak)",
              "agreement: " + (f"test accuracy of the same model, largest difference {out['max_test_acc_diff']} points; "
                               if "max_test_acc_diff" in out else "")
              + f"probe accuracy, mean difference naive − batched {out['mean_probe_acc_diff']:+} points"]

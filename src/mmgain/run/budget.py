@@ -17,6 +17,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+import numpy as np
+
 from ..errors import SpecError
 
 # Calibrated on the project's 2-core CPU (Intel Xeon with AMX): TRAIN_RATE on 2026-11-27,
@@ -65,6 +67,31 @@ def matmul_peak_gflops(device, precision: str = "float32") -> float:
         _ = c[0, 0].item()
         _PEAKS[key] = 2 * n ** 3 * reps / (time.perf_counter() - t0) / 1e9
     return _PEAKS[key]
+
+
+def work_counts(chunks: list[dict]) -> dict:
+    """The run's counted work from its chunks' records (:func:`mmgain.run.chunk.run_chunk`):
+    seconds of training and of what follows it (scoring, diagnostics, probes), training's
+    counted FLOPs (:mod:`mmgain.training.flops`), the probes' solver evaluations and FLOPs."""
+    total = lambda k: float(sum(float(np.sum(c[k])) for c in chunks))   # noqa: E731
+    return {"train_s": round(total("train_s"), 2), "probe_s": round(total("probe_s"), 2),
+            "train_flops": float(f"{total('train_flops'):.4g}"), "probe_flops": float(f"{total('probe_flops'):.4g}"),
+            "probe_evals": int(total("probe_evaluations"))}
+
+
+def work_record(work: dict, device, precision: str, wall_s: float | None) -> dict:
+    """run.json's ``work``: the counts (:func:`work_counts`) set against this machine's matmul
+    peak: the fraction of the peak training and the probes ran at, and the floor — the run's
+    counted FLOPs at 100 % of the peak (training in its precision, probes in float32) — with the
+    wall time over it (``wall_s`` None: a resumed run, whose chunks ran in more than one process)."""
+    peak_train = matmul_peak_gflops(device, precision) * 1e9
+    peak_probe = matmul_peak_gflops(device, "float32") * 1e9
+    floor = work["train_flops"] / peak_train + work["probe_flops"] / peak_probe
+    frac = lambda flops, s, peak: float(f"{flops / s / peak:.3g}") if s > 0 else None   # noqa: E731
+    return {**work, "peak_gflops": {precision: round(peak_train / 1e9, 1), "float32": round(peak_probe / 1e9, 1)},
+            "train_frac_peak": frac(work["train_flops"], work["train_s"], peak_train),
+            "probe_frac_peak": frac(work["probe_flops"], work["probe_s"], peak_probe),
+            "floor_s": float(f"{floor:.3g}"), "wall_over_floor": round(wall_s / floor, 1) if floor > 0 and wall_s else None}
 
 
 def time_factor(peak_gflops: float, reference_gflops: float = REFERENCE_PEAK_GFLOPS["float32"]) -> float:

@@ -1,15 +1,18 @@
 """One chunk of streams: train, score and probe it.  The unit a backend runs and the store commits."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from ..probes.kinds import PROBES, column_prefix
-from ..probes.latent import Latent, block_latent, cross_fitted_probe, fit_probe, in_model_groups, latent_gap_probe, probe_folds
+from ..probes.latent import (WORK_KEYS, Latent, block_latent, cross_fitted_probe, fit_probe, in_model_groups,
+                             latent_gap_probe, probe_folds)
 from ..tasks import Task, as_numpy_rows, get_task
 from ..training.batched import BatchedTrainer, DeviceData, Streams
+from ..training.flops import training_flops
 from ..training.protocol import TrainingProtocol
 from .diagnostics import joint_diagnostics
 from .theory_terms import population_metrics, theory_chunk
@@ -43,7 +46,9 @@ def run_chunk(job: ChunkJob, train: DeviceData, test: DeviceData, device: torch.
     task = get_task(job.task)
     cs = job.streams
     trainer = BatchedTrainer(job.protocol, job.dims, job.subsets, job.n_outputs, task, device)
+    started = time.perf_counter()
     trainer.fit(train, cs, on_step=on_step)
+    trained = time.perf_counter()
     if on_probe is not None and not job.theory:
         on_probe(0)                                   # training is done: scoring and probes from here
     test_rows = trainer.test_rows(test, cs.groups)
@@ -62,6 +67,10 @@ def run_chunk(job: ChunkJob, train: DeviceData, test: DeviceData, device: torch.
         part["metrics"].update(population_metrics(trainer.model_, job.populations, cs.groups))
     probe = _probe_chunk(trainer, cs.groups, train, test, task, job.n_outputs, job.protocol, job.memory_budget,
                          on_probe, job.pairs, job.block_probes, job.probes)
+    sizes = [len(r) for r in cs.train_rows]
+    probe["work"].update(train_s=np.asarray([trained - started]), probe_s=np.asarray([time.perf_counter() - trained]),
+                         train_flops=np.asarray([training_flops(job.protocol, job.dims, job.subsets, job.n_outputs,
+                                                                sizes)]))
     for where, values in probe.items():
         if where == "diagnostics":
             part["metrics"].update({f"probe_{k}": v for k, v in values.items()})
@@ -99,6 +108,12 @@ def _probe_chunk(trainer: BatchedTrainer, groups: np.ndarray, train: DeviceData,
     fit = grouped(lambda Z, y, Zt, yt: PROBES.get("paper").fit(task, Z, y, Zt, yt, n_out, protocol))
     fit_heldout = grouped(lambda Z, y, Zt, yt: fit_probe(task, Z, y, Zt, yt, n_out, protocol, heldout=True))
     out: dict[str, dict[str, list[np.ndarray]]] = {}
+    work = dict.fromkeys(WORK_KEYS, 0.0)            # the solver work of every probe of the chunk
+
+    def count(res: dict) -> None:
+        for k in WORK_KEYS:
+            if k in res:
+                work[k] += float(res[k].sum())
     metric_names = list(task.metrics(as_numpy_rows(task.row_outcomes(torch.zeros(1, n_out, device=test.y.device),
                                                                       test.y[0, :1]))))
 
@@ -117,10 +132,12 @@ def _probe_chunk(trainer: BatchedTrainer, groups: np.ndarray, train: DeviceData,
         Z, y = _stacked_latent(part, train, g)
         Zt, yt = _stacked_latent(part, test, g)
         paper = fit(Z, y, Zt, yt)                      # the paper's probe: fitted on the training rows
+        count(paper)
         keep("probe_test", paper["test"], js)
         for name in extra_probes:                     # registered probes beside the paper's (probes.kinds)
             kind = PROBES.get(name)
             res = grouped(lambda Z, y, Zt, yt, kind=kind: kind.fit(task, Z, y, Zt, yt, n_out, protocol))(Z, y, Zt, yt)
+            count(res)
             keep(f"{column_prefix(name)}_test", res["test"], js)
         keep("diagnostics", {f"train_{k}": v for k, v in task.metrics(as_numpy_rows(paper["train"])).items()}, js)
         keep("diagnostics", {k: paper[k].cpu().numpy() for k in ("iterations", "converged") if k in paper}, js)
@@ -133,6 +150,8 @@ def _probe_chunk(trainer: BatchedTrainer, groups: np.ndarray, train: DeviceData,
                 matches.append((s * A + a, s * A + b, k))
                 seeds_.append(int(model.seeds[js[s]]) * 1009 + model.names.index(k))
         held = latent_gap_probe(fit_heldout, Zt, yt, folds, matches, seeds_)
+        count(held["models"]["work"])
+        count(held["controls"]["work"])
         for where in ("fit", "eval"):
             keep(f"heldout_{where}", held["models"][where], js)
             if pairs:
@@ -147,13 +166,15 @@ def _probe_chunk(trainer: BatchedTrainer, groups: np.ndarray, train: DeviceData,
                                                if len(model.subsets[a]) > 1})
             res = cross_fitted_probe(fit_heldout, blocks, yt[:, [m for m, _ in origin]] if yt.dim() == 2 else yt,
                                      folds)
+            count(res["work"])
             for name, v in task.metrics(as_numpy_rows(res["eval"])).items():     # (n_blocks,)
                 for i, (mi, k) in enumerate(origin):
                     cols[f"block_{k}_{name}"][mi] = v[i]
         keep("diagnostics", cols, js)
         if report:
             report(js[-1] + 1)
-    return {w: {k: np.concatenate(v) for k, v in d.items()} for w, d in out.items()}
+    return {**{w: {k: np.concatenate(v) for k, v in d.items()} for w, d in out.items()},
+            "work": {f"probe_{k}": np.asarray([v]) for k, v in work.items()}}
 
 
 def _stacked_latent(model, data: DeviceData, groups: torch.Tensor, view: str = "latent") -> tuple[Latent, torch.Tensor]:

@@ -32,7 +32,7 @@ from ..training.batched import DeviceData, Streams, chunk_streams, emulation_not
 from ..training.batched import BatchedTrainer
 from ..training.protocol import TrainingProtocol
 from .backends import LocalBackend
-from .budget import Estimate, bytes_per_row, check, estimate, matmul_peak_gflops
+from .budget import Estimate, bytes_per_row, check, estimate, matmul_peak_gflops, work_counts, work_record
 from .progress import Progress
 from .chunk import DIVERGED_OUTPUT, ChunkJob
 from .layout import RunLayout
@@ -327,6 +327,9 @@ def run_experiment(spec: ExperimentSpec, device: str = "auto", progress: bool = 
     result.trained_chunks = len(todo)
     if plan.estimate is not None:
         result.meta["estimate"] = plan.estimate.record()
+    if "work" in result.meta:
+        result.meta["work"] = work_record(result.meta["work"], plan.device, plan.protocol.precision,
+                                          result.meta["wall_time_s"] if len(todo) == len(plan.chunks) else None)
     return result
 
 
@@ -350,10 +353,10 @@ def assemble(plan: RunPlan | RunLayout, parts: dict[int, dict], wall_time: float
     metrics: dict[str, np.ndarray] = {}
     rows: dict[str, dict[str, np.ndarray]] = {}
     extras: dict[str, np.ndarray] = {}
-    first = parts[done[0]]                      # every chunk has the same keys, in the same order
+    first = {w: d for w, d in parts[done[0]].items() if w != "work"}   # every chunk: the same keys, in order
     keys = {w: list(d) for w, d in first.items()}
     for ci in done:
-        if {w: list(d) for w, d in parts[ci].items()} != keys:
+        if {w: list(d) for w, d in parts[ci].items() if w != "work"} != keys:
             raise OutputError(f"chunk {ci} of this run holds other results than chunk {done[0]}: the store was "
                               "written by another version of mmgain. Start the run afresh (--overwrite), or "
                               "finish it with the version that began it")
@@ -391,6 +394,8 @@ def assemble(plan: RunPlan | RunLayout, parts: dict[int, dict], wall_time: float
         "design": plan.design,
         "versions": _versions(), "data": plan.data_meta,
     }
+    if all("work" in parts[ci] for ci in done):    # chunks stored by an older version have no work record
+        result.meta["work"] = work_counts([parts[ci]["work"] for ci in done])
     if plan.selection is not None:
         result.meta["forward_selection"] = plan.selection
     if len(done) < len(plan.chunks):
