@@ -25,7 +25,6 @@ from ..training.flops import training_flops
 from ..training.batched import BatchedTrainer, DeviceData, Streams, emulation_note, resolve_device
 from ..training.naive import train_naive
 from ..training.protocol import PROTOCOLS
-from ..training.schedule import BatchSchedule
 from .budget import matmul_peak_gflops
 
 RATIOS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
