@@ -189,3 +189,44 @@ def test_lbfgs_converges_where_armijo_alone_cannot_see_the_decrease():
     assert not bool(naive["converged"].any())
     assert bool(info["converged"].all())
     np.testing.assert_allclose(x.numpy(), torch.linalg.solve(Q, c).numpy(), atol=1e-5)
+
+
+def test_the_held_out_stopping_rule_keeps_gamma_within_a_tenth_of_its_half_width():
+    """The cross-fitted probe's default stopping rule (protocol.heldout_tol / heldout_max_iter): against
+    a far tighter fit of the same latents, no γ̂ moves by 10 % of its per-row 95 % half-width, and
+    no fit stops short of the tolerance; a rule 100× looser moves some γ̂ by more (the criterion can
+    fail here).  scripts/probe_tolerance.py measures the same on mfeat (docs/benchmarks.md)."""
+    from mmgain.data.subsets import enumerate_subsets
+    from mmgain.probes.latent import fit_probe, latent_gap_probe, probe_folds
+    from mmgain.tasks import get_task
+    from mmgain.training.protocol import TrainingProtocol
+
+    g = torch.Generator().manual_seed(1)
+    n, H, C, names = 240, 48, 4, ["m0", "m1", "m2"]
+    subsets = enumerate_subsets(names)
+    y = torch.randint(0, C, (n,), generator=g)
+    blocks, members = {}, {}
+    for k in names:
+        members[k] = [a for a, s in enumerate(subsets) if k in s]
+        mu = torch.randn(len(members[k]), C, H, generator=g) * 0.15
+        blocks[k] = torch.relu(torch.randn(n, len(members[k]), H, generator=g) + mu[:, y].transpose(0, 1))
+    Z = Latent(blocks, members, names, len(subsets))
+    pairs = [(a, subsets.index(tuple(x for x in M if x != k)), k) for a, M in enumerate(subsets) if len(M) > 1
+             for k in M]
+    folds, task = probe_folds(y.numpy(), 3), get_task("classification")
+
+    def gamma(protocol):
+        fit = lambda Z_, y_, Zt_, yt_: fit_probe(task, Z_, y_, Zt_, yt_, C, protocol, heldout=True)   # noqa: E731
+        held = latent_gap_probe(fit, Z, y, folds, pairs, list(range(len(pairs))))
+        risk = lambda d: 0.5 * (d["fit"]["loss"] + d["eval"]["loss"]).numpy()                     # noqa: E731
+        m, c = risk(held["models"]), risk(held["controls"])
+        short = sum(float(w["unconverged"].sum()) for w in (held["models"]["work"], held["controls"]["work"]))
+        return np.stack([m[a] - c[i] for i, (a, _, _) in enumerate(pairs)]), short
+
+    default = TrainingProtocol()
+    ref, _ = gamma(default.with_(heldout_tol=1e-6, heldout_max_iter=3000))
+    half_width = 1.96 * ref.std(1, ddof=1) / np.sqrt(n)
+    moved = lambda g_: float((np.abs(g_.mean(1) - ref.mean(1)) / half_width).max())   # noqa: E731
+    got, short = gamma(default)
+    assert moved(got) < 0.1 and short == 0
+    assert moved(gamma(default.with_(heldout_tol=100 * default.heldout_tol))[0]) > 0.1

@@ -77,7 +77,18 @@ def probe_bytes_per_model(n_rows: int, width: int, n_out: int, dense: bool) -> f
 
 
 PROBE_GROUP_BYTES = 2e9      # the most one probe group holds
-WORK_KEYS = ("evaluations", "flops")   # a probe's per-model solver work (counted, for run.json and the bench)
+
+
+def solver_work(res: dict) -> dict[str, Tensor]:
+    """A probe result's solver work per model (A,), for run.json and the bench: ``evaluations``
+    and their ``flops``, the ``fits`` made and how many of them stopped short of the tolerance
+    (``unconverged``: an iteration cap or a failed line search).  A probe that reports none of
+    these (a registered probe of another kind) counts nothing."""
+    out = {k: res[k].double().cpu() for k in ("evaluations", "flops") if k in res}
+    if "converged" in res:
+        out["fits"] = torch.ones_like(res["converged"], dtype=torch.float64).cpu()
+        out["unconverged"] = 1 - res["converged"].double().cpu()
+    return out
 
 
 def in_model_groups(probe: Callable[..., dict], n_out: int, dense: bool,
@@ -339,7 +350,7 @@ def cross_fitted_probe(probe: Callable[..., dict], Z: Latent, y: Tensor, folds: 
     For each fold, the probe is fitted on the other folds and scored on this one
     (``eval``: every row's out-of-fold outcome), and each row's in-sample
     outcomes are averaged over the fits that used it (``fit``).  Both are
-    (A, n); ``work`` sums the probe's solver work over the folds (:data:`WORK_KEYS`, (A,)).
+    (A, n); ``work`` sums the probe's :func:`solver_work` over the folds, per model (A,).
     ½(fit + eval) is the bias-corrected risk of the best head
     (:mod:`mmgain.analysis.estimates`).
     """
@@ -353,9 +364,8 @@ def cross_fitted_probe(probe: Callable[..., dict], Z: Latent, y: Tensor, folds: 
     for j in range(k):
         tr, ev = (f != j).nonzero().squeeze(1), (f == j).nonzero().squeeze(1)
         res = probe(Z.take(tr), y[tr], Z.take(ev), y[ev])
-        for name in WORK_KEYS:
-            if name in res:
-                work[name] = work.get(name, 0) + res[name].double().cpu()
+        for name, v in solver_work(res).items():
+            work[name] = work.get(name, 0) + v
         for name, v in res["train"].items():
             fit_sum.setdefault(name, torch.zeros(v.shape[0], len(y), dtype=torch.float64, device=v.device))
             fit_sum[name][:, tr] += v.double()

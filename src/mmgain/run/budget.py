@@ -28,6 +28,7 @@ TRAIN_RATE = 3.6e10          # training multiply–adds per second
 PROBE_RATE = 5.0e8           # probe work units (rows × latent width × L-BFGS passes) per second
 PROBE_OVERHEAD_S = 0.5       # per stream: the probes' per-iteration Python
 PROBE_PER_FIT_S = 4e-3       # per probe fit (model or control, per fold): iterations on small separable data
+HELDOUT_ROW_WEIGHT = 6.9     # a test row's probe work against a training row's: the cross-fitted probe's folds and rule
 GPU_SPEEDUP = 30.0
 # The reference machine's matmul_peak_gflops on the day TRAIN_RATE was set, and the matmul share
 # of training's time that the same day's float32 and bfloat16 trainings imply; derivation and raw
@@ -72,11 +73,13 @@ def matmul_peak_gflops(device, precision: str = "float32") -> float:
 def work_counts(chunks: list[dict]) -> dict:
     """The run's counted work from its chunks' records (:func:`mmgain.run.chunk.run_chunk`):
     seconds of training and of what follows it (scoring, diagnostics, probes), training's
-    counted FLOPs (:mod:`mmgain.training.flops`), the probes' solver evaluations and FLOPs."""
+    counted FLOPs (:mod:`mmgain.training.flops`), the probes' solver evaluations and FLOPs, their
+    fits and how many stopped short of the tolerance."""
     total = lambda k: float(sum(float(np.sum(c[k])) for c in chunks))   # noqa: E731
     return {"train_s": round(total("train_s"), 2), "probe_s": round(total("probe_s"), 2),
             "train_flops": float(f"{total('train_flops'):.4g}"), "probe_flops": float(f"{total('probe_flops'):.4g}"),
-            "probe_evals": int(total("probe_evaluations"))}
+            "probe_evals": int(total("probe_evaluations")), "probe_fits": int(total("probe_fits")),
+            "probe_fits_short": int(total("probe_unconverged"))}
 
 
 def work_record(work: dict, device, precision: str, wall_s: float | None) -> dict:
@@ -145,7 +148,7 @@ def estimate(protocol, dims: dict[str, int], subsets, sample_sizes, n_train: int
     train = sum(protocol.epochs * n for n in sample_sizes) * per_row * 3      # forward + backward
     train *= 2 if theory else 1                                               # --theory: the label-flip fits
     latent_width = sum(len(s) for s in subsets) + (n_pairs if pair_blocks is None else pair_blocks)
-    probe = len(sample_sizes) * (n_train + 2 * n_test) * latent_width * H * 60   # L-BFGS: ~60 passes
+    probe = len(sample_sizes) * (n_train + HELDOUT_ROW_WEIGHT * n_test) * latent_width * H * 60   # ~60 passes
     fits = len(sample_sizes) * (len(subsets) + n_pairs) * (1 + protocol.probe_folds)   # paper probe + cross-fit
     speed = GPU_SPEEDUP if device_type == "cuda" else 1.0
     precision = getattr(protocol, "precision", "float32")

@@ -8,8 +8,8 @@ import numpy as np
 import torch
 
 from ..probes.kinds import PROBES, column_prefix
-from ..probes.latent import (WORK_KEYS, Latent, block_latent, cross_fitted_probe, fit_probe, in_model_groups,
-                             latent_gap_probe, probe_folds)
+from ..probes.latent import (Latent, block_latent, cross_fitted_probe, fit_probe, in_model_groups, latent_gap_probe,
+                             probe_folds, solver_work)
 from ..tasks import Task, as_numpy_rows, get_task
 from ..training.batched import BatchedTrainer, DeviceData, Streams
 from ..training.flops import training_flops
@@ -108,12 +108,11 @@ def _probe_chunk(trainer: BatchedTrainer, groups: np.ndarray, train: DeviceData,
     fit = grouped(lambda Z, y, Zt, yt: PROBES.get("paper").fit(task, Z, y, Zt, yt, n_out, protocol))
     fit_heldout = grouped(lambda Z, y, Zt, yt: fit_probe(task, Z, y, Zt, yt, n_out, protocol, heldout=True))
     out: dict[str, dict[str, list[np.ndarray]]] = {}
-    work = dict.fromkeys(WORK_KEYS, 0.0)            # the solver work of every probe of the chunk
+    work = dict.fromkeys(("evaluations", "flops", "fits", "unconverged"), 0.0)   # every probe's solver work
 
-    def count(res: dict) -> None:
-        for k in WORK_KEYS:
-            if k in res:
-                work[k] += float(res[k].sum())
+    def count(per_model: dict) -> None:
+        for k, v in per_model.items():
+            work[k] += float(v.sum())
     metric_names = list(task.metrics(as_numpy_rows(task.row_outcomes(torch.zeros(1, n_out, device=test.y.device),
                                                                       test.y[0, :1]))))
 
@@ -132,12 +131,12 @@ def _probe_chunk(trainer: BatchedTrainer, groups: np.ndarray, train: DeviceData,
         Z, y = _stacked_latent(part, train, g)
         Zt, yt = _stacked_latent(part, test, g)
         paper = fit(Z, y, Zt, yt)                      # the paper's probe: fitted on the training rows
-        count(paper)
+        count(solver_work(paper))
         keep("probe_test", paper["test"], js)
         for name in extra_probes:                     # registered probes beside the paper's (probes.kinds)
             kind = PROBES.get(name)
             res = grouped(lambda Z, y, Zt, yt, kind=kind: kind.fit(task, Z, y, Zt, yt, n_out, protocol))(Z, y, Zt, yt)
-            count(res)
+            count(solver_work(res))
             keep(f"{column_prefix(name)}_test", res["test"], js)
         keep("diagnostics", {f"train_{k}": v for k, v in task.metrics(as_numpy_rows(paper["train"])).items()}, js)
         keep("diagnostics", {k: paper[k].cpu().numpy() for k in ("iterations", "converged") if k in paper}, js)
