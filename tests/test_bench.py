@@ -110,3 +110,15 @@ def test_available_memory_counts_what_the_kernel_can_reclaim(tmp_path):
     info.write_text("MemTotal:       24000000 kB\nMemFree:          500000 kB\nMemAvailable:   22000000 kB\n")
     assert available_memory_gb(str(info)) == pytest.approx(22000000 * 1024 / 1e9)
     assert available_memory_gb(str(tmp_path / "absent")) > 0                  # falls back to the free pages
+
+
+def test_work_counts_sum_the_chunks_and_refuse_a_record_this_version_does_not_write():
+    import numpy as np
+
+    from mmgain.run.budget import WORK_KEYS, work_counts
+    one = {k: np.asarray([2.0]) for k in WORK_KEYS}
+    got = work_counts([one, {**one, "probe_fits": np.asarray([3.0])}])
+    assert got["probe_fits"] == 5 and got["train_s"] == 4.0 and got["probe_evals"] == 4
+    assert work_counts([one, {k: v for k, v in one.items() if k != "probe_s"}]) is None      # a key missing
+    assert work_counts([{**one, "train_s": np.asarray(["x"])}]) is None                        # not a number
+    assert work_counts([{**one, "probe_flops": np.asarray([np.inf])}]) is None                # not finite

@@ -28,7 +28,7 @@ TRAIN_RATE = 3.6e10          # training multiply–adds per second
 PROBE_RATE = 5.0e8           # probe work units (rows × latent width × L-BFGS passes) per second
 PROBE_OVERHEAD_S = 0.5       # per stream: the probes' per-iteration Python
 PROBE_PER_FIT_S = 4e-3       # per probe fit (model or control, per fold): iterations on small separable data
-HELDOUT_ROW_WEIGHT = 6.9     # a test row's probe work against a training row's: the cross-fitted probe's folds and rule
+HELDOUT_ROW_WEIGHT = 4.5     # a test row's probe work against a training row's: the cross-fitted probe's folds and rule
 GPU_SPEEDUP = 30.0
 # The reference machine's matmul_peak_gflops on the day TRAIN_RATE was set, and the matmul share
 # of training's time that the same day's float32 and bfloat16 trainings imply; derivation and raw
@@ -70,11 +70,20 @@ def matmul_peak_gflops(device, precision: str = "float32") -> float:
     return _PEAKS[key]
 
 
-def work_counts(chunks: list[dict]) -> dict:
+WORK_KEYS = ("train_s", "probe_s", "train_flops", "probe_flops", "probe_evaluations", "probe_fits",
+             "probe_unconverged")
+
+
+def work_counts(chunks: list[dict]) -> dict | None:
     """The run's counted work from its chunks' records (:func:`mmgain.run.chunk.run_chunk`):
     seconds of training and of what follows it (scoring, diagnostics, probes), training's
     counted FLOPs (:mod:`mmgain.training.flops`), the probes' solver evaluations and FLOPs, their
-    fits and how many stopped short of the tolerance."""
+    fits and how many stopped short of the tolerance.  None if a chunk's record is not one this
+    version writes (a stored chunk is read from a folder: untrusted)."""
+    for c in chunks:
+        if any(k not in c or np.asarray(c[k]).dtype.kind not in "fiu" or not np.isfinite(c[k]).all()
+               for k in WORK_KEYS):
+            return None
     total = lambda k: float(sum(float(np.sum(c[k])) for c in chunks))   # noqa: E731
     return {"train_s": round(total("train_s"), 2), "probe_s": round(total("probe_s"), 2),
             "train_flops": float(f"{total('train_flops'):.4g}"), "probe_flops": float(f"{total('probe_flops'):.4g}"),

@@ -42,7 +42,8 @@ class ChunkJob:
 def run_chunk(job: ChunkJob, train: DeviceData, test: DeviceData, device: torch.device,
               on_step=None, on_probe=None) -> dict[str, dict[str, np.ndarray]]:
     """Train, score and probe one chunk of streams.  Returns ``{"metrics": {name: (s, A)},
-    <rows part>: {name: (s, A|Q, n_test)}}`` for the chunk's s streams, in chunk order."""
+    <rows part>: {name: (s, A|Q, n_test)}}`` for the chunk's s streams, in chunk order, and the
+    chunk's counted and timed ``work`` (:func:`mmgain.run.budget.work_counts`), one value each."""
     task = get_task(job.task)
     cs = job.streams
     trainer = BatchedTrainer(job.protocol, job.dims, job.subsets, job.n_outputs, task, device)

@@ -395,7 +395,8 @@ def assemble(plan: RunPlan | RunLayout, parts: dict[int, dict], wall_time: float
         "versions": _versions(), "data": plan.data_meta,
     }
     if all("work" in parts[ci] for ci in done):    # chunks stored by an older version have no work record
-        result.meta["work"] = work_counts([parts[ci]["work"] for ci in done])
+        if (work := work_counts([parts[ci]["work"] for ci in done])) is not None:
+            result.meta["work"] = work
     if plan.selection is not None:
         result.meta["forward_selection"] = plan.selection
     if len(done) < len(plan.chunks):

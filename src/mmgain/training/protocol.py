@@ -29,10 +29,10 @@ class TrainingProtocol:
     standardized latents; stop when every gradient entry is below ``probe_tol``).
     ``probe_folds`` is the number of folds of the cross-fitted probe on the
     test rows that gives the corrected γ̂ (see :mod:`mmgain.analysis.estimates`);
-    ``heldout_tol``/``heldout_max_iter`` its stopping rule: the loosest tolerance at
-    which no γ̂, η̂ or deficit moves by a tenth of its own interval's half-width against
-    a far tighter fit, with a cap that almost no fit reaches (``scripts/probe_tolerance.py``
-    measures both; docs/benchmarks.md, "The probes' stopping rule").
+    ``heldout_tol``/``heldout_max_iter`` its stopping rule, the paper probe's: the loosest
+    tolerance measured at which no γ̂, η̂ or deficit moves by a tenth of its own interval's
+    half-width against a far tighter fit (``scripts/probe_tolerance.py``; docs/benchmarks.md,
+    "The probes' stopping rule", also for the share of fits the cap stops).
     ``solver`` is ``"adam"`` (minibatch Adam for ``epochs``), or ``"lstsq"``: exact empirical risk
     minimisation for linear encoders and squared loss (each model set to the least-squares fit,
     minimum norm, with an intercept; needs ``activation="none"`` and ``hidden`` ≥ every modality's
@@ -67,7 +67,7 @@ class TrainingProtocol:
     probe_tol: float = 1e-5
     probe_folds: int = 3
     heldout_tol: float = 1e-5
-    heldout_max_iter: int = 2000
+    heldout_max_iter: int = 500
     solver: str = "adam"
     precision: str = "float32"
 
