@@ -95,8 +95,8 @@ def in_model_groups(probe: Callable[..., dict], n_out: int, dense: bool,
                     max_bytes: float = PROBE_GROUP_BYTES) -> Callable[..., dict]:
     """``probe`` fitted on groups of models that fit ``max_bytes``, results concatenated: a
     lattice of thousands of models is probed in pieces instead of exhausting memory.  Each
-    model's fit is its own problem, but the padded width of a group and its stopping
-    bookkeeping can move a model's numbers at the solver's tolerance, so the cap is a
+    model's fit is its own problem, but a group's stopping bookkeeping can move a model's
+    numbers at the solver's tolerance, so the cap is a
     constant, not ``--memory-gb``: the memory budget changes speed, never a number."""
     def run(Z: Latent, y: Tensor, Zt: Latent, yt: Tensor) -> dict:
         width = sum(b.shape[-1] for b in Z.blocks.values()) if dense else Z.widest()
@@ -107,8 +107,7 @@ def in_model_groups(probe: Callable[..., dict], n_out: int, dense: bool,
         parts = []
         for start in range(0, Z.n_models, size):
             ms = list(range(start, min(start + size, Z.n_models)))
-            pick = (lambda t: t[:, ms]) if y.dim() == 2 else (lambda t: t)
-            parts.append(probe(Z.models(ms), pick(y), Zt.models(ms), pick(yt)))
+            parts.append(probe(Z.models(ms), _targets_of(y, ms), Zt.models(ms), _targets_of(yt, ms)))
         return _concat_models(parts)
     return run
 
@@ -120,12 +119,16 @@ def _by_width(probe: Callable[..., dict], widths: Sequence[int], Z: Latent, y: T
     order, parts = [], []
     for w in sorted(set(widths)):
         ms = [m for m, wm in enumerate(widths) if wm == w]
-        pick = (lambda t: t[:, ms]) if y.dim() == 2 else (lambda t: t)
-        parts.append(probe(Z.models(ms), pick(y), Z_test.models(ms), pick(y_test)))
+        parts.append(probe(Z.models(ms), _targets_of(y, ms), Z_test.models(ms), _targets_of(y_test, ms)))
         order += ms
     inverse = torch.empty(len(order), dtype=torch.long)
     inverse[torch.as_tensor(order)] = torch.arange(len(order))
     return _reorder(_concat_models(parts), inverse)
+
+
+def _targets_of(y: Tensor, models: Sequence[int]) -> Tensor:
+    """The targets of ``models``: their columns of a per-model (n, A) target, or the shared (n,)."""
+    return y[:, list(models)] if y.dim() == 2 else y
 
 
 def _reorder(res, index: Tensor):
@@ -299,7 +302,7 @@ def logistic_probe(Z: Latent, y: Tensor, Z_test: Latent, y_test: Tensor, n_class
             out[part] = {"loss": F.cross_entropy(lg, target, reduction="none"),
                          "correct": (lg.argmax(1) == target).float()}
     evals = info["evaluations"].double()
-    width = torch.as_tensor(Z.model_widths(), dtype=torch.float64, device=dev)
+    width = torch.as_tensor(widths, dtype=torch.float64, device=dev)
     n, n_test = len(Y[0]), len(Yt[0])
     flops = (4 * n * evals + 2 * (n + n_test)) * width * C    # logits and gradient per evaluation; outcomes
     return {**out, "iterations": info["iterations"].double(), "converged": info["converged"].double(),

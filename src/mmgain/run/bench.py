@@ -25,7 +25,7 @@ from ..training.flops import training_flops
 from ..training.batched import BatchedTrainer, DeviceData, Streams, emulation_note, resolve_device
 from ..training.naive import train_naive
 from ..training.protocol import PROTOCOLS
-from .budget import matmul_peak_gflops
+from .budget import matmul_peak_gflops, work_record
 
 RATIOS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 
@@ -135,11 +135,11 @@ def run_bench(quick: bool = False, device: str = "auto", naive_epochs: int | Non
     flops = training_flops(protocol, w.dims, subsets, w.n_classes, sizes, real=False)
     real = training_flops(protocol, w.dims, subsets, w.n_classes, sizes)
     peak = matmul_peak_gflops(dev, protocol.precision)
-    peak32 = matmul_peak_gflops(dev, "float32")
+    rec = work_record({"train_s": t_train, "probe_s": t_probe, "train_flops": real, "probe_flops": probe_flops},
+                      dev, protocol.precision, t_train + t_probe)          # as run.json's work, one formula
     work = {"probe_evals": int(probe_evals), "probe_gflops": round(probe_flops / t_probe / 1e9, 2),
-            "probe_frac_peak": round(probe_flops / t_probe / 1e9 / peak32, 3),
-            "floor_s": round(real / peak / 1e9 + probe_flops / peak32 / 1e9, 3)}
-    work["batched_over_floor"] = round((t_train + t_probe) / work["floor_s"], 2)
+            "probe_frac_peak": rec["probe_frac_peak"], "floor_s": rec["floor_s"],
+            "batched_over_floor": rec["wall_over_floor"]}
     if not naive:                   # --batched-only: the scaling study (time per model against K)
         out = {"device": _device_label(dev), "precision": protocol.precision, "k": len(names),
                "subsets": len(subsets), "models": n_models,
