@@ -8,14 +8,17 @@ statistic, how far each estimate moved in units of its own 95 % half-width (per-
 of fits that stopped short of the tolerance, and the time.
 
     .venv/bin/python scripts/probe_tolerance.py [--data mfeat] [--ratio 1.0] [--tols 1e-3 1e-4 1e-5 1e-6]
+        [--max-iter 500] [--ref-max-iter 3000] [--intercept-steps 1 10]
 """
 import argparse
+import inspect
 import time
 
 import numpy as np
 import torch
 
-from mmgain.probes.latent import block_latent, cross_fitted_probe, fit_probe, in_model_groups, latent_gap_probe, probe_folds
+from mmgain.probes.latent import (block_latent, cross_fitted_probe, in_model_groups, latent_gap_probe, logistic_probe,
+                                  probe_folds)
 from mmgain.run.chunk import _stacked_latent
 from mmgain.run.runner import plan_run
 from mmgain.spec import ExperimentSpec
@@ -29,7 +32,11 @@ def main() -> None:
     ap.add_argument("--ratio", type=float, default=1.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tols", type=float, nargs="+", default=[1e-3, 1e-4, 1e-5, 1e-6])
-    ap.add_argument("--max-iter", type=int, default=200, help="the iteration cap of every fit (default: mmgain's)")
+    ap.add_argument("--max-iter", type=int, default=500, help="the iteration cap of every fit but the reference (mmgain's)")
+    ap.add_argument("--intercept-steps", type=float, nargs="+", default=[10.0],
+                    help="the solver's intercept steps to try with every tolerance but the reference's "
+                         "(the reference: mmgain's default)")
+    ap.add_argument("--ref-max-iter", type=int, default=None, help="the reference fit's cap (default: --max-iter)")
     args = ap.parse_args()
     spec = ExperimentSpec(name="tolerance", data=args.data, seeds=1, ratios=(args.ratio,), cv=0)
     plan = plan_run(spec, "cpu", progress=False, allow_large=True)
@@ -49,10 +56,13 @@ def main() -> None:
     seeds = [int(model.seeds[0]) * 1009 + model.names.index(k) for _, _, k in pairs]
     multi = {a for a, M in enumerate(subsets) if len(M) > 1}
     results = {}
-    for tol in sorted(args.tols):
-        prot = protocol.with_(heldout_tol=tol, heldout_max_iter=args.max_iter)
-        fit = in_model_groups(lambda Z, y, Z2, y2, prot=prot: fit_probe(task, Z, y, Z2, y2, job.n_outputs, prot,
-                                                                         heldout=True), job.n_outputs, False)
+    default_step = inspect.signature(logistic_probe).parameters["intercept_step"].default
+    rules = [(min(args.tols), default_step)] + [(tol, c) for tol in sorted(args.tols)[1:] for c in args.intercept_steps]
+    for i, (tol, step) in enumerate(rules):
+        cap = (args.ref_max_iter or args.max_iter) if i == 0 else args.max_iter
+        fit = in_model_groups(lambda Z, y, Z2, y2, tol=tol, step=step, cap=cap: logistic_probe(
+            Z, y, Z2, y2, job.n_outputs, l2=protocol.probe_l2, max_iter=cap, tol=tol, intercept_step=step),
+            job.n_outputs, False)
         t0 = time.perf_counter()
         held = latent_gap_probe(fit, Zt, yt, folds, pairs, seeds)
         blocks, origin = block_latent(Zt, multi)
@@ -60,26 +70,31 @@ def main() -> None:
         seconds = time.perf_counter() - t0
         risk = lambda d: 0.5 * (d["fit"]["loss"] + d["eval"]["loss"]).numpy()      # noqa: E731  (problems, n)
         m, c = risk(held["models"]), risk(held["controls"])
-        fits = sum(float(w["unconverged"].sum()) for w in (held["models"]["work"], held["controls"]["work"],
-                                                            deficit["work"]))
+        works = (held["models"]["work"], held["controls"]["work"], deficit["work"])
+        fits = sum(float(w["unconverged"].sum()) for w in works)
+        evals = sum(float(w["evaluations"].sum()) for w in works)
         n_fits = (len(m) + len(c) + len(origin)) * protocol.probe_folds
-        print(f"  tolerance {tol:g}: {seconds:.0f} s", flush=True)
-        results[tol] = {"eta": m, "gamma": np.stack([m[a] - c[i] for i, (a, _, _) in enumerate(pairs)]),
-                        "deficit": deficit["eval"]["loss"].numpy(), "short": fits / n_fits, "s": seconds}
-    ref = results[min(results)]
+        print(f"  tolerance {tol:g}, intercept step {step:g}: {seconds:.0f} s", flush=True)
+        results[i] = {"eta": m, "gamma": np.stack([m[a] - c[i] for i, (a, _, _) in enumerate(pairs)]),
+                        "deficit": deficit["eval"]["loss"].numpy(), "short": fits / n_fits, "s": seconds,
+                        "evals": evals}
+    ref = results[0]
     n = ref["eta"].shape[1]
-    print(f"reference: tolerance {min(results):g}; {len(pairs)} pairs, {len(subsets)} models, {len(origin)} blocks, "
-          f"{n} test rows, {protocol.probe_folds} folds, cap {args.max_iter} iterations")
-    print("| tolerance | max |Δγ̂|/hw | median | pairs > 10 % | max |Δη̂|/hw | max |Δdeficit|/hw | fits short of tol | probe s |")
-    print("|---|---|---|---|---|---|---|---|")
-    for tol, r in sorted(results.items(), reverse=True):
+    print(f"reference: tolerance {rules[0][0]:g}; {len(pairs)} pairs, {len(subsets)} models, {len(origin)} blocks, "
+          f"{n} test rows, {protocol.probe_folds} folds, cap {args.ref_max_iter or args.max_iter} iterations; "
+          f"the others: cap {args.max_iter}")
+    print("| tolerance | intercept step | max |Δγ̂|/hw | median | pairs > 10 % | max |Δη̂|/hw | max |Δdeficit|/hw | fits short of the rule | "
+          "evaluations | probe s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for i, r in sorted(results.items(), reverse=True):
+        tol, step = rules[i]
         moved = {}
         for key in ("gamma", "eta", "deficit"):
             hw = 1.96 * ref[key].std(1, ddof=1) / np.sqrt(n)
             moved[key] = np.abs(r[key].mean(1) - ref[key].mean(1)) / np.where(hw > 0, hw, np.inf)
-        print(f"| {tol:g} | {moved['gamma'].max():.3f} | {np.median(moved['gamma']):.4f} | "
+        print(f"| {tol:g} | {step:g} | {moved['gamma'].max():.3f} | {np.median(moved['gamma']):.4f} | "
               f"{int((moved['gamma'] > 0.1).sum())} of {len(pairs)} | {moved['eta'].max():.3f} | "
-              f"{moved['deficit'].max():.3f} | {100 * r['short']:.1f} % | {r['s']:.0f} |")
+              f"{moved['deficit'].max():.3f} | {100 * r['short']:.1f} % | {r['evals']:.3g} | {r['s']:.0f} |")
 
 
 if __name__ == "__main__":

@@ -206,7 +206,8 @@ def _standardize(Z: Latent, Z_test: Latent) -> tuple[dict[str, Tensor], dict[str
 
 
 def logistic_probe(Z: Latent, y: Tensor, Z_test: Latent, y_test: Tensor, n_classes: int,
-                   l2: float = 1e-3, max_iter: int = 500, tol: float = 1e-5) -> dict[str, Tensor]:
+                   l2: float = 1e-3, max_iter: int = 500, tol: float = 1e-5,
+                   intercept_step: float = 10.0) -> dict[str, Tensor]:
     """Multinomial logistic regression on the frozen latent, full-batch L-BFGS to convergence.
 
     ``y`` is (n,), or (n, A) when the models have different targets.  Features
@@ -221,10 +222,18 @@ def logistic_probe(Z: Latent, y: Tensor, Z_test: Latent, y_test: Tensor, n_class
     plus the ``iterations`` used, whether the gradient tolerance was reached (``converged``,
     1/0), the solver's ``evaluations`` and their counted ``flops`` (the logits and gradient
     GEMMs, 4·n·width·C per evaluation, and the outcomes), per model (A,).
+
+    ``intercept_step`` sets where L-BFGS starts its inverse curvature for the intercepts:
+    ``intercept_step`` times the weights' (:func:`batched_lbfgs`, ``precondition``).  The solver
+    scales its steps to the curvature it last saw, which the weights' correlated directions
+    dominate (many units of one encoder move together), so intercepts that start at the
+    weights' scale crawl and are the last to converge.  It changes the path, not the optimum;
+    the default is measured (docs/benchmarks.md, "The probes' stopping rule").
     """
     widths = Z.model_widths()
     if len(set(widths)) > 1:
-        return _by_width(lambda Z_, y_, Zt_, yt_: logistic_probe(Z_, y_, Zt_, yt_, n_classes, l2, max_iter, tol),
+        return _by_width(lambda Z_, y_, Zt_, yt_: logistic_probe(Z_, y_, Zt_, yt_, n_classes, l2, max_iter, tol,
+                                                                 intercept_step),
                          widths, Z, y, Z_test, y_test)
     X, Xt = _standardize(Z, Z_test)
     A, C = Z.n_models, n_classes
@@ -292,8 +301,15 @@ def logistic_probe(Z: Latent, y: Tensor, Z_test: Latent, y_test: Tensor, n_class
         wx = x * weights
         return ce + 0.5 * l2 * (wx.double() * x).sum(1), grad[rows] + l2 * wx
 
+    def scale_intercepts(v: Tensor, models: Tensor) -> Tensor:
+        """H₀'s shape: 1 on the weights, ``intercept_step`` on the intercepts."""
+        out = v.clone()
+        out[:, n_w:] *= intercept_step
+        return out
+
     x0 = torch.zeros(A, n_w + C, device=dev, dtype=dtype)
-    x, info = batched_lbfgs(None, x0, max_iter=max_iter, tol=tol, value_and_grad=value_and_grad)
+    x, info = batched_lbfgs(None, x0, max_iter=max_iter, tol=tol, value_and_grad=value_and_grad,
+                            precondition=None if intercept_step == 1.0 else scale_intercepts)
     every = torch.arange(A, device=dev)
     with torch.no_grad():
         out = {}

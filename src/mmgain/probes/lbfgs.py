@@ -21,6 +21,7 @@ from torch import Tensor
 
 Objective = Callable[[Tensor, Tensor], Tensor]   # f(x (a, D), indices (a,)) -> values (a,)
 ValueAndGrad = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]   # -> values (a,), gradients (a, D)
+Preconditioner = Callable[[Tensor, Tensor], Tensor]   # P⁻¹ v for v (a, D), indices (a,) -> (a, D)
 
 
 def autograd_value_and_grad(f: Objective) -> ValueAndGrad:
@@ -42,7 +43,7 @@ def _dot(a: Tensor, b: Tensor) -> Tensor:
 @torch.no_grad()
 def batched_lbfgs(f: Objective | None, x0: Tensor, max_iter: int = 500, tol: float = 1e-5,
                   history: int = 10, max_backtracks: int = 30, value_and_grad: ValueAndGrad | None = None,
-                  approx_eps: float = 1e-6) -> tuple[Tensor, dict]:
+                  approx_eps: float = 1e-6, precondition: Preconditioner | None = None) -> tuple[Tensor, dict]:
     """Minimize ``f(x, idx)[i]`` over ``x[i]`` for every problem; ``x0`` is (A, D).
 
     ``f`` is called with the rows of the problems still running and their
@@ -54,6 +55,11 @@ def batched_lbfgs(f: Objective | None, x0: Tensor, max_iter: int = 500, tol: flo
     fails.  Returns the solution and per-problem ``{"iterations": (A,),
     "converged": (A,), "evaluations": (A,)}`` (evaluations: the calls of ``f`` that included
     the problem, line-search trials too — the work the solver spent on it).
+
+    ``precondition`` applies P⁻¹ of a fixed positive definite P that approximates each
+    problem's curvature: the recursion then starts from H₀ = γ·P⁻¹ instead of γ·I, with
+    γ = sᵀy / yᵀP⁻¹y (Nocedal and Wright, 2006, §7.2), so ill-conditioned directions that P
+    knows cost no iterations.
     """
     vg = value_and_grad or autograd_value_and_grad(f)
 
@@ -99,7 +105,7 @@ def batched_lbfgs(f: Objective | None, x0: Tensor, max_iter: int = 500, tol: flo
             a = R[j] * _dot(S[j], q)
             q.addcmul_(Y[j], a[:, None], value=-1)
             alphas.append(a)
-        d = q.mul_(gamma[:, None])
+        d = (precondition(q, ids) if precondition is not None else q).mul_(gamma[:, None])
         for j, a in zip(reversed(order), reversed(alphas)):
             d.addcmul_(S[j], (a - R[j] * _dot(Y[j], d))[:, None])
         d = d.neg_()
@@ -134,7 +140,8 @@ def batched_lbfgs(f: Objective | None, x0: Tensor, max_iter: int = 500, tol: flo
             y = torch.where(keep[:, None], y, torch.zeros_like(y))
         S[slot, run], Y[slot, run] = s, y
         R[slot, run] = torch.where(keep, 1.0 / sy.clamp(min=1e-10), torch.zeros_like(sy))
-        gamma[run] = torch.where(keep, sy / _dot(y, y).clamp(min=1e-30), gamma[run])
+        py = precondition(y, ids[run]) if precondition is not None else y
+        gamma[run] = torch.where(keep, sy / _dot(y, py).clamp(min=1e-30), gamma[run])
         if not every:                              # finished rows keep an empty slot
             done = ~active
             S[slot, done], Y[slot, done], R[slot, done] = 0.0, 0.0, 0.0
