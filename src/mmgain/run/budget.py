@@ -23,11 +23,13 @@ from ..errors import SpecError
 
 # Calibrated on the project's 2-core CPU (Intel Xeon with AMX): TRAIN_RATE on 2026-11-27,
 # PROBE_PER_FIT_S on 2026-12-03, PROBE_RATE and PROBE_OVERHEAD_S on 2026-12-03 (afternoon);
-# the runs and their figures: benchmarks/2026-12-03-estimate.md.
+# the runs and their figures: benchmarks/2026-12-03-estimate.md.  PROBE_RATE and PROBE_PER_FIT_S
+# were scaled by 1.8 on 2026-12-04 with the solver's evaluations per run, which the probe's
+# intercept step cut by that factor (benchmarks/2026-12-04-intercept-step.md).
 TRAIN_RATE = 3.6e10          # training multiply–adds per second
-PROBE_RATE = 5.0e8           # probe work units (rows × latent width × L-BFGS passes) per second
+PROBE_RATE = 9.0e8           # probe work units (rows × latent width × L-BFGS passes) per second
 PROBE_OVERHEAD_S = 0.5       # per stream: the probes' per-iteration Python
-PROBE_PER_FIT_S = 4e-3       # per probe fit (model or control, per fold): iterations on small separable data
+PROBE_PER_FIT_S = 2.2e-3     # per probe fit (model or control, per fold): iterations on small separable data
 HELDOUT_ROW_WEIGHT = 4.5     # a test row's probe work against a training row's: the cross-fitted probe's folds and rule
 GPU_SPEEDUP = 30.0
 # The reference machine's matmul_peak_gflops on the day TRAIN_RATE was set, and the matmul share
