@@ -27,8 +27,11 @@ def mmgain(*args, **kw) -> subprocess.CompletedProcess:
 
 
 def start(*args) -> subprocess.Popen:
+    """The run in the background; SIGINT at its default (a suite started in a shell's background, e.g.
+    under nohup, hands its children SIGINT ignored, and Ctrl-C would then never reach the run)."""
     return subprocess.Popen([sys.executable, "-m", "mmgain", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def committed(folder: Path) -> int:
