@@ -13,6 +13,7 @@ is the probe of the model built without the other modalities.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
@@ -262,7 +263,7 @@ def logistic_probe(Z: Latent, y: Tensor, Z_test: Latent, y_test: Tensor, n_class
             keep = local[mk] >= 0
             if bool(keep.any()):
                 every = bool(keep.all())
-                cols = layout.columns[k] if every else layout.columns[k][keep]
+                cols = layout.slots[k] if every else layout.slots[k][keep]
                 part = blk if every else blk[keep]
                 parts[k] = (part, local[mk if every else mk[keep]], cols)
         cache.insert(0, (id(blocks), models, local, parts))
@@ -275,8 +276,8 @@ def logistic_probe(Z: Latent, y: Tensor, Z_test: Latent, y_test: Tensor, n_class
         xw = torch.zeros(width, x.shape[1], dtype=x.dtype, device=dev).index_copy(0, rows, x)
         n = next(iter(blocks.values())).shape[-1]
         out = xw[:, n_w:, None].expand(-1, -1, n).contiguous()
-        for k, (blk, loc, cols) in parts.items():                         # (m_k, H_k, n), (m_k,), (m_k, H_k·C)
-            W = xw[loc[:, None], cols].view(len(loc), blk.shape[1], C)
+        for k, (blk, loc, cols) in parts.items():                         # (m_k, H_k, n), (m_k,), (m_k, H_k·C/unit)
+            W = layout.units(xw)[loc[:, None], cols].view(len(loc), blk.shape[1], C)
             out.index_add_(0, loc, torch.bmm(W.transpose(1, 2), blk))
         return out, width, rows, parts
 
@@ -297,7 +298,8 @@ def logistic_probe(Z: Latent, y: Tensor, Z_test: Latent, y_test: Tensor, n_class
         grad = torch.zeros(width, x.shape[1], dtype=x.dtype, device=dev)
         grad[:, n_w:] = Gw.sum(2)
         for k, (blk, loc, cols) in parts.items():
-            grad[loc[:, None], cols] = torch.bmm(blk, Gw[loc].transpose(1, 2)).reshape(len(loc), -1)
+            layout.units(grad)[loc[:, None], cols] = torch.bmm(blk, Gw[loc].transpose(1, 2)).view(
+                len(loc), -1, layout.unit)
         wx = x * weights
         return ce + 0.5 * l2 * (wx.double() * x).sum(1), grad[rows] + l2 * wx
 
@@ -328,27 +330,34 @@ def logistic_probe(Z: Latent, y: Tensor, Z_test: Latent, y_test: Tensor, n_class
 @dataclass
 class HeadLayout:
     """Where each model's head weights sit in its parameter vector: model a's blocks in the order
-    of ``Z.names``, each H_k·C weights; ``columns[k]`` (A_k, H_k·C) are block k's entries for the
-    models ``members[k]``; ``n_w`` is the widest model's weight count (intercepts follow)."""
+    of ``Z.names``, each H_k·C weights, then the intercepts.  The weights are read in units of
+    ``unit`` = C·gcd(H_k) columns: ``slots[k]`` (A_k, H_k·C / unit) are the units of block k for
+    the models ``members[k]``, so a block's weights are gathered as whole rows of units, not
+    column by column.  ``n_w`` is the widest model's weight count."""
 
     members: dict[str, Tensor]
-    columns: dict[str, Tensor]
+    slots: dict[str, Tensor]
+    unit: int
     width: Tensor
     n_w: int
+
+    def units(self, v: Tensor) -> Tensor:
+        """The weights of parameter vectors ``v`` (a, n_w + C) as (a, n_w / unit, unit), a view."""
+        return v[:, :self.n_w].view(len(v), self.n_w // self.unit, self.unit)
 
 
 def head_layout(Z: Latent, n_classes: int) -> HeadLayout:
     dev = next(iter(Z.blocks.values())).device
+    names = [k for k in Z.names if k in Z.blocks]
+    unit = n_classes * math.gcd(*(Z.blocks[k].shape[-1] for k in names))
     width = torch.zeros(Z.n_models, dtype=torch.long, device=dev)
-    members, columns = {}, {}
-    for k in Z.names:
-        if k not in Z.blocks:
-            continue
+    members, slots = {}, {}
+    for k in names:
         mk = torch.as_tensor(list(Z.members[k]), dtype=torch.long, device=dev)
         h = Z.blocks[k].shape[-1] * n_classes
-        members[k], columns[k] = mk, width[mk][:, None] + torch.arange(h, device=dev)
+        members[k], slots[k] = mk, width[mk][:, None] // unit + torch.arange(h // unit, device=dev)
         width[mk] += h
-    return HeadLayout(members, columns, width, int(width.max()))
+    return HeadLayout(members, slots, unit, width, int(width.max()))
 
 
 def probe_folds(y: np.ndarray, k: int, seed: int = 0, stratify: bool = True) -> np.ndarray:
