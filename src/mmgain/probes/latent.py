@@ -271,14 +271,19 @@ def logistic_probe(Z: Latent, y: Tensor, Z_test: Latent, y_test: Tensor, n_class
         return len(models), local[models], parts
 
     def logits(x: Tensor, models: Tensor, blocks: Mapping[str, Tensor]) -> tuple[Tensor, int, Tensor, dict]:
-        """Transposed logits (working set, C, n)."""
+        """Transposed logits (working set, C, n).  ``models`` ascend, so a working set of their
+        size is exactly them, in order: then no row moves."""
         width, rows, parts = working_set(models, blocks)
-        xw = torch.zeros(width, x.shape[1], dtype=x.dtype, device=dev).index_copy(0, rows, x)
+        xw = x.contiguous() if width == len(rows) else \
+            torch.zeros(width, x.shape[1], dtype=x.dtype, device=dev).index_copy(0, rows, x)
         n = next(iter(blocks.values())).shape[-1]
         out = xw[:, n_w:, None].expand(-1, -1, n).contiguous()
         for k, (blk, loc, cols) in parts.items():                         # (m_k, H_k, n), (m_k,), (m_k, H_k·C/unit)
             W = layout.units(xw)[loc[:, None], cols].view(len(loc), blk.shape[1], C)
-            out.index_add_(0, loc, torch.bmm(W.transpose(1, 2), blk))
+            if len(loc) == width:            # loc ascends: the block is in every model of the working set
+                out.add_(torch.bmm(W.transpose(1, 2), blk))
+            else:
+                out.index_add_(0, loc, torch.bmm(W.transpose(1, 2), blk))
         return out, width, rows, parts
 
     Y, Yt = per_model(y, A).T.contiguous(), per_model(y_test, A).T.contiguous()   # (A, n)
@@ -287,21 +292,22 @@ def logistic_probe(Z: Latent, y: Tensor, Z_test: Latent, y_test: Tensor, n_class
 
     def value_and_grad(x: Tensor, models: Tensor) -> tuple[Tensor, Tensor]:
         out, width, rows, parts = logits(x, models, X)
-        lg = out[rows]                                                     # (models, C, n)
+        same = width == len(rows)                                          # the working set is the models
+        lg = out if same else out[rows]                                    # (models, C, n)
         n = lg.shape[2]
         logp = torch.log_softmax(lg, 1)
         target = Y[models][:, None]
         ce = -logp.gather(1, target)[:, 0].double().mean(1)     # summed in float64: the line search compares
                                                                  # decreases far below float32's resolution
         G = logp.exp_().scatter_add_(1, target, torch.full_like(target, -1, dtype=x.dtype)).div_(n)   # ∂ce/∂logits
-        Gw = torch.zeros(width, C, n, dtype=x.dtype, device=dev).index_copy_(0, rows, G)
+        Gw = G if same else torch.zeros(width, C, n, dtype=x.dtype, device=dev).index_copy_(0, rows, G)
         grad = torch.zeros(width, x.shape[1], dtype=x.dtype, device=dev)
         grad[:, n_w:] = Gw.sum(2)
         for k, (blk, loc, cols) in parts.items():
-            layout.units(grad)[loc[:, None], cols] = torch.bmm(blk, Gw[loc].transpose(1, 2)).view(
-                len(loc), -1, layout.unit)
+            Gk = Gw if len(loc) == width else Gw[loc]
+            layout.units(grad)[loc[:, None], cols] = torch.bmm(blk, Gk.transpose(1, 2)).view(len(loc), -1, layout.unit)
         wx = x * weights
-        return ce + 0.5 * l2 * (wx.double() * x).sum(1), grad[rows] + l2 * wx
+        return ce + 0.5 * l2 * (wx.double() * x).sum(1), (grad if same else grad[rows]) + l2 * wx
 
     def scale_intercepts(v: Tensor, models: Tensor) -> Tensor:
         """H₀'s shape: 1 on the weights, ``intercept_step`` on the intercepts."""
