@@ -75,7 +75,7 @@ def main() -> None:
         evals = sum(float(w["evaluations"].sum()) for w in works)
         n_fits = (len(m) + len(c) + len(origin)) * protocol.probe_folds
         print(f"  tolerance {tol:g}, intercept step {step:g}: {seconds:.0f} s", flush=True)
-        results[i] = {"eta": m, "gamma": np.stack([m[a] - c[i] for i, (a, _, _) in enumerate(pairs)]),
+        results[i] = {"eta": m, "gamma": np.stack([m[a] - c[j] for j, (a, _, _) in enumerate(pairs)]),
                         "deficit": deficit["eval"]["loss"].numpy(), "short": fits / n_fits, "s": seconds,
                         "evals": evals}
     ref = results[0]

@@ -309,15 +309,10 @@ def logistic_probe(Z: Latent, y: Tensor, Z_test: Latent, y_test: Tensor, n_class
         wx = x * weights
         return ce + 0.5 * l2 * (wx.double() * x).sum(1), (grad if same else grad[rows]) + l2 * wx
 
-    def scale_intercepts(v: Tensor, models: Tensor) -> Tensor:
-        """H₀'s shape: 1 on the weights, ``intercept_step`` on the intercepts."""
-        out = v.clone()
-        out[:, n_w:] *= intercept_step
-        return out
-
+    h0 = torch.where(weights > 0, 1.0, intercept_step)     # H₀'s shape: 1 on the weights, the step on the intercepts
     x0 = torch.zeros(A, n_w + C, device=dev, dtype=dtype)
     x, info = batched_lbfgs(None, x0, max_iter=max_iter, tol=tol, value_and_grad=value_and_grad,
-                            precondition=None if intercept_step == 1.0 else scale_intercepts)
+                            precondition=None if intercept_step == 1.0 else lambda v, _: v * h0)
     every = torch.arange(A, device=dev)
     with torch.no_grad():
         out = {}
