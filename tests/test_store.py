@@ -107,6 +107,29 @@ def test_sigint_and_sigterm_end_cleanly_and_resume(uninterrupted, tmp_path, sig,
     assert (out / "results.csv").read_bytes() == (uninterrupted / "results.csv").read_bytes()
 
 
+def test_a_signal_just_after_a_commit_still_counts_that_chunk(uninterrupted, tmp_path, monkeypatch, capsys):
+    """The interrupt lands between a chunk's commit and its record in memory (a race CI hit):
+    run.json, results.csv and the store must still agree on what finished."""
+    commit, calls = ResultStore.commit, []
+
+    def interrupted_after_the_second(self, plan, ci, part):
+        commit(self, plan, ci, part)
+        calls.append(ci)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(ResultStore, "commit", interrupted_after_the_second)
+    out = tmp_path / "raced"
+    assert main([*RUN, "--out", str(out)]) == 130
+    assert "interrupted (SIGINT) after 2 of 6 chunks" in capsys.readouterr().err
+    run = json.loads((out / "run.json").read_text())
+    assert run["chunks_done"] == committed(out) == 2
+    assert len((out / "results.csv").read_text().splitlines()) == 1 + 3 * 2
+    monkeypatch.setattr(ResultStore, "commit", commit)
+    assert main(["resume", str(out), "--quiet"]) == 0
+    assert (out / "results.csv").read_bytes() == (uninterrupted / "results.csv").read_bytes()
+
+
 def test_a_second_run_into_the_same_folder_is_refused(uninterrupted, tmp_path, capsys):
     lock = FolderLock(uninterrupted).acquire()     # as a running mmgain would hold it
     try:

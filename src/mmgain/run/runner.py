@@ -321,6 +321,8 @@ def run_experiment(spec: ExperimentSpec, device: str = "auto", progress: bool = 
                     store.commit(plan, ci, part)
                 parts[ci] = part
     except KeyboardInterrupt as exc:
+        if store is not None:     # a chunk committed just before the signal, but not yet in parts, counts
+            parts = {**store.load(), **parts}
         partial = analyze(assemble(plan, parts, time.time() - t0)) if parts else None
         raise RunInterrupted(partial, len(parts), len(plan.chunks), exc) from None
     result = analyze(assemble(plan, parts, time.time() - t0))
