@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .latent import PROBE_GROUP_BYTES, Latent, block_latent, control_perms, probe_bytes_per_model
-from .lbfgs import batched_lbfgs
+from .latent import PROBE_GROUP_BYTES, Latent, block_latent, control_perms
+from .lbfgs import lbfgs_steps, lockstep
 
 Read = tuple[str, int, int]      # (modality, column of its block, permutation index or -1)
 
@@ -121,24 +121,57 @@ def shared_logistic_probe(Z: Latent, targets: Tensor, folds: np.ndarray, problem
         sd = torch.where(sd > 1e-8, sd, torch.ones_like(sd))
         base[key] = (b.sub_(b.mean(2, keepdim=True)).div_(sd), sd[..., 0])
     H = {key: blk.shape[-1] for key, blk in Z.blocks.items()}
-    widths = [sum(H[r[0]] for r in p) for p in problems]
     P = len(problems)
     out = {"fit": {}, "eval": {}}
     work = {w: torch.zeros(P, dtype=torch.float64) for w in ("evaluations", "flops", "fits", "unconverged")}
-    for w in sorted(set(widths)):
-        same = [q for q in range(P) if widths[q] == w]
-        per = k * probe_bytes_per_model(n, w, n_classes, False)
-        size = max(1, int(max_bytes // max(per, 1.0)))
-        for start in range(0, len(same), size):
-            qs = same[start:start + size]
-            res = _solve(base, H, [problems[q] for q in qs], targets[:, qs], fit_rows, perms, n_classes, l2,
-                         max_iter, tol, intercept_step)
-            for part in ("fit", "eval"):
-                for name, v in res[part].items():
-                    out[part].setdefault(name, torch.zeros(P, n, dtype=torch.float64, device=dev))[qs] = v
-            for name, v in res["work"].items():
-                work[name][qs] = v
+    for qs in _groups(problems, H, k, n, n_classes, max_bytes):
+        res = _solve(base, H, [problems[q] for q in qs], targets[:, qs], fit_rows, perms, n_classes, l2,
+                     max_iter, tol, intercept_step)
+        for part in ("fit", "eval"):
+            for name, v in res[part].items():
+                out[part].setdefault(name, torch.zeros(P, n, dtype=torch.float64, device=dev))[qs] = v
+        for name, v in res["work"].items():
+            work[name][qs] = v
     return {**out, "work": work}
+
+
+def solver_bytes(width: int, n_rows: int, n_classes: int) -> float:
+    """Working memory of one (problem, fold) of the shared solve: L-BFGS history and vectors
+    (~30 parameter vectors of its width) and its logits and gradients on every row (~6 copies);
+    the blocks are shared, not counted per problem."""
+    return 4.0 * (30 * (width + 1) * n_classes + 6 * n_classes * n_rows)
+
+
+def _groups(problems: Sequence[Sequence[Read]], H: dict, k: int, n: int, C: int, max_bytes: float) -> list[list[int]]:
+    """Problems in solves of at most ``max_bytes``: problems that read a common block (one
+    stream's models, controls and blocks) are kept together as far as the cap allows, and
+    a problem's folds are never split."""
+    parent = list(range(len(problems)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+    first: dict[tuple[str, int], int] = {}
+    for q, p in enumerate(problems):
+        for key, col, _ in p:
+            j = first.setdefault((key, col), q)
+            parent[root(q)] = root(j)
+    members: dict[int, list[int]] = {}
+    for q in range(len(problems)):
+        members.setdefault(root(q), []).append(q)
+    groups: list[list[int]] = [[]]
+    used = 0.0
+    for comp in sorted(members.values()):
+        for q in comp:
+            b = k * solver_bytes(sum(H[r[0]] for r in problems[q]), n, C)
+            if groups[-1] and used + b > max_bytes:
+                groups.append([])
+                used = 0.0
+            groups[-1].append(q)
+            used += b
+    return [g for g in groups if g]
 
 
 def _bank(base: dict, H: dict, reads: list[Read], perms: Sequence[Tensor], fit_rows: Tensor
@@ -170,29 +203,35 @@ def _bank(base: dict, H: dict, reads: list[Read], perms: Sequence[Tensor], fit_r
 
 
 def _solve(base, H, problems, targets, fit_rows, perms, C, l2, max_iter, tol, intercept_step) -> dict:
-    """One width group: every (problem, fold) is one L-BFGS problem; see the module docstring."""
+    """One solve: every (problem, fold) is one L-BFGS problem, one solver per latent width, the
+    solvers in lockstep (:func:`.lbfgs.lockstep`) so that each evaluation reads every block once;
+    see the module docstring."""
     k, n = fit_rows.shape
     dev = targets.device
     Q = len(problems)
-    reads = [r for p in problems for r in p]
-    banks, where = _bank(base, H, reads, perms, fit_rows)
-    # (problem, fold) pairs, problem-major; per read of each: its bank, block, fold, parameter offset
-    FP = Q * k
-    n_w = sum(H[r[0]] for r in problems[0]) * C
-    D = n_w + C
-    rows = {h: [] for h in banks}            # per bank: (fold problem, block, fold, offset)
-    for q, p in enumerate(problems):
-        for j in range(k):
-            off = 0
-            for r in p:
-                h, b = where[r]
-                rows[h].append((q * k + j, b, j, off))
-                off += H[r[0]] * C
+    banks, where = _bank(base, H, [r for p in problems for r in p], perms, fit_rows)
+    dtype = next(iter(banks.values())).blocks.dtype
+    width = [sum(H[r[0]] for r in p) for p in problems]
+    ws_of = sorted(set(width))                                  # one solver per width
+    qs_of = [[q for q in range(Q) if width[q] == w] for w in ws_of]
+    # fold problems numbered solver by solver, problem-major within: (solver g, its problem i, fold j)
+    fp_q = torch.as_tensor([q for qs in qs_of for q in qs for _ in range(k)], dtype=torch.long, device=dev)
+    fp_fold = torch.arange(len(fp_q), device=dev) % k
+    start = [0]
+    for qs in qs_of:
+        start.append(start[-1] + len(qs) * k)
+    FP, Dmax = len(fp_q), max(ws_of) * C + C
+    rows = {h: [] for h in banks}            # per bank: (fold problem, block, fold, offset of its weights)
+    for fp in range(FP):
+        q, j, off = int(fp_q[fp]), int(fp_fold[fp]), 0
+        for r in problems[q]:
+            h, b = where[r]
+            rows[h].append((fp, b, j, off))
+            off += H[r[0]] * C
     rd = {h: torch.as_tensor(v, dtype=torch.long, device=dev).reshape(-1, 4) for h, v in rows.items()}
-    fold_of = torch.arange(FP, device=dev) % k
-    Y = targets.T.repeat_interleave(k, 0).contiguous()                     # (FP, n)
-    mask = fit_rows[fold_of]                                               # (FP, n)
-    weight = mask / mask.sum(1, keepdim=True)            # mean over the fit rows
+    Y = targets.T[fp_q].contiguous()                                        # (FP, n)
+    mask = fit_rows[fp_fold]                                                # (FP, n)
+    weight = mask / mask.sum(1, keepdim=True)                               # mean over the fit rows
     cache: list[tuple[Tensor, Tensor, dict]] = []     # the two latest working sets
 
     def working_set(models: Tensor) -> tuple[Tensor, Tensor, dict]:
@@ -221,7 +260,7 @@ def _solve(base, H, problems, targets, fit_rows, perms, C, l2, max_iter, tol, in
             owner = torch.full((len(used) * R,), len(models), dtype=torch.long, device=dev)   # empty: a spare row
             owner[blk * R + slot] = local[r[:, 0]]
             bank = banks[h]
-            idx = local[r[:, 0], None] * D + r[:, 3, None] + torch.arange(h * C, device=dev)
+            idx = local[r[:, 0], None] * Dmax + r[:, 3, None] + torch.arange(h * C, device=dev)
             lay[h] = dict(B=bank.blocks if len(used) == len(bank.blocks) else bank.blocks[used],
                           mu=bank.mu[r[:, 1], r[:, 2]], sd=bank.sd[r[:, 1], r[:, 2]], blk=blk, slot=slot, R=R,
                           nb=len(used), owner=owner, local=local[r[:, 0]], idx=idx)
@@ -229,64 +268,82 @@ def _solve(base, H, problems, targets, fit_rows, perms, C, l2, max_iter, tol, in
         del cache[2:]
         return models, local[models], lay
 
-    def logits(x: Tensor, models: Tensor) -> tuple[Tensor, Tensor, Tensor, dict]:
-        """(working set, C, n) logits on every row for the parameters ``x`` of ``models``; the
-        working set, the models' positions in it, and its layout."""
-        ws, pos, lay = working_set(models)
-        a = len(ws)
-        xw = x if a == len(models) else torch.zeros(a, D, dtype=x.dtype, device=dev).index_copy_(0, pos, x)
-        bias = xw[:, n_w:].clone()
-        acc = torch.zeros(a + 1, C, n, dtype=x.dtype, device=dev)
+    def logits(xw: Tensor, lay: dict) -> Tensor:
+        """(working set, C, n) logits on every row; ``xw`` (working set, Dmax): each row its
+        weights first, its intercepts last."""
+        a = len(xw)
+        bias = xw[:, -C:].clone()
+        acc = torch.zeros(a + 1, C, n, dtype=xw.dtype, device=dev)
         for h, L in lay.items():
             Ws = xw.reshape(-1)[L["idx"]].view(-1, h, C) / L["sd"][:, :, None]          # (reads, H, C)
             bias.index_add_(0, L["local"], -torch.einsum("rhc,rh->rc", Ws, L["mu"]))
-            V = torch.zeros(L["nb"], L["R"], C, h, dtype=x.dtype, device=dev)
+            V = torch.zeros(L["nb"], L["R"], C, h, dtype=xw.dtype, device=dev)
             V[L["blk"], L["slot"]] = Ws.transpose(1, 2)
             O = torch.bmm(V.view(L["nb"], L["R"] * C, h), L["B"])                         # (blocks, R·C, n)
             acc.index_add_(0, L["owner"], O.view(-1, C, n))
-        return acc[:a].add_(bias[:, :, None]), ws, pos, lay
+        return acc[:a].add_(bias[:, :, None])
 
-    def value_and_grad(x: Tensor, models: Tensor) -> tuple[Tensor, Tensor]:
-        lg, ws, pos, lay = logits(x, models)
-        logp = torch.log_softmax(lg, 1)
+    def gathered(asked: list) -> tuple[Tensor, Tensor, Tensor, dict, list]:
+        """The solvers' requests as one working set: its padded parameters and layout, and
+        where each solver's rows and weights sit in it."""
+        models = torch.cat([start[g] + ids for g, _, ids in asked])
+        ws, pos, lay = working_set(models)
+        xw = torch.zeros(len(ws), Dmax, dtype=dtype, device=dev)
+        spans, at = [], 0
+        for g, x, _ in asked:
+            p, n_w = pos[at:at + len(x)], ws_of[g] * C
+            xw[p, :n_w], xw[p, -C:] = x[:, :n_w], x[:, n_w:]
+            spans.append((p, n_w))
+            at += len(x)
+        return ws, xw, pos, lay, spans
+
+    def evaluate(asked: list) -> list[tuple[Tensor, Tensor]]:
+        ws, xw, _, lay, spans = gathered(sorted(asked, key=lambda a: a[0]))
+        logp = torch.log_softmax(logits(xw, lay), 1)
         target = Y[ws][:, None]
         wt = weight[ws]
         ce = -(logp.gather(1, target)[:, 0].double() * wt.double()).sum(1)   # float64: see logistic_probe
-        G = logp.exp_().scatter_add_(1, target, torch.full_like(target, -1, dtype=x.dtype)).mul_(wt[:, None])
+        G = logp.exp_().scatter_add_(1, target, torch.full_like(target, -1, dtype=dtype)).mul_(wt[:, None])
         gb = G.sum(2)                                                                     # (working set, C)
-        grad = torch.zeros(len(ws), D, dtype=x.dtype, device=dev)
-        grad[:, n_w:] = gb
-        Gx = torch.cat([G, torch.zeros(1, C, n, dtype=x.dtype, device=dev)])
+        grad = torch.zeros(len(ws), Dmax, dtype=dtype, device=dev)
+        grad[:, -C:] = gb
+        Gx = torch.cat([G, torch.zeros(1, C, n, dtype=dtype, device=dev)])
         for h, L in lay.items():
             Gv = Gx[L["owner"]].view(L["nb"], L["R"] * C, n)
             GB = torch.bmm(L["B"], Gv.transpose(1, 2)).view(L["nb"], h, L["R"], C)       # (blocks, H, R, C)
             gW = (GB[L["blk"], :, L["slot"]] - L["mu"][:, :, None] * gb[L["local"]][:, None, :]) / L["sd"][:, :, None]
             grad.view(-1)[L["idx"].view(-1)] = gW.reshape(-1)
-        if len(ws) != len(models):
-            ce, grad = ce[pos], grad[pos]
-        wx = x * l2_mask
-        return ce + 0.5 * l2 * (wx.double() * x).sum(1), grad + l2 * wx
+        answers = {}
+        for (g, x, _), (p, n_w) in zip(sorted(asked, key=lambda a: a[0]), spans):
+            w = x[:, :n_w]
+            answers[g] = (ce[p] + 0.5 * l2 * (w.double() * w).sum(1),
+                          torch.cat([grad[p, :n_w] + l2 * w, grad[p, -C:]], 1))
+        return [answers[g] for g, _, _ in asked]
 
-    dtype = next(iter(banks.values())).blocks.dtype
-    l2_mask = torch.zeros(1, D, dtype=dtype, device=dev)
-    l2_mask[:, :n_w] = 1.0
-    h0 = torch.where(l2_mask > 0, 1.0, intercept_step)
-    x, info = batched_lbfgs(None, torch.zeros(FP, D, dtype=dtype, device=dev), max_iter=max_iter, tol=tol,
-                            value_and_grad=value_and_grad,
-                            precondition=None if intercept_step == 1.0 else lambda v, _: v * h0)
+    solvers = []
+    for w, qs in zip(ws_of, qs_of):
+        D = w * C + C
+        h0 = torch.full((1, D), 1.0, dtype=dtype, device=dev)
+        h0[:, -C:] = intercept_step
+        solvers.append(lbfgs_steps(torch.zeros(len(qs) * k, D, dtype=dtype, device=dev), max_iter=max_iter, tol=tol,
+                                   precondition=None if intercept_step == 1.0 else lambda v, _, h0=h0: v * h0))
+    done = lockstep(solvers, evaluate)
     cache.clear()
-    with torch.no_grad():
-        lg = logits(x, torch.arange(FP, device=dev))[0]       # a fresh working set: every problem
+    with torch.no_grad():          # every problem at its solution, in a fresh working set
+        ws, xw, _, lay, _ = gathered([(g, x, torch.arange(len(x), device=dev)) for g, (x, _) in enumerate(done)])
+        lg = logits(xw, lay)
         loss = F.cross_entropy(lg, Y, reduction="none").double()                         # (FP, n)
         correct = (lg.argmax(1) == Y).double()
-    m = mask.view(Q, k, n)
-    fit = {name: (v.view(Q, k, n) * m).sum(1) / (k - 1) for name, v in (("loss", loss), ("correct", correct))}
-    ev = {name: (v.view(Q, k, n) * ~m).sum(1) for name, v in (("loss", loss), ("correct", correct))}
-    evals = info["evaluations"].double().cpu()
-    width = n_w / C
+    order = torch.argsort(fp_q[::k])                           # solver order -> the problems' order
+    m = mask.view(Q, k, n)[order]
+    fit = {name: (v.view(Q, k, n)[order] * m).sum(1) / (k - 1) for name, v in (("loss", loss), ("correct", correct))}
+    ev = {name: (v.view(Q, k, n)[order] * ~m).sum(1) for name, v in (("loss", loss), ("correct", correct))}
+    info = {key: torch.cat([d[key] for _, d in done]).double().cpu() for key in ("evaluations", "converged")}
     n_fit = mask.sum(1).double().cpu()
-    flops = (4 * n_fit * evals + 2 * n) * width * C
-    per = lambda v: v.view(Q, k).sum(1)                    # noqa: E731
+    widths = torch.as_tensor(width, dtype=torch.float64)[fp_q.cpu()]
+    flops = (4 * n_fit * info["evaluations"] + 2 * n) * widths * C
+    per = lambda v: v.view(Q, k).sum(1)[order.cpu()]          # noqa: E731
     return {"fit": fit, "eval": ev,
-            "work": {"evaluations": per(evals), "flops": per(flops), "fits": torch.full((Q,), float(k), dtype=torch.float64),
-                     "unconverged": per(1 - info["converged"].double().cpu())}}
+            "work": {"evaluations": per(info["evaluations"]), "flops": per(flops),
+                     "fits": torch.full((Q,), float(k), dtype=torch.float64),
+                     "unconverged": per(1 - info["converged"])}}
