@@ -445,11 +445,6 @@ def with_matched_controls(Z: Latent, matches: Sequence[tuple[int, int, str]],
     return Latent({k: torch.cat(v, 1) for k, v in blocks.items()}, members, Z.names, Z.n_models + len(matches))
 
 
-def control_perms(n: int, perm_seeds: Sequence[int], device) -> list[Tensor]:
-    """The row permutation of each width-matched control, from its seed."""
-    return [torch.randperm(n, generator=torch.Generator().manual_seed(int(s))).to(device) for s in perm_seeds]
-
-
 def latent_gap_probe(probe: Callable[..., dict], Z: Latent, y: Tensor, folds: np.ndarray,
                      pairs: Sequence[tuple[int, int, str]], perm_seeds: Sequence[int]) -> dict[str, dict]:
     """The probe behind the corrected γ̂: cross-fitted on rows no encoder has seen (``Z``,
@@ -460,7 +455,8 @@ def latent_gap_probe(probe: Callable[..., dict], Z: Latent, y: Tensor, folds: np
     Returns ``{"models": {"fit", "eval"}, "controls": {"fit", "eval"}}`` of per-row outcomes,
     (A, n) and (len(pairs), n).  Per row, γ̂(M, N) = ½(fit + eval)[M] − ½(fit + eval)[control].
     """
-    perms = control_perms(len(folds), perm_seeds, y.device)
+    n = len(folds)
+    perms = [torch.randperm(n, generator=torch.Generator().manual_seed(int(s))).to(y.device) for s in perm_seeds]
     Zm = with_matched_controls(Z, [(nm, mm, k) for mm, nm, k in pairs], perms)
     ym = torch.cat([y, y[:, [mm for mm, _, _ in pairs]]], 1) if y.dim() == 2 else y
     held = cross_fitted_probe(probe, Zm, ym, folds)

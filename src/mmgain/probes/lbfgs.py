@@ -14,7 +14,7 @@ history) and never on more than 4/3 of the problems still running.
 """
 from __future__ import annotations
 
-from typing import Callable, Generator
+from typing import Callable
 
 import torch
 from torch import Tensor
@@ -62,42 +62,7 @@ def batched_lbfgs(f: Objective | None, x0: Tensor, max_iter: int = 500, tol: flo
     knows cost no iterations.
     """
     vg = value_and_grad or autograd_value_and_grad(f)
-    steps = lbfgs_steps(x0, max_iter, tol, history, max_backtracks, approx_eps, precondition)
-    return lockstep([steps], lambda asked: [vg(x, ids) for _, x, ids in asked])[0]
 
-
-Steps = Generator[tuple[Tensor, Tensor], tuple[Tensor, Tensor], tuple[Tensor, dict]]
-
-
-def lockstep(solvers: list[Steps], evaluate: Callable[[list[tuple[int, Tensor, Tensor]]], list[tuple[Tensor, Tensor]]]
-             ) -> list[tuple[Tensor, dict]]:
-    """Run several :func:`lbfgs_steps` solvers side by side: each round, every solver still
-    running asks for one evaluation ``(its index, x, ids)`` and ``evaluate`` answers them all
-    at once (values, gradients) — problems of different widths then share one computation.
-    Returns each solver's ``(x, info)``."""
-    results: list = [None] * len(solvers)
-    asked: dict[int, tuple[Tensor, Tensor]] = {}
-
-    def advance(i: int, answer=None) -> None:
-        try:
-            asked[i] = solvers[i].send(answer)
-        except StopIteration as done:
-            results[i] = done.value
-            asked.pop(i, None)
-    for i in range(len(solvers)):
-        advance(i)
-    while asked:
-        order = list(asked)
-        for i, answer in zip(order, evaluate([(i, *asked[i]) for i in order])):
-            advance(i, answer)
-    return results
-
-
-@torch.no_grad()
-def lbfgs_steps(x0: Tensor, max_iter: int = 500, tol: float = 1e-5, history: int = 10, max_backtracks: int = 30,
-                approx_eps: float = 1e-6, precondition: Preconditioner | None = None) -> Steps:
-    """:func:`batched_lbfgs` as a generator: it yields ``(x, ids)`` for evaluation, is sent
-    ``(values, gradients)``, and returns ``(x, info)``."""
     def accept(v_new, g_new, v0, t, d, dg):
         """Armijo, or Hager and Zhang's approximate Wolfe conditions (CG_DESCENT, 2005): near the
         optimum the decrease Armijo asks for is below the objective's rounding error (float32
@@ -116,7 +81,7 @@ def lbfgs_steps(x0: Tensor, max_iter: int = 500, tol: float = 1e-5, history: int
     evals = torch.ones(A, dtype=torch.long, device=dev)    # function evaluations per problem
     ids = torch.arange(A, device=dev)              # original index of each state row
     x = x_out.clone()
-    v, g = yield x, ids
+    v, g = vg(x, ids)
     S = torch.zeros(history, A, D, dtype=dt, device=dev)   # curvature pairs, ring buffer
     Y = torch.zeros_like(S)
     R = torch.zeros(history, A, dtype=dt, device=dev)      # 1/(s·y); 0 marks an empty slot
@@ -154,7 +119,7 @@ def lbfgs_steps(x0: Tensor, max_iter: int = 500, tol: float = 1e-5, history: int
         run = slice(None) if every else active.nonzero().squeeze(1)
         xa, ga, va, ta, da, dga = x[run], g[run], v[run], t[run], d[run], dg[run]
         x_new = xa + ta[:, None] * da
-        v_new, g_new = yield x_new, ids[run]
+        v_new, g_new = vg(x_new, ids[run])
         evals[ids[run]] += 1
         ok = accept(v_new, g_new, va, ta, da, dga)
         for _ in range(max_backtracks):          # shorten the step of the problems that failed, only those
@@ -163,7 +128,7 @@ def lbfgs_steps(x0: Tensor, max_iter: int = 500, tol: float = 1e-5, history: int
             p = (~ok).nonzero().squeeze(1)
             ta[p] *= 0.5
             x_new[p] = xa[p] + ta[p, None] * da[p]
-            v_new[p], g_new[p] = yield x_new[p], ids[run][p]
+            v_new[p], g_new[p] = vg(x_new[p], ids[run][p])
             evals[ids[run][p]] += 1
             ok[p] = accept(v_new[p], g_new[p], va[p], ta[p], da[p], dga[p])
         s, y = x_new.sub(xa), g_new.sub(ga)

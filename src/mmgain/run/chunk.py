@@ -10,7 +10,6 @@ import torch
 from ..probes.kinds import PROBES, column_prefix
 from ..probes.latent import (Latent, block_latent, cross_fitted_probe, fit_probe, in_model_groups, latent_gap_probe,
                              probe_folds, solver_work)
-from ..probes.shared import gap_and_deficit_probe
 from ..tasks import Task, as_numpy_rows, get_task
 from ..training.batched import BatchedTrainer, DeviceData, Streams
 from ..training.flops import training_flops
@@ -150,32 +149,23 @@ def _probe_chunk(trainer: BatchedTrainer, groups: np.ndarray, train: DeviceData,
                 (k,) = set(model.subsets[a]) - set(model.subsets[b])
                 matches.append((s * A + a, s * A + b, k))
                 seeds_.append(int(model.seeds[js[s]]) * 1009 + model.names.index(k))
-        # Each modality's block of each model alone, for the flagged streams (single-modality
-        # models are left out: their block is their whole latent, probed above).
-        flagged = [s for s in range(len(js)) if block_streams is not None and block_streams[js[s]]]
-        deficit_of = {s * A + a for s in flagged for a in range(A) if len(model.subsets[a]) > 1}
-        Zb = (Zt if model.latent_members() == model.members else _stacked_latent(part, test, g, "encoders")[0]) \
-            if deficit_of else None
-        if task.probe_kind == "logistic":        # every test-row problem in one solve over shared blocks
-            held, res = gap_and_deficit_probe(Zt, yt, folds, matches, seeds_, n_out, deficit_of, Zb,
-                                              l2=protocol.probe_l2, max_iter=protocol.heldout_max_iter,
-                                              tol=protocol.heldout_tol)
-        else:
-            held = latent_gap_probe(fit_heldout, Zt, yt, folds, matches, seeds_)
-            res = None
-            if deficit_of:
-                blocks, origin = block_latent(Zb, deficit_of)
-                res = {**cross_fitted_probe(fit_heldout, blocks, yt[:, [m for m, _ in origin]]
-                                            if yt.dim() == 2 else yt, folds), "origin": origin}
+        held = latent_gap_probe(fit_heldout, Zt, yt, folds, matches, seeds_)
         count(held["models"]["work"])
         count(held["controls"]["work"])
         for where in ("fit", "eval"):
             keep(f"heldout_{where}", held["models"][where], js)
             if pairs:
                 keep(f"matched_{where}", held["controls"][where], js, width=len(pairs))
+        # Each modality's block of each model alone (flagged streams; the others NaN, same keys).
         cols = {f"block_{k}_{name}": np.full(len(js) * A, np.nan) for k in model.names for name in metric_names}
-        if res is not None:               # the others NaN, same keys
-            origin = res["origin"]
+        flagged = [s for s in range(len(js)) if block_streams is not None and block_streams[js[s]]]
+        if flagged and any(len(sub) > 1 for sub in model.subsets):
+            # single-modality models are left out: their block is their whole latent, probed above
+            Zb = Zt if model.latent_members() == model.members else _stacked_latent(part, test, g, "encoders")[0]
+            blocks, origin = block_latent(Zb, {s * A + a for s in flagged for a in range(A)
+                                               if len(model.subsets[a]) > 1})
+            res = cross_fitted_probe(fit_heldout, blocks, yt[:, [m for m, _ in origin]] if yt.dim() == 2 else yt,
+                                     folds)
             count(res["work"])
             for name, v in task.metrics(as_numpy_rows(res["eval"])).items():     # (n_blocks,)
                 for i, (mi, k) in enumerate(origin):
