@@ -533,7 +533,9 @@ def fit_probe(task, Z: Latent, y: Tensor, Z_test: Latent, y_test: Tensor, n_outp
     """The best head on a frozen latent for ``task`` (its ``probe_kind``): ``{"train": rows,
     "test": rows, **diagnostics}``; ``heldout`` selects the cross-fitted probe's stopping rule;
     ``row_weight`` (logistic only) as in :func:`logistic_probe`."""
-    if task.probe_kind == "least_squares" and row_weight is None:
+    if task.probe_kind == "least_squares":
+        if row_weight is not None:
+            raise ValueError("the least-squares probe takes no row weights (cross-fit it fold by fold)")
         return least_squares_probe(Z, y, Z_test, y_test, ridge=protocol.probe_ridge)
     if task.probe_kind == "logistic":
         return logistic_probe(Z, y, Z_test, y_test, n_outputs, l2=protocol.probe_l2,
