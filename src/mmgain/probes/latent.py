@@ -344,8 +344,8 @@ def logistic_probe(Z: Latent, y: Tensor, Z_test: Latent, y_test: Tensor, n_class
     evals = info["evaluations"].double()
     width = torch.as_tensor(widths, dtype=torch.float64, device=dev)
     n, n_test = len(Y[0]), len(Yt[0])
-    if RW is not None:                                         # the rows of weight 0 are not work
-        n = (RW > 0).sum(1).double()
+    if RW is not None:             # the rows of weight 0, and test rows of target -100 (padding), are not work
+        n, n_test = (RW > 0).sum(1).double(), (Yt != -100).sum(1).double()
     flops = (4 * n * evals + 2 * (n + n_test)) * width * C    # logits and gradient per evaluation; outcomes
     return {**out, "iterations": info["iterations"].double(), "converged": info["converged"].double(),
             "evaluations": evals, "flops": flops}
@@ -437,8 +437,9 @@ def cross_fitted_probe(probe: Callable[..., dict], Z: Latent, y: Tensor, folds: 
 def _stacked_folds(probe: Callable[..., dict], Z: Latent, y: Tensor, split: list[tuple[Tensor, Tensor]]
                    ) -> list[dict]:
     """The fits of every fold from one call of ``probe``: fold j's models are models j·A … of a
-    Latent of the folds' rows, each fold padded (repeating its first row, weight 0) to the
-    longest; returned per fold, as the per-fold calls return them."""
+    Latent of the folds' rows, each fold padded to the longest (repeating its first row: weight 0
+    on the fit rows, target -100 on the held-out rows); returned per fold, as the per-fold calls
+    return them."""
     A, k = Z.n_models, len(split)
     n_tr, n_ev = max(len(tr) for tr, _ in split), max(len(ev) for _, ev in split)
     pad = lambda idx, m: torch.cat([idx, idx[:1].expand(m - len(idx))])   # noqa: E731
@@ -449,7 +450,9 @@ def _stacked_folds(probe: Callable[..., dict], Z: Latent, y: Tensor, split: list
         return Latent(blocks, members, Z.names, k * A)
     yy = per_model(y, A)
     ys = torch.cat([yy[pad(tr, n_tr)] for tr, _ in split], 1)
-    yts = torch.cat([yy[pad(ev, n_ev)] for _, ev in split], 1)
+    yts = torch.full((n_ev, k * A), -100, dtype=yy.dtype, device=y.device)     # padding: cross_entropy's ignore
+    for j, (_, ev) in enumerate(split):
+        yts[:len(ev), j * A:(j + 1) * A] = yy[ev]
     weight = torch.zeros(n_tr, k * A, dtype=torch.float32, device=y.device)
     for j, (tr, _) in enumerate(split):
         weight[:len(tr), j * A:(j + 1) * A] = 1.0 / len(tr)
