@@ -107,9 +107,7 @@ def _probe_chunk(trainer: BatchedTrainer, groups: np.ndarray, train: DeviceData,
     folds = probe_folds(test.y[0].cpu().numpy(), protocol.probe_folds, stratify=task.stratified)
     grouped = lambda probe: in_model_groups(probe, n_out, not task.stacked_probes)   # noqa: E731
     fit = grouped(lambda Z, y, Zt, yt: PROBES.get("paper").fit(task, Z, y, Zt, yt, n_out, protocol))
-    fit_heldout = grouped(lambda Z, y, Zt, yt, **kw: fit_probe(task, Z, y, Zt, yt, n_out, protocol, heldout=True,
-                                                                **kw))
-    stacked = task.probe_kind == "logistic"          # the folds in one solve (cross_fitted_probe)
+    fit_heldout = grouped(lambda Z, y, Zt, yt: fit_probe(task, Z, y, Zt, yt, n_out, protocol, heldout=True))
     out: dict[str, dict[str, list[np.ndarray]]] = {}
     work = dict.fromkeys(("evaluations", "flops", "fits", "unconverged"), 0.0)   # every probe's solver work
 
@@ -151,7 +149,7 @@ def _probe_chunk(trainer: BatchedTrainer, groups: np.ndarray, train: DeviceData,
                 (k,) = set(model.subsets[a]) - set(model.subsets[b])
                 matches.append((s * A + a, s * A + b, k))
                 seeds_.append(int(model.seeds[js[s]]) * 1009 + model.names.index(k))
-        held = latent_gap_probe(fit_heldout, Zt, yt, folds, matches, seeds_, stacked)
+        held = latent_gap_probe(fit_heldout, Zt, yt, folds, matches, seeds_)
         count(held["models"]["work"])
         count(held["controls"]["work"])
         for where in ("fit", "eval"):
@@ -167,7 +165,7 @@ def _probe_chunk(trainer: BatchedTrainer, groups: np.ndarray, train: DeviceData,
             blocks, origin = block_latent(Zb, {s * A + a for s in flagged for a in range(A)
                                                if len(model.subsets[a]) > 1})
             res = cross_fitted_probe(fit_heldout, blocks, yt[:, [m for m, _ in origin]] if yt.dim() == 2 else yt,
-                                     folds, stacked)
+                                     folds)
             count(res["work"])
             for name, v in task.metrics(as_numpy_rows(res["eval"])).items():     # (n_blocks,)
                 for i, (mi, k) in enumerate(origin):
