@@ -197,3 +197,26 @@ def test_sampled_orderings_give_the_prefixes_and_an_unbiased_shapley(tmp_path):
     sh = attribution(r)["shapley"][0]
     assert sh["phi"] == [20.0, 5.0, 1.0, 0.0] and sh["phi_se"] == [0.0] * 4 and "permutation" in sh["estimator"]
     assert "shapley_note" not in attribution(r)
+
+
+def test_without_subsets_a_lattice_above_eight_modalities_is_sampled(tmp_path, capsys):
+    """No --subsets: every subset up to 8 modalities, the prefixes of 32 orderings above (the
+    same on every device); the Shapley values then come from the permutation estimator."""
+    from mmgain.data.subsets import DEFAULT_ORDERINGS, select_subsets
+    eight, nine = [f"m{i}" for i in range(8)], [f"m{i}" for i in range(9)]
+    assert len(select_subsets(None, eight)) == 255
+    sampled = select_subsets(None, nine)
+    assert sampled == select_subsets(f"sampled:{DEFAULT_ORDERINGS}", nine) and tuple(nine) in sampled
+    assert len(sampled) <= DEFAULT_ORDERINGS * 8 + 1 < 511
+    assert select_subsets("all", nine) != sampled and len(select_subsets("all", nine)) == 511
+    rng = np.random.default_rng(1)
+    n = 120
+    y = rng.integers(0, 2, n)
+    np.savez(tmp_path / "d.npz", **{k: rng.normal(size=(n, 1)) + (k == "m0") * y[:, None] for k in nine}, y=y)
+    spec = ExperimentSpec(name="t", cv=0, data=str(tmp_path / "d.npz"), seeds=2, ratios=(1.0,),
+                          protocol_overrides={"epochs": 1, "hidden": 2, "probe_epochs": 1})
+    r = run_experiment(spec, device="cpu", progress=False)
+    assert r.subsets == sampled
+    assert f"9 modalities: training the prefixes of {DEFAULT_ORDERINGS} random orderings" in capsys.readouterr().err
+    sh = attribution(r)["shapley"][0]
+    assert "permutation" in sh["estimator"] and len(sh["phi"]) == 9

@@ -239,3 +239,20 @@ def test_a_killed_ray_worker_does_not_lose_its_chunk(uninterrupted, tmp_path):
     assert p.returncode == 0, err
     assert committed(out) == N_CHUNKS
     assert (out / "results.csv").read_bytes() == (uninterrupted / "results.csv").read_bytes()
+
+
+def test_a_folder_run_with_subsets_all_resumes_under_the_auto_default(tmp_path, capsys):
+    """Folders from before the 'auto' default recorded 'all': resuming one without --subsets is
+    the same lattice (up to 8 modalities), not another spec."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 120)
+    np.savez(tmp_path / "d.npz", a=rng.normal(size=(120, 2)) + y[:, None], b=rng.normal(size=(120, 2)), y=y)
+    args = ["run", "--data", str(tmp_path / "d.npz"), "--cv", "0", "--seeds", "2", "--ratios", "1", "--epochs", "2",
+            "--hidden", "4", "--quiet", "--out", str(tmp_path / "r")]
+    assert main([*args, "--subsets", "all"]) == 0
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["spec"]["subsets"] == "all"
+    capsys.readouterr()
+    assert main([arg for arg in args if arg != "--out" and arg != str(tmp_path / "r")] + ["--resume", str(tmp_path / "r")]) == 0
+    assert "holds a complete run" in capsys.readouterr().err
+    assert main([*args[:-2], "--subsets", "a,b", "--resume", str(tmp_path / "r")]) == 2       # another lattice
+    assert "another spec" in capsys.readouterr().err

@@ -79,7 +79,7 @@ def _add_common(p: argparse.ArgumentParser) -> dict[str, argparse._ArgumentGroup
                                      "'singles+pairs+full', 'leave-one-out' (the full set and K sets without "
                                      "one modality), 'forward' (greedy: add the best modality one at a time, "
                                      "chosen on held-out training rows), 'sampled:N' (prefixes of N random "
-                                     "orderings)")
+                                     "orderings); default: all up to 8 modalities, sampled:32 above")
     d.add_argument("--seeds", type=SEEDS, help="number of seeds (0..N-1); default: the spec's (run: 1 with "
                                              "cross-fitting, 5 on a fixed split)")
     d.add_argument("--theory", action="store_true",

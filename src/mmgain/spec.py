@@ -22,7 +22,7 @@ class ExperimentSpec:
     data: str                                   # a registered data source, or a path
     data_args: dict[str, Any] = field(default_factory=dict)
     variants: tuple[dict[str, Any], ...] = ({},)  # each a data variant; its keys become result columns
-    subsets: str | tuple[str, ...] = "all"
+    subsets: str | tuple[str, ...] = "auto"       # "auto": data.subsets.effective_selection (all up to 8 modalities)
     seeds: int | None = 5                       # None: 1 with cross-fitting, else 5 (see :func:`resolve_design`)
     ratios: tuple[float, ...] = (1.0,)
     protocol: str = "huang2021"

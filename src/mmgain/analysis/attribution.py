@@ -23,7 +23,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..data.subsets import SAMPLED_SEED, subset_name
+from ..data.subsets import SAMPLED_SEED, effective_selection, subset_name
 from .stats import two_level
 
 MISSING_P = (0.0, 0.1, 0.3, 0.5, 1.0)
@@ -113,7 +113,8 @@ def _round(x, digits: int = 4):
     return None if x != x else round(float(x), digits)
 
 
-def _sampled_count(selection) -> int | None:
+def _sampled_count(selection, names) -> int | None:
+    selection = effective_selection(selection, names)
     if isinstance(selection, str) and selection.startswith("sampled:"):
         return int(selection.split(":", 1)[1])
     return None
@@ -163,7 +164,7 @@ def attribution(result) -> dict:
             continue
         where = {**variant, "ratio": float(ratio), "n_train": int(result.streams.n_train[js[0]]),
                  "n_seeds": int(len(js))}
-        sampled = _sampled_count(result.spec.subsets)
+        sampled = _sampled_count(result.spec.subsets, names)
         if not complete and sampled and "baseline_" + m in result.extras:
             out["shapley"].append({**where, **_sampled_shapley(result, js, names, index, sign, sampled)})
         if complete and "baseline_" + m in result.extras:
@@ -250,7 +251,7 @@ def attribution(result) -> dict:
         "missing_modality": "expected v of M when k is missing (its term dropped) on a fraction p of the test "
                             "rows; p_star: the fraction from which the smaller model N = M∖k is better",
     }
-    if not complete and not _sampled_count(result.spec.subsets):
+    if not complete and not _sampled_count(result.spec.subsets, names):
         out["shapley_note"] = ("Shapley values need a model for every subset (--subsets all); this run trained "
                                f"{len(index)} of {2 ** K - 1}")
     return out

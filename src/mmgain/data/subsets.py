@@ -36,6 +36,22 @@ def parse_subset(text: str, names: Sequence[str]) -> Subset:
     return tuple(n for n in names if n in parts)
 
 
+DEFAULT_ALL_MAX = 8      # without --subsets: every subset up to this many modalities (255 subsets) …
+DEFAULT_ORDERINGS = 32   # … and above it the prefixes of this many orderings (at most 32·(K−1) + 1 subsets)
+
+
+def effective_selection(selection: str | Sequence[str] | None, names: Sequence[str]) -> str | Sequence[str]:
+    """What a run trains for ``selection``: without one (``None`` or ``"auto"``), every subset up to
+    :data:`DEFAULT_ALL_MAX` modalities and ``sampled:DEFAULT_ORDERINGS`` above — 2^K − 1
+    subsets grow past what a run of one machine answers, while the prefixes of random
+    orderings keep the Shapley values unbiased and one γ pair per step of each ordering.  A
+    function of the modalities alone: the same command trains the same lattice on every
+    device, and a resumed run finds the same one."""
+    if selection is None or selection == "auto":
+        return "all" if len(names) <= DEFAULT_ALL_MAX else f"sampled:{DEFAULT_ORDERINGS}"
+    return selection
+
+
 MAX_ORDERINGS = 10_000   # more orderings than this add nothing for K ≤ 12 and take minutes to draw
 SAMPLED_SEED = 0      # the orderings of ``sampled:N`` (also what the Shapley estimator replays)
 
@@ -94,9 +110,11 @@ def forward_path(names: Sequence[str], score, higher_is_better: bool = True) -> 
 
 
 def select_subsets(selection: str | Sequence[str] | None, names: Sequence[str]) -> list[Subset]:
-    """``None``/``"all"`` → every subset; a policy of :data:`POLICIES`; ``"sampled:N"`` → the
-    prefixes of N random orderings; otherwise a comma-separated string or a list of names."""
-    if selection is None or selection == "all" or list(selection) == ["all"]:
+    """``"all"`` → every subset; ``None``/``"auto"`` → :func:`effective_selection`; a policy of
+    :data:`POLICIES`; ``"sampled:N"`` → the prefixes of N random orderings; otherwise a
+    comma-separated string or a list of names."""
+    selection = effective_selection(selection, names)
+    if selection == "all" or list(selection) == ["all"]:
         if len(names) > MAX_ALL:
             raise DataError(f"{len(names)} modalities give {2 ** len(names) - 1:,} subsets; 'all' is refused above "
                             f"{MAX_ALL} modalities ({2 ** MAX_ALL - 1:,} subsets). Use --subsets sampled:N (the "

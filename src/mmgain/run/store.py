@@ -110,6 +110,10 @@ class ResultStore:
             old.update(cv=0, primary=None)
         if isinstance(old.get("resolved_protocol"), dict):   # a field added since: its default is the old behaviour
             old["resolved_protocol"] = {**_normal(TrainingProtocol().to_dict()), **old["resolved_protocol"]}
+        trained = self.manifest().get("subsets") or []
+        k = len({name for sub in trained for name in str(sub).split("+")})
+        if old.get("subsets") == "all" and spec.subsets == "auto" and len(trained) == 2 ** k - 1 <= 255:
+            old["subsets"] = "auto"      # a folder from before the 'auto' default: the same lattice
         diff = _differences(old, _normal(spec.to_dict()))
         if diff:
             raise SpecError(f"{self.folder} holds a run with another spec or protocol; it cannot be resumed "
