@@ -163,11 +163,12 @@ def test_a_command_that_fails_before_training_leaves_no_folder(tmp_path, capsys,
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
-def test_twenty_modalities_are_refused_before_enumeration(tmp_path, capsys):
+def test_all_subsets_of_twenty_modalities_are_refused_before_enumeration(tmp_path, capsys):
     r = np.random.default_rng(0)
     mods = {f"m{i}": r.normal(size=(60, 2)) for i in range(20)}
     np.savez(tmp_path / "d.npz", y=np.arange(60) % 2, **mods)
-    assert main(["run", "--cv", "0", "--data", str(tmp_path / "d.npz"), *FAST, "--out", str(tmp_path / "r")]) == 2
+    assert main(["run", "--cv", "0", "--data", str(tmp_path / "d.npz"), *FAST, "--subsets", "all",
+                 "--out", str(tmp_path / "r")]) == 2
     err = _err(capsys)
     assert "20 modalities give 1,048,575 subsets" in err and "--subsets" in err
 
