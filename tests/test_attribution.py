@@ -220,3 +220,29 @@ def test_without_subsets_a_lattice_above_eight_modalities_is_sampled(tmp_path, c
     assert f"9 modalities: training the prefixes of {DEFAULT_ORDERINGS} random orderings" in capsys.readouterr().err
     sh = attribution(r)["shapley"][0]
     assert "permutation" in sh["estimator"] and len(sh["phi"]) == 9
+
+
+def test_a_sampled_lattice_run_writes_its_report(tmp_path, capsys):
+    """The sampled Shapley values carry a standard error per modality: the run folder's
+    summary.json must read back into report.html (it was refused as 'not a number')."""
+    import json
+
+    from mmgain.cli import main
+    rng = np.random.default_rng(2)
+    n, names = 160, ["a", "b", "c", "d"]
+    y = rng.integers(0, 2, n)
+    np.savez(tmp_path / "d.npz", **{k: rng.normal(size=(n, 2)) + (k == "a") * y[:, None] for k in names}, y=y)
+    out = tmp_path / "r"
+    assert main(["run", "--data", str(tmp_path / "d.npz"), "--cv", "0", "--subsets", "sampled:3", "--seeds", "2",
+                 "--ratios", "1", "--epochs", "2", "--hidden", "4", "--quiet", "--out", str(out)]) == 0
+    assert "could not be written" not in capsys.readouterr().err
+    phi_se = json.loads((out / "summary.json").read_text())["shapley"][0]["phi_se"]
+    assert isinstance(phi_se, list) and len(phi_se) == 4
+    assert "report.html" in json.loads((out / "run.json").read_text())["files"] or (out / "report.html").is_file()
+    html = (out / "report.html").read_text()
+    assert "Shapley" in html and " ± " in html
+    summary = json.loads((out / "summary.json").read_text())
+    summary["shapley"][0]["phi_se"] = "0.1"                       # a hand-edited folder: named, not a traceback
+    (out / "summary.json").write_text(json.dumps(summary))
+    assert main(["report", str(out)]) == 2
+    assert "summary.shapley[0].phi_se: must be a list of numbers" in capsys.readouterr().err

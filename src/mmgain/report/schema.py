@@ -19,8 +19,11 @@ OPT_NUM = (int, float, type(None))
 OPT_STR = (str, type(None))
 _NUMERIC_SUFFIXES = ("_mean", "_std", "_se", "_p", "_s")
 _NUMERIC_NAMES = {"ratio", "gain", "gamma", "p_value", "p_family", "q_by", "bound", "ci_level", "n_train", "n_seeds",
-                  "n_folds", "n_rows", "n_modalities", "rows_needed", "eta", "phi_se", "v_full", "v_empty",
+                  "n_folds", "n_rows", "n_modalities", "rows_needed", "eta", "v_full", "v_empty",
                   "gain_now", "n_now", "n_star", "target_n", "fit_from", "m_star", "lead", "budget"}
+
+
+_PER_MODALITY = {"phi_se"}      # a number per modality (the sampled Shapley values' standard errors)
 
 
 class SchemaError(ValueError):
@@ -52,6 +55,9 @@ def _record(where: str, rec: Any) -> None:
                 for x in v)
             if not ok and v is not None:
                 raise SchemaError(f"{where}.{k}", "must be a pair [lower, upper] of numbers or nulls")
+        elif k in _PER_MODALITY:
+            if not (isinstance(v, list) and all(isinstance(x, OPT_NUM) and not isinstance(x, bool) for x in v)):
+                raise SchemaError(f"{where}.{k}", f"must be a list of numbers or nulls, got {str(v)[:40]!r}")
         elif k in _NUMERIC_NAMES or k.endswith(_NUMERIC_SUFFIXES):
             if isinstance(v, bool) or not isinstance(v, OPT_NUM):
                 raise SchemaError(f"{where}.{k}", f"must be a number or null, got {type(v).__name__} {str(v)[:40]!r}")
