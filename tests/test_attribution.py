@@ -217,7 +217,7 @@ def test_without_subsets_a_lattice_above_eight_modalities_is_sampled(tmp_path, c
                           protocol_overrides={"epochs": 1, "hidden": 2, "probe_epochs": 1})
     r = run_experiment(spec, device="cpu", progress=False)
     assert r.subsets == sampled
-    assert f"9 modalities: training the prefixes of {DEFAULT_ORDERINGS} random orderings" in capsys.readouterr().err
+    assert f"9 modalities: training --subsets sampled:{DEFAULT_ORDERINGS}, the prefixes of random orderings" in capsys.readouterr().err
     sh = attribution(r)["shapley"][0]
     assert "permutation" in sh["estimator"] and len(sh["phi"]) == 9
 

@@ -24,8 +24,8 @@ from ..errors import SpecError
 # Calibrated on the project's 2-core CPU (Intel Xeon with AMX): TRAIN_RATE on 2026-11-27,
 # PROBE_PER_FIT_S on 2026-12-03, PROBE_RATE and PROBE_OVERHEAD_S on 2026-12-03 (afternoon);
 # the runs and their figures: benchmarks/2026-12-03-estimate.md.  PROBE_RATE and PROBE_PER_FIT_S
-# were scaled by 1.8 on 2026-12-04 with the solver's evaluations per run, which the probe's
-# intercept step cut by that factor (benchmarks/2026-12-04-intercept-step.md).
+# were rescaled on 2026-12-04 for the probe's intercept step, which cut the solver's evaluations
+# per run (benchmarks/2026-12-04-intercept-step.md).
 TRAIN_RATE = 3.6e10          # training multiply–adds per second
 PROBE_RATE = 9.0e8           # probe work units (rows × latent width × L-BFGS passes) per second
 PROBE_OVERHEAD_S = 0.5       # per stream: the probes' per-iteration Python

@@ -23,7 +23,7 @@ from ..data.controls import control_subsets, with_permuted_copies
 from ..data.dataset import DataError, MultimodalDataset
 from ..data.sources import is_per_seed, load_source
 from ..data.splits import cv_folds, fold_rows, make_split, nested_sample, sample_size
-from ..data.subsets import (DEFAULT_ALL_MAX, DEFAULT_ORDERINGS, FORWARD, forward_path, proper_pairs, select_subsets,
+from ..data.subsets import (FORWARD, effective_selection, forward_path, proper_pairs, select_subsets,
                             subset_name)
 from ..errors import DataWarning, OutputError, SpecError
 from ..models.components import FUSIONS, resolve_widths
@@ -208,8 +208,8 @@ def plan_run(spec: ExperimentSpec, device: str = "auto", progress: bool = True,
     if memory_budget is None:
         memory_budget = default_memory_budget(dev)
     subsets = None if forward else select_subsets(spec.subsets, names)
-    if spec.subsets in (None, "auto") and len(names) > DEFAULT_ALL_MAX:
-        print(f"mmgain: {len(names)} modalities: training the prefixes of {DEFAULT_ORDERINGS} random orderings "
+    if not forward and (chosen := effective_selection(spec.subsets, names)) not in (spec.subsets, "all"):
+        print(f"mmgain: {len(names)} modalities: training --subsets {chosen}, the prefixes of random orderings "
               f"({len(subsets)} subsets: unbiased Shapley values, a γ pair per step), not all "
               f"{2 ** len(names) - 1:,}; --subsets all trains every subset", file=sys.stderr)
     widths = resolve_widths(protocol.hidden, names)  # per-modality widths must name these modalities

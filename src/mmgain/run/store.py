@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from ..data.subsets import effective_selection
 from ..errors import OutputError, SpecError
 from ..files import atomic_write, open_regular, read_json, read_regular, real_folder  # noqa: F401
 from ..training.protocol import TrainingProtocol
@@ -105,14 +106,16 @@ class ResultStore:
         """Refuse to continue a run with another spec or protocol; name what differs."""
         if not self.exists():
             return
-        old = dict(self.manifest()["spec"])
+        m = self.manifest()
+        old = dict(m["spec"])
         if "cv" not in old:            # written before cross-fitting and families existed: a fixed split
             old.update(cv=0, primary=None)
         if isinstance(old.get("resolved_protocol"), dict):   # a field added since: its default is the old behaviour
             old["resolved_protocol"] = {**_normal(TrainingProtocol().to_dict()), **old["resolved_protocol"]}
-        trained = self.manifest().get("subsets") or []
-        k = len({name for sub in trained for name in str(sub).split("+")})
-        if old.get("subsets") == "all" and spec.subsets == "auto" and len(trained) == 2 ** k - 1 <= 255:
+        trained = m.get("subsets") or []
+        names = sorted({name for sub in trained for name in str(sub).split("+")})
+        if (old.get("subsets") == "all" and spec.subsets == "auto" and len(trained) == 2 ** len(names) - 1
+                and effective_selection("auto", names) == "all"):
             old["subsets"] = "auto"      # a folder from before the 'auto' default: the same lattice
         diff = _differences(old, _normal(spec.to_dict()))
         if diff:
