@@ -174,3 +174,40 @@ def test_an_encoder_with_buffers_is_refused_clearly():
             BatchedLateFusion(DIMS, SUBSETS, [0], 2, hidden=4, encoder="test-bn")
     finally:
         ENCODERS._items.pop("test-bn")
+
+
+@pytest.mark.parametrize("streams", [1, 3])
+def test_first_layer_with_fused_bias_and_relu_equals_the_plain_layer(streams):
+    """The first layer's bias inside the matmul and its ReLU as a oneDNN post-op
+    (``models.fused``): the same outputs and gradients as W·x + b and a separate ReLU."""
+    from mmgain.models import fused
+
+    gen = torch.Generator().manual_seed(3)
+    W = torch.randn(streams, 5, 8, 7, generator=gen, requires_grad=True)      # (S, A_k, H, d)
+    b = torch.randn(streams, 5, 8, generator=gen, requires_grad=True)
+    x = torch.randn(streams, 33, 7, generator=gen)                             # (S, B, d)
+    got = fused.linear_relu_rows_last(fused.with_bias(W, b).reshape(streams, 40, 8), fused.with_ones(x))
+    want = torch.relu(torch.baddbmm(b.reshape(streams, 40, 1), W.reshape(streams, 40, 7), x.transpose(1, 2)))
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    g = torch.randn(got.shape, generator=gen)
+    got_grads = torch.autograd.grad((got * g).sum(), (W, b))
+    want_grads = torch.autograd.grad((want * g).sum(), (W, b))
+    for a, e in zip(got_grads, want_grads):
+        torch.testing.assert_close(a, e, rtol=1e-5, atol=1e-5)
+    assert bool((got == 0).any()) and bool((got > 0).any())     # the ReLU cut somewhere, not everywhere
+
+
+def test_the_onednn_kernel_is_used_where_it_agrees_and_refused_where_it_does_not(monkeypatch):
+    """torch's CPU build has the fused kernel (so training uses it); a kernel that is missing or
+    gives other numbers is not used — the plain matmul and ReLU run instead."""
+    from types import SimpleNamespace
+
+    from mmgain.models import fused
+
+    assert fused.onednn_relu_available()               # the pinned CPU build of torch has it
+    check = fused.onednn_relu_available.__wrapped__
+    wrong = SimpleNamespace(mkldnn=SimpleNamespace(_linear_pointwise=lambda a, x, *_: (a @ x.T).abs()))
+    monkeypatch.setattr(fused.torch, "ops", wrong)
+    assert not check()
+    monkeypatch.setattr(fused.torch, "ops", SimpleNamespace())
+    assert not check()

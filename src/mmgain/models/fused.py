@@ -1,0 +1,77 @@
+"""The encoders' first layer with its bias and ReLU inside the matmul.
+
+A first layer W·x + b followed by a ReLU is, unfused, three passes over the largest tensor
+of a training step (the bias broadcast into the output, the GEMM, the ReLU) and one more in
+the backward pass (the bias gradient, a sum over the rows).  Appending a row of ones to the
+input and the bias as a column to W puts the bias inside the GEMM (forward and gradient);
+on a CPU, oneDNN's matmul applies the ReLU as it writes the output (a post-op), so the
+hidden tensor is written once.  The backward pass masks the gradient with the saved output
+(the ReLU's own backward) and needs no further pass.
+
+The oneDNN kernel is torch's ``mkldnn._linear_pointwise`` operator (the one torch.compile
+uses for the same fusion).  It is checked once against a plain matmul before it is used;
+where it is missing or disagrees, and on other devices or under autocast, the same
+arithmetic runs as a batched matmul and a ReLU.
+"""
+from __future__ import annotations
+
+import functools
+
+import torch
+from torch import Tensor
+
+
+def with_ones(x: Tensor) -> Tensor:
+    """x (S, B, d) → (S, B, d + 1), a column of ones appended: the bias's input."""
+    return torch.cat([x, x.new_ones(*x.shape[:-1], 1)], -1)
+
+
+def with_bias(W: Tensor, b: Tensor) -> Tensor:
+    """W (..., H, d) and b (..., H) → (..., H, d + 1): the bias as W's last column."""
+    return torch.cat([W, b[..., None]], -1)
+
+
+@functools.lru_cache(maxsize=None)
+def onednn_relu_available() -> bool:
+    """Whether this torch build has oneDNN's matmul with a ReLU post-op, and it agrees with a
+    plain matmul on a small problem (checked once per process)."""
+    op = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
+    if op is None or not torch.backends.mkldnn.is_available():
+        return False
+    gen = torch.Generator().manual_seed(0)
+    a, x = torch.randn(37, 19, generator=gen), torch.randn(23, 19, generator=gen)
+    try:
+        out = op(a, x, None, "relu", [None], "")
+    except (RuntimeError, TypeError, NotImplementedError):
+        return False
+    return out.shape == (37, 23) and bool(torch.allclose(out, (a @ x.T).clamp_min(0), rtol=1e-5, atol=1e-5))
+
+
+class _OneDNNLinearReLU(torch.autograd.Function):
+    """relu(Wa · xaᵀ) per stream, rows last: Wa (S, N, K), xa (S, B, K) → (S, N, B)."""
+
+    @staticmethod
+    def forward(ctx, Wa: Tensor, xa: Tensor) -> Tensor:
+        op = torch.ops.mkldnn._linear_pointwise
+        parts = [op(Wa[s], xa[s], None, "relu", [None], "") for s in range(Wa.shape[0])]
+        out = parts[0][None] if len(parts) == 1 else torch.stack(parts)
+        ctx.save_for_backward(out, Wa, xa)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        out, Wa, xa = ctx.saved_tensors
+        g = torch.ops.aten.threshold_backward(grad, out, 0)
+        gW = torch.bmm(g, xa) if ctx.needs_input_grad[0] else None
+        gx = torch.bmm(g.transpose(1, 2), Wa) if ctx.needs_input_grad[1] else None
+        return gW, gx
+
+
+def linear_relu_rows_last(Wa: Tensor, xa: Tensor) -> Tensor:
+    """relu(Wa · xaᵀ): Wa (S, N, K), xa (S, B, K) → (S, N, B), the ReLU applied where the
+    matmul writes its output when oneDNN can (float32 on a CPU, outside autocast)."""
+    fused = (Wa.device.type == "cpu" and Wa.dtype == xa.dtype == torch.float32
+             and not torch.is_autocast_enabled("cpu") and onednn_relu_available())
+    if fused:
+        return _OneDNNLinearReLU.apply(Wa.contiguous(), xa.contiguous())
+    return torch.relu(torch.bmm(Wa, xa.transpose(1, 2)))
