@@ -24,6 +24,16 @@ def test_bench_quick_runs_and_agrees_with_the_naive_loop(capsys):
     assert result["max_test_acc_diff"] <= 0.5            # the same models, trained two ways
     assert abs(result["mean_probe_acc_diff"]) <= 2.0      # two solvers of the same convex probe
     assert result["batched_s"] > 0 and result["naive_s"] > 0 and result["useful_gflops"] > 0
+    # the default `mmgain run` (mfeat: 63 subsets × 5 ratios × 5 folds of 1600 training rows), counted
+    # by hand: each modality in 32 subsets, first layer 2 × 2·d·128, the head 3 × 2·128·10 per modality
+    from mmgain.data.splits import sample_size
+    from mmgain.catalog import RATIOS
+    dims = {"fou": 76, "fac": 216, "kar": 64, "pix": 240, "zer": 47, "mor": 6}
+    per_row = sum(32 * (4 * d * 128 + 6 * 128 * 10) for d in dims.values())
+    rows = 5 * 100 * sum(sample_size(r, 1600) for r in RATIOS)
+    run = result["default_run"]
+    assert run["models"] == 1575 and run["train_flops"] == pytest.approx(per_row * rows, rel=1e-3)
+    assert run["train_floor_s"] == pytest.approx(run["train_flops"] / 1e9 / result["peak_gflops"], rel=0.01)
 
 
 def test_training_flops_count_only_the_modalities_and_rows_asked_for():

@@ -177,16 +177,19 @@ def test_an_encoder_with_buffers_is_refused_clearly():
 
 
 @pytest.mark.parametrize("streams", [1, 3])
-def test_first_layer_with_fused_bias_and_relu_equals_the_plain_layer(streams):
-    """The first layer's bias inside the matmul and its ReLU as a oneDNN post-op
-    (``models.fused``): the same outputs and gradients as W·x + b and a separate ReLU."""
+@pytest.mark.parametrize("rows", [33, 600])
+def test_first_layer_with_fused_bias_and_relu_equals_the_plain_layer(streams, rows):
+    """The first layer's bias inside the matmul and its ReLU as a oneDNN post-op (``models.fused``,
+    on minibatches of 600 rows here; 33 take the plain path): the same outputs and gradients as
+    W·x + b and a separate ReLU."""
     from mmgain.models import fused
 
     gen = torch.Generator().manual_seed(3)
     W = torch.randn(streams, 5, 8, 7, generator=gen, requires_grad=True)      # (S, A_k, H, d)
     b = torch.randn(streams, 5, 8, generator=gen, requires_grad=True)
-    x = torch.randn(streams, 33, 7, generator=gen)                             # (S, B, d)
-    got = fused.linear_relu_rows_last(fused.with_bias(W, b).reshape(streams, 40, 8), fused.with_ones(x))
+    x = torch.randn(streams, rows, 7, generator=gen)                           # (S, B, d)
+    assert fused._fusable(W, x) == (rows == 600)
+    got = fused.first_layer_rows_last(W, b, x, relu=True)
     want = torch.relu(torch.baddbmm(b.reshape(streams, 40, 1), W.reshape(streams, 40, 7), x.transpose(1, 2)))
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
     g = torch.randn(got.shape, generator=gen)
@@ -195,6 +198,8 @@ def test_first_layer_with_fused_bias_and_relu_equals_the_plain_layer(streams):
     for a, e in zip(got_grads, want_grads):
         torch.testing.assert_close(a, e, rtol=1e-5, atol=1e-5)
     assert bool((got == 0).any()) and bool((got > 0).any())     # the ReLU cut somewhere, not everywhere
+    plain = fused.first_layer_rows_last(W, b, x, relu=False)     # no ReLU to fuse: the plain layer
+    assert torch.equal(plain, torch.baddbmm(b.reshape(streams, 40, 1), W.reshape(streams, 40, 7), x.transpose(1, 2)))
 
 
 def test_the_onednn_kernel_is_used_where_it_agrees_and_refused_where_it_does_not(monkeypatch):

@@ -185,3 +185,27 @@ def test_batched_equals_reference_with_the_mlp_head(task, fusion):
             assert list(got) == list(ref.state_dict()) and "head.2.weight" in got
             for name, p in ref.state_dict().items():
                 torch.testing.assert_close(got[name], p, rtol=1e-4, atol=1e-5, msg=f"{sub} stream {s} {name}")
+
+
+def test_batched_equals_reference_where_the_first_layer_is_fused(monkeypatch):
+    """Minibatches large enough for the fused first layer (bias in the matmul, oneDNN's ReLU
+    post-op): still the same weights as one module and torch's Adam per model."""
+    from mmgain.models import fused
+
+    calls = []
+    real = fused._OneDNNLinearReLU.apply
+    monkeypatch.setattr(fused._OneDNNLinearReLU, "apply", lambda *a: calls.append(1) or real(*a))
+    xs = toy_modalities(n=700, dims=tuple(DIMS.values()), seed=5)
+    y = np.digitize(xs["m1"][:, 0] - xs["m3"][:, 1], [-0.5, 0.5]).astype(np.int64)
+    protocol = TrainingProtocol(hidden=6, activation="relu", lr=0.02, batch_size=600, epochs=3)
+    streams = Streams(np.array([0, 0]), np.array([0, 1]), [nested_sample(700, 1.0, 0), nested_sample(700, 0.9, 1)])
+    trainer = BatchedTrainer(protocol, DIMS, SUBSETS, 3, "classification").fit(DeviceData.stack([(xs, y)], "cpu"),
+                                                                                streams)
+    assert calls                                               # the fused kernel ran
+    for s in range(len(streams)):
+        for a, sub in enumerate(SUBSETS):
+            ref = train_reference(DIMS, sub, int(streams.seeds[s]), xs, y, streams.train_rows[s], protocol,
+                                  "classification", 3)
+            got = trainer.model_.to_module(s, a).state_dict()
+            for name, p in ref.state_dict().items():
+                torch.testing.assert_close(got[name], p, rtol=1e-4, atol=1e-5, msg=f"{sub} stream {s} {name}")

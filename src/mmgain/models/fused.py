@@ -10,8 +10,8 @@ hidden tensor is written once.  The backward pass masks the gradient with the sa
 
 The oneDNN kernel is torch's ``mkldnn._linear_pointwise`` operator (the one torch.compile
 uses for the same fusion).  It is checked once against a plain matmul before it is used;
-where it is missing or disagrees, and on other devices or under autocast, the same
-arithmetic runs as a batched matmul and a ReLU.
+where it is missing or disagrees, on other devices, under autocast, and on small minibatches,
+the layer runs as a batched matmul with the bias added into it, then a ReLU.
 """
 from __future__ import annotations
 
@@ -67,11 +67,28 @@ class _OneDNNLinearReLU(torch.autograd.Function):
         return gW, gx
 
 
-def linear_relu_rows_last(Wa: Tensor, xa: Tensor) -> Tensor:
-    """relu(Wa · xaᵀ): Wa (S, N, K), xa (S, B, K) → (S, N, B), the ReLU applied where the
-    matmul writes its output when oneDNN can (float32 on a CPU, outside autocast)."""
-    fused = (Wa.device.type == "cpu" and Wa.dtype == xa.dtype == torch.float32
-             and not torch.is_autocast_enabled("cpu") and onednn_relu_available())
-    if fused:
-        return _OneDNNLinearReLU.apply(Wa.contiguous(), xa.contiguous())
-    return torch.relu(torch.bmm(Wa, xa.transpose(1, 2)))
+# When the fused kernel runs (benchmarks/2026-12-04-fused-first-layer.md): it is called once per
+# stream, and on small minibatches those calls, and appending the bias to W (a copy of W each
+# step), cost more than the passes they save.
+FUSED_MIN_ROWS = 512
+FUSED_MIN_ROWS_PER_INPUT = 4
+
+
+def _fusable(W: Tensor, x: Tensor) -> bool:
+    B, d = x.shape[1], W.shape[-1]
+    return (W.device.type == "cpu" and W.dtype == x.dtype == torch.float32 and B >= FUSED_MIN_ROWS
+            and B >= FUSED_MIN_ROWS_PER_INPUT * (d + 1) and not torch.is_autocast_enabled("cpu")
+            and onednn_relu_available())
+
+
+def first_layer_rows_last(W: Tensor, b: Tensor | None, x: Tensor, relu: bool) -> Tensor:
+    """The first layer over every subset at once, rows last: W (S, A_k, H, d), b (S, A_k, H) or
+    None, x (S, B, d) → W·x + b (S, A_k·H, B), then a ReLU if ``relu``.  With a bias and a ReLU
+    on a CPU, for minibatches large enough, the bias runs inside the matmul and the ReLU as
+    oneDNN's post-op; otherwise a batched matmul with the bias added into it."""
+    S, A, H, d = W.shape
+    if relu and b is not None and _fusable(W, x):
+        return _OneDNNLinearReLU.apply(with_bias(W, b).reshape(S, A * H, d + 1), with_ones(x))
+    W2, z = W.reshape(S, A * H, d), x.transpose(1, 2)
+    out = torch.bmm(W2, z) if b is None else torch.baddbmm(b.reshape(S, A * H, 1), W2, z)
+    return torch.relu(out) if relu else out

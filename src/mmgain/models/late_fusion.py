@@ -29,7 +29,7 @@ from torch.func import functional_call, vmap
 from ..errors import SpecError
 from .components import (ACTIVATIONS, Activation, FUSIONS, HEADS, head_hidden, initial_head, initial_head_bias,
                          initial_head_out, initial_state, make_encoder, resolve_widths)
-from .fused import linear_relu_rows_last, with_bias, with_ones
+from .fused import first_layer_rows_last
 
 
 def dense_latent(blocks: Mapping[str, Tensor], members: Mapping[str, Sequence[int]], names: Sequence[str],
@@ -346,8 +346,7 @@ def _run_linear_stack(layers, params: dict[str, Tensor], x: Tensor) -> Tensor:
     its bias inside the matmul and a ReLU after it fused where the device can
     (:mod:`mmgain.models.fused`); a later layer is W·z + b per (stream, subset)."""
     S, B = x.shape[:2]
-    z = x.transpose(1, 2)                                              # (S, d, B): shared by every subset
-    first, skip = True, False
+    z, first, skip = x, True, False
     for i, (name, m) in enumerate(layers):
         if isinstance(m, Activation):
             z = z if skip else m.fn(z)
@@ -355,12 +354,10 @@ def _run_linear_stack(layers, params: dict[str, Tensor], x: Tensor) -> Tensor:
             continue
         W, b = params[f"{name}.weight"], params.get(f"{name}.bias")          # (S, A_k, H, d), (S, A_k, H)
         A, H, d = W.shape[1:]
-        if first:         # one matmul over all subsets: (S, A_k·H, d + 1) @ (S, d + 1, B)
-            Wa, xa = (W, x) if b is None else (with_bias(W, b), with_ones(x))
-            Wa = Wa.reshape(S, A * H, -1)
+        if first:         # one matmul over all subsets: (S, A_k·H, d) @ (S, d, B)
             nxt = layers[i + 1][1] if i + 1 < len(layers) else None
             skip = isinstance(nxt, Activation) and nxt.name == "relu"
-            z = (linear_relu_rows_last(Wa, xa) if skip else torch.bmm(Wa, xa.transpose(1, 2))).view(S, A, H, B)
+            z = first_layer_rows_last(W, b, x, relu=skip).view(S, A, H, B)
         else:             # one matmul per (stream, subset): (S·A_k, H, d) @ (S·A_k, d, B)
             W2, b2, z = W.reshape(S * A, H, d), None if b is None else b.reshape(S * A, H, 1), z.reshape(S * A, d, B)
             z = (torch.bmm(W2, z) if b2 is None else torch.baddbmm(b2, W2, z)).view(S, A, H, B)

@@ -74,6 +74,26 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def default_run_training(device: torch.device, peak_gflops: float) -> dict:
+    """The default ``mmgain run`` (embedded mfeat, every subset × 5 ratios × 5 folds) as planned on
+    this device: its models, training's counted FLOPs and their floor at ``peak_gflops``.  Its
+    probes' FLOPs are counted as they run (each run.json's ``work.floor_s``), so the bench gives the
+    training part of that floor, with no run."""
+    import contextlib
+    import io
+
+    from ..catalog import EXPERIMENTS
+    from .runner import plan_run
+
+    with contextlib.redirect_stderr(io.StringIO()):       # the plan's own estimate line
+        plan = plan_run(EXPERIMENTS.get("run"), str(device), progress=False, allow_large=True)
+    ref = plan.groups[0].dataset
+    flops = training_flops(plan.protocol, ref.dims, plan.subsets, ref.n_outputs,
+                           [len(r) for r in plan.streams.train_rows])
+    return {"models": len(plan.subsets) * len(plan.streams), "train_flops": float(f"{flops:.4g}"),
+            "train_floor_s": float(f"{flops / (peak_gflops * 1e9):.3g}")}
+
+
 def run_bench(quick: bool = False, device: str = "auto", naive_epochs: int | None = None, k: int | None = None,
               seeds: int | None = None, progress=print, naive: bool = True, encoder: str | None = None,
               fusion: str | None = None, precision: str | None = None) -> dict:
@@ -139,7 +159,8 @@ def run_bench(quick: bool = False, device: str = "auto", naive_epochs: int | Non
                       dev, protocol.precision, t_train + t_probe)          # as run.json's work, one formula
     work = {"probe_evals": int(probe_evals), "probe_gflops": round(probe_flops / t_probe / 1e9, 2),
             "probe_frac_peak": rec["probe_frac_peak"], "floor_s": rec["floor_s"],
-            "batched_over_floor": rec["wall_over_floor"]}
+            "batched_over_floor": rec["wall_over_floor"],
+            "default_run": default_run_training(dev, matmul_peak_gflops(dev, "float32"))}
     if not naive:                   # --batched-only: the scaling study (time per model against K)
         out = {"device": _device_label(dev), "precision": protocol.precision, "k": len(names),
                "subsets": len(subsets), "models": n_models,
@@ -216,6 +237,9 @@ def run_bench(quick: bool = False, device: str = "auto", naive_epochs: int | Non
              f"probes: {out['probe_evals']} problem-evaluations, {out['probe_gflops']} GFLOP/s of counted work "
              f"({100 * out['probe_frac_peak']:.0f} % of the float32 peak); the batched side took "
              f"{out['batched_over_floor']}× its floor ({out['floor_s']} s: its counted FLOPs at the peak)",
+             f"the default `mmgain run` here: {out['default_run']['models']} models, training floor "
+             f"{out['default_run']['train_floor_s']} s ({out['default_run']['train_flops']:.3g} FLOPs at the float32 "
+             "peak; with its probes' counted work, run.json's work.floor_s)",
              "agreement: " + (f"test accuracy of the same model, largest difference {out['max_test_acc_diff']} points; "
                               if "max_test_acc_diff" in out else "")
              + f"probe accuracy, mean difference naive − batched {out['mean_probe_acc_diff']:+} points"]
