@@ -8,7 +8,7 @@ statistic, how far each estimate moved in units of its own 95 % half-width (per-
 of fits that stopped short of the tolerance, and the time.
 
     .venv/bin/python scripts/probe_tolerance.py [--data mfeat] [--ratio 1.0] [--tols 1e-3 1e-4 1e-5 1e-6]
-        [--max-iter 500] [--ref-max-iter 3000] [--intercept-steps 1 10]
+        [--max-iter 500] [--ref-max-iter 3000] [--intercept-steps 1 10] [--histories 10 5]
 """
 import argparse
 import inspect
@@ -36,6 +36,8 @@ def main() -> None:
     ap.add_argument("--intercept-steps", type=float, nargs="+", default=[10.0],
                     help="the solver's intercept steps to try with every tolerance but the reference's "
                          "(the reference: mmgain's default)")
+    ap.add_argument("--histories", type=int, nargs="+", default=[10],
+                    help="L-BFGS history sizes to try with every tolerance but the reference's (the reference: 10)")
     ap.add_argument("--ref-max-iter", type=int, default=None, help="the reference fit's cap (default: --max-iter)")
     args = ap.parse_args()
     spec = ExperimentSpec(name="tolerance", data=args.data, seeds=1, ratios=(args.ratio,), cv=0)
@@ -57,12 +59,13 @@ def main() -> None:
     multi = {a for a, M in enumerate(subsets) if len(M) > 1}
     results = {}
     default_step = inspect.signature(logistic_probe).parameters["intercept_step"].default
-    rules = [(min(args.tols), default_step)] + [(tol, c) for tol in sorted(args.tols)[1:] for c in args.intercept_steps]
-    for i, (tol, step) in enumerate(rules):
+    rules = [(min(args.tols), default_step, 10)] + [(tol, c, h) for tol in sorted(args.tols)[1:]
+                                                    for c in args.intercept_steps for h in args.histories]
+    for i, (tol, step, hist) in enumerate(rules):
         cap = (args.ref_max_iter or args.max_iter) if i == 0 else args.max_iter
-        fit = in_model_groups(lambda Z, y, Z2, y2, tol=tol, step=step, cap=cap: logistic_probe(
-            Z, y, Z2, y2, job.n_outputs, l2=protocol.probe_l2, max_iter=cap, tol=tol, intercept_step=step),
-            job.n_outputs, False)
+        fit = in_model_groups(lambda Z, y, Z2, y2, tol=tol, step=step, cap=cap, hist=hist: logistic_probe(
+            Z, y, Z2, y2, job.n_outputs, l2=protocol.probe_l2, max_iter=cap, tol=tol, intercept_step=step,
+            history=hist), job.n_outputs, False)
         t0 = time.perf_counter()
         held = latent_gap_probe(fit, Zt, yt, folds, pairs, seeds)
         blocks, origin = block_latent(Zt, multi)
@@ -74,7 +77,7 @@ def main() -> None:
         fits = sum(float(w["unconverged"].sum()) for w in works)
         evals = sum(float(w["evaluations"].sum()) for w in works)
         n_fits = (len(m) + len(c) + len(origin)) * protocol.probe_folds
-        print(f"  tolerance {tol:g}, intercept step {step:g}: {seconds:.0f} s", flush=True)
+        print(f"  tolerance {tol:g}, intercept step {step:g}, history {hist}: {seconds:.1f} s", flush=True)
         results[i] = {"eta": m, "gamma": np.stack([m[a] - c[j] for j, (a, _, _) in enumerate(pairs)]),
                         "deficit": deficit["eval"]["loss"].numpy(), "short": fits / n_fits, "s": seconds,
                         "evals": evals}
@@ -83,18 +86,18 @@ def main() -> None:
     print(f"reference: tolerance {rules[0][0]:g}; {len(pairs)} pairs, {len(subsets)} models, {len(origin)} blocks, "
           f"{n} test rows, {protocol.probe_folds} folds, cap {args.ref_max_iter or args.max_iter} iterations; "
           f"the others: cap {args.max_iter}")
-    print("| tolerance | intercept step | max |Δγ̂|/hw | median | pairs > 10 % | max |Δη̂|/hw | max |Δdeficit|/hw | fits short of the rule | "
-          "evaluations | probe s |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| tolerance | intercept step | history | max |Δγ̂|/hw | median | pairs > 10 % | max |Δη̂|/hw | max |Δdeficit|/hw | "
+          "fits short of the rule | evaluations | probe s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for i, r in sorted(results.items(), reverse=True):
-        tol, step = rules[i]
+        tol, step, hist = rules[i]
         moved = {}
         for key in ("gamma", "eta", "deficit"):
             hw = 1.96 * ref[key].std(1, ddof=1) / np.sqrt(n)
             moved[key] = np.abs(r[key].mean(1) - ref[key].mean(1)) / np.where(hw > 0, hw, np.inf)
-        print(f"| {tol:g} | {step:g} | {moved['gamma'].max():.3f} | {np.median(moved['gamma']):.4f} | "
+        print(f"| {tol:g} | {step:g} | {hist} | {moved['gamma'].max():.3f} | {np.median(moved['gamma']):.4f} | "
               f"{int((moved['gamma'] > 0.1).sum())} of {len(pairs)} | {moved['eta'].max():.3f} | "
-              f"{moved['deficit'].max():.3f} | {100 * r['short']:.1f} % | {r['evals']:.3g} | {r['s']:.0f} |")
+              f"{moved['deficit'].max():.3f} | {100 * r['short']:.1f} % | {r['evals']:.3g} | {r['s']:.1f} |")
 
 
 if __name__ == "__main__":

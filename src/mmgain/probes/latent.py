@@ -208,7 +208,7 @@ def _standardize(Z: Latent, Z_test: Latent) -> tuple[dict[str, Tensor], dict[str
 
 def logistic_probe(Z: Latent, y: Tensor, Z_test: Latent, y_test: Tensor, n_classes: int,
                    l2: float = 1e-3, max_iter: int = 500, tol: float = 1e-5,
-                   intercept_step: float = 10.0) -> dict[str, Tensor]:
+                   intercept_step: float = 10.0, history: int = 10) -> dict[str, Tensor]:
     """Multinomial logistic regression on the frozen latent, full-batch L-BFGS to convergence.
 
     ``y`` is (n,), or (n, A) when the models have different targets.  Features
@@ -229,12 +229,13 @@ def logistic_probe(Z: Latent, y: Tensor, Z_test: Latent, y_test: Tensor, n_class
     scales its steps to the curvature it last saw, which the weights' correlated directions
     dominate (many units of one encoder move together), so intercepts that start at the
     weights' scale crawl and are the last to converge.  It changes the path, not the optimum;
-    the default is measured (docs/benchmarks.md, "The probes' stopping rule").
+    the default is measured (docs/benchmarks.md, "The probes' stopping rule").  ``history``: the
+    curvature pairs L-BFGS keeps per model.
     """
     widths = Z.model_widths()
     if len(set(widths)) > 1:
         return _by_width(lambda Z_, y_, Zt_, yt_: logistic_probe(Z_, y_, Zt_, yt_, n_classes, l2, max_iter, tol,
-                                                                 intercept_step),
+                                                                 intercept_step, history),
                          widths, Z, y, Z_test, y_test)
     X, Xt = _standardize(Z, Z_test)
     A, C = Z.n_models, n_classes
@@ -311,7 +312,7 @@ def logistic_probe(Z: Latent, y: Tensor, Z_test: Latent, y_test: Tensor, n_class
 
     h0 = torch.where(weights > 0, 1.0, intercept_step)     # H₀'s shape: 1 on the weights, the step on the intercepts
     x0 = torch.zeros(A, n_w + C, device=dev, dtype=dtype)
-    x, info = batched_lbfgs(None, x0, max_iter=max_iter, tol=tol, value_and_grad=value_and_grad,
+    x, info = batched_lbfgs(None, x0, max_iter=max_iter, tol=tol, history=history, value_and_grad=value_and_grad,
                             precondition=None if intercept_step == 1.0 else lambda v, _: v * h0)
     every = torch.arange(A, device=dev)
     with torch.no_grad():
