@@ -6,7 +6,8 @@ the backward pass (the bias gradient, a sum over the rows).  Appending a row of 
 input and the bias as a column to W puts the bias inside the GEMM (forward and gradient);
 on a CPU, oneDNN's matmul applies the ReLU as it writes the output (a post-op), so the
 hidden tensor is written once.  The backward pass masks the gradient with the saved output
-(the ReLU's own backward) and needs no further pass.
+(the ReLU's own backward, one pass) and takes the bias gradient from the weight gradient's
+matmul, with no sum over the rows.
 
 The oneDNN kernel is torch's ``mkldnn._linear_pointwise`` operator (the one torch.compile
 uses for the same fusion).  It is checked once against a plain matmul before it is used;
