@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# GPU check, run from the repo root on a CUDA machine (no install needed: PYTHONPATH=src).
-# Runs the test suite (the batched-vs-reference tests then also run on cuda) and times the main
-# jobs on cuda, with a CPU baseline on the same machine.  Logs go to $OUT (default ./device-out).
+# GPU check, run from the repo root on a CUDA machine (no install needed: PYTHONPATH=src), sized
+# for a 10-minute call: the tests parametrized on cuda (batched trainer and Adam against the
+# reference, determinism, probes), then the default `mmgain run` on cuda end to end (issue 20's
+# goal: ≤ 10 s), then `mmgain bench` on cuda (naive side at 10 epochs, scaled).  Logs go to $OUT
+# (default ./device-out); each step has its own time limit, so a slow one still leaves the others.
 set -uo pipefail
 OUT=${OUT:-device-out}
 mkdir -p "$OUT"
@@ -9,17 +11,27 @@ export PYTHONPATH=src PYTHONUNBUFFERED=1
 {
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
   python3 -c "import sys, torch; print('python', sys.version.split()[0], 'torch', torch.__version__, torch.cuda.get_device_name(), 'cpu threads', torch.get_num_threads())"
+  lscpu | grep -m1 "Model name"
 } 2>&1 | tee "$OUT/env.txt"
-timeout 240 python3 -m pytest -q -x -p no:cacheprovider tests 2>&1 | tail -15 | tee "$OUT/pytest.txt"
-run() {  # name, then mmgain arguments
-  local name=$1; shift
+timeout 100 python3 -m pytest -q -p no:cacheprovider -k cuda tests/test_training.py 2>&1 | tail -15 | tee "$OUT/pytest.txt"
+step() {  # name, limit in seconds, then mmgain arguments
+  local name=$1 limit=$2; shift 2
   local t0=$(date +%s%N)
-  timeout 300 python3 -m mmgain "$@" --quiet --out "/tmp/$name" > "$OUT/$name.txt" 2>&1
+  timeout "$limit" python3 -m mmgain "$@" > "$OUT/$name.txt" 2>&1
   local rc=$?
-  echo "$name: exit $rc wall $(( ($(date +%s%N) - t0) / 1000000 )) ms" | tee -a "$OUT/timings.txt"
+  echo "$name: exit $rc wall $(( ($(date +%s%N) - t0) / 1000000 )) ms (limit ${limit} s)" | tee -a "$OUT/timings.txt"
 }
-run syn_cuda reproduce synthetic --device cuda
-run syn_cpu reproduce synthetic --device cpu
-run mfeat_cuda run --device cuda
-cp /tmp/mfeat_cuda/summary.json "$OUT/mfeat_cuda_summary.json" 2>/dev/null
-tail -3 "$OUT"/syn_cuda.txt "$OUT"/syn_cpu.txt "$OUT"/mfeat_cuda.txt
+step default_run_cuda 230 run --device cuda --quiet --out /tmp/default_cuda
+python3 - "$OUT" <<'EOF' 2>&1 | tee -a "$OUT/timings.txt"
+import json, sys
+try:
+    run = json.load(open("/tmp/default_cuda/run.json"))
+    print("default run on cuda: status", run.get("status"), "| work", json.dumps(run.get("work")),
+          "| estimate", json.dumps(run.get("estimate", {}).get("seconds")))
+    v = json.load(open("/tmp/default_cuda/summary.json")).get("verdicts")
+    print("verdicts", json.dumps(v))
+except (OSError, ValueError) as e:
+    print("no run.json / summary.json:", e)
+EOF
+step bench_cuda 200 bench --device cuda --naive-epochs 10
+tail -8 "$OUT"/default_run_cuda.txt "$OUT"/bench_cuda.txt

@@ -24,6 +24,18 @@ def _problem(task, n=50):
     return xs, y
 
 
+def _assert_matches_reference(trainer, streams, xs, y, protocol, task="classification", n_out=3):
+    """Every (stream, subset) model of ``trainer`` equals the reference trainer's."""
+    for s in range(len(streams)):
+        for a, sub in enumerate(SUBSETS):
+            ref = train_reference(DIMS, sub, int(streams.seeds[s]), xs, y, streams.train_rows[s], protocol, task,
+                                  n_out)
+            got = trainer.model_.to_module(s, a).state_dict()
+            assert list(got) == list(ref.state_dict())
+            for name, p in ref.state_dict().items():
+                torch.testing.assert_close(got[name], p, rtol=1e-4, atol=1e-5, msg=f"{sub} stream {s} {name}")
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("task", ["regression", "classification"])
 @pytest.mark.parametrize("activation", ACTIVATIONS.names())
@@ -40,14 +52,7 @@ def test_batched_equals_reference(task, activation, encoder, fusion, device):
                       [nested_sample(50, 1.0, 0), nested_sample(50, 0.5, 1), nested_sample(50, 0.1, 1)])
     train = DeviceData.stack([(xs, y)], device)
     trainer = BatchedTrainer(protocol, DIMS, SUBSETS, n_out, task, device).fit(train, streams)
-    for s in range(len(streams)):
-        for a, sub in enumerate(SUBSETS):
-            ref = train_reference(DIMS, sub, int(streams.seeds[s]), xs, y, streams.train_rows[s],
-                                  protocol, task, n_out)
-            got = trainer.model_.to_module(s, a).state_dict()
-            assert list(got) == list(ref.state_dict())
-            for name, p in ref.state_dict().items():
-                torch.testing.assert_close(got[name], p, rtol=1e-4, atol=1e-5, msg=f"{sub} stream {s} {name}")
+    _assert_matches_reference(trainer, streams, xs, y, protocol, task, n_out)
 
 
 def test_batched_equals_reference_with_per_modality_widths():
@@ -56,13 +61,7 @@ def test_batched_equals_reference_with_per_modality_widths():
     streams = Streams(np.array([0, 0]), np.array([2, 3]), [nested_sample(50, 1.0, 2), nested_sample(50, 0.4, 3)])
     trainer = BatchedTrainer(protocol, DIMS, SUBSETS, 3, "classification").fit(DeviceData.stack([(xs, y)], "cpu"),
                                                                               streams)
-    for s in range(len(streams)):
-        for a, sub in enumerate(SUBSETS):
-            ref = train_reference(DIMS, sub, int(streams.seeds[s]), xs, y, streams.train_rows[s], protocol,
-                                  "classification", 3)
-            got = trainer.model_.to_module(s, a).state_dict()
-            for name, p in ref.state_dict().items():
-                torch.testing.assert_close(got[name], p, rtol=1e-4, atol=1e-5, msg=f"{sub} stream {s} {name}")
+    _assert_matches_reference(trainer, streams, xs, y, protocol)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -202,10 +201,4 @@ def test_batched_equals_reference_where_the_first_layer_is_fused(monkeypatch):
     trainer = BatchedTrainer(protocol, DIMS, SUBSETS, 3, "classification").fit(DeviceData.stack([(xs, y)], "cpu"),
                                                                                 streams)
     assert calls                                               # the fused kernel ran
-    for s in range(len(streams)):
-        for a, sub in enumerate(SUBSETS):
-            ref = train_reference(DIMS, sub, int(streams.seeds[s]), xs, y, streams.train_rows[s], protocol,
-                                  "classification", 3)
-            got = trainer.model_.to_module(s, a).state_dict()
-            for name, p in ref.state_dict().items():
-                torch.testing.assert_close(got[name], p, rtol=1e-4, atol=1e-5, msg=f"{sub} stream {s} {name}")
+    _assert_matches_reference(trainer, streams, xs, y, protocol)
