@@ -108,6 +108,13 @@ def test_the_estimate_calibrates_itself_from_this_machines_matmul_peak():
     rec = avx2_bf16.record()
     assert rec["train_floor_s"] == pytest.approx(avx2_bf16.train_flops / 60e9, rel=1e-3)
     assert rec["matmul_peak_gflops"] == {"float32": 157.0, "bfloat16": 60.0}
+    # on a GPU training and the probes scale apart (training ran 78×, the probes 4.3× the reference
+    # CPU's rates on an H200): the probes are most of a GPU run
+    from mmgain.run.budget import GPU_PROBE_SPEEDUP, GPU_TRAIN_SPEEDUP
+    gpu = estimate(proto, *rest[:-1], "cuda", peaks=dict(REFERENCE_PEAK_GFLOPS))      # peaks: CPU only
+    assert gpu.train_seconds == pytest.approx(base.train_seconds / GPU_TRAIN_SPEEDUP)
+    assert gpu.probe_seconds == pytest.approx(base.probe_seconds / GPU_PROBE_SPEEDUP)
+    assert gpu.probe_seconds / gpu.train_seconds > base.probe_seconds / base.train_seconds
 
 
 def test_available_memory_counts_what_the_kernel_can_reclaim(tmp_path):

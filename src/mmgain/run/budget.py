@@ -3,7 +3,8 @@
 The estimate is deliberately simple: the multiply–adds of training (every model, every
 epoch, every row of its sample, only the modalities in its subset, forward + backward)
 and the work of the probes, divided by rates measured on the project's 2-core CPU
-(the default mfeat and MOSI runs) or, on a GPU, an assumed 30× those.  It is a rough
+(the default mfeat and MOSI runs) or, on a GPU, those rates times the speed-ups of training and
+of the probes measured on one card (:data:`GPU_TRAIN_SPEEDUP`, :data:`GPU_PROBE_SPEEDUP`).  It is a rough
 guide to tell minutes from days, not a promise.
 
 On a CPU the rates calibrate themselves: a large matmul is timed once per process
@@ -31,7 +32,11 @@ PROBE_RATE = 9.0e8           # probe work units (rows × latent width × L-BFGS 
 PROBE_OVERHEAD_S = 0.5       # per stream: the probes' per-iteration Python
 PROBE_PER_FIT_S = 2.2e-3     # per probe fit (model or control, per fold): iterations on small separable data
 HELDOUT_ROW_WEIGHT = 4.5     # a test row's probe work against a training row's: the cross-fitted probe's folds and rule
-GPU_SPEEDUP = 30.0
+# On a GPU, the reference machine's times divided by these: training and probes apart, from the
+# default run on an NVIDIA H200 (benchmarks/2026-12-04-h200.md), where training is seconds and the
+# probes' solver is bound by its sequential iterations, not by arithmetic.
+GPU_TRAIN_SPEEDUP = 78.0
+GPU_PROBE_SPEEDUP = 4.3
 # The reference machine's matmul_peak_gflops on the day TRAIN_RATE was set, and the matmul share
 # of training's time that the same day's float32 and bfloat16 trainings imply; derivation and raw
 # figures: benchmarks/2026-12-03-estimate-calibration.md.
@@ -161,14 +166,15 @@ def estimate(protocol, dims: dict[str, int], subsets, sample_sizes, n_train: int
     latent_width = sum(len(s) for s in subsets) + (n_pairs if pair_blocks is None else pair_blocks)
     probe = len(sample_sizes) * (n_train + HELDOUT_ROW_WEIGHT * n_test) * latent_width * H * 60   # ~60 passes
     fits = len(sample_sizes) * (len(subsets) + n_pairs) * (1 + protocol.probe_folds)   # paper probe + cross-fit
-    speed = GPU_SPEEDUP if device_type == "cuda" else 1.0
+    gpu = device_type == "cuda"
     precision = getattr(protocol, "precision", "float32")
     train_f = probe_f = 1.0
     if peaks and device_type != "cuda":
         train_f = time_factor(peaks.get(precision, peaks["float32"]))
         probe_f = time_factor(peaks["float32"], PROBE_REFERENCE_GFLOPS)
-    train_s = train / TRAIN_RATE / speed * train_f
-    probe_s = (probe / PROBE_RATE * probe_f + PROBE_OVERHEAD_S * len(sample_sizes) + PROBE_PER_FIT_S * fits) / speed
+    train_s = train / TRAIN_RATE / (GPU_TRAIN_SPEEDUP if gpu else 1.0) * train_f
+    probe_s = (probe / PROBE_RATE * probe_f + PROBE_OVERHEAD_S * len(sample_sizes) + PROBE_PER_FIT_S * fits) \
+        / (GPU_PROBE_SPEEDUP if gpu else 1.0)
     return Estimate(len(sample_sizes) * len(subsets), len(sample_sizes), len(subsets), train_s + probe_s,
                     peak_memory(protocol, dims, subsets, sample_sizes, n_train, n_test, n_pairs, n_groups,
                                 memory_budget, n_out, dense_probe) / 1e9, train_s, probe_s, 2.0 * train,
