@@ -202,3 +202,7 @@ def test_batched_equals_reference_where_the_first_layer_is_fused(monkeypatch):
                                                                                 streams)
     assert calls                                               # the fused kernel ran
     _assert_matches_reference(trainer, streams, xs, y, protocol)
+    again = BatchedTrainer(protocol, DIMS, SUBSETS, 3, "classification").fit(DeviceData.stack([(xs, y)], "cpu"),
+                                                                              streams)
+    for name, p in trainer.model_.params.items():               # the same seed, the same numbers
+        assert torch.equal(p, again.model_.params[name]), name
