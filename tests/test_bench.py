@@ -106,7 +106,7 @@ def test_the_estimate_calibrates_itself_from_this_machines_matmul_peak():
     assert avx2_bf16.train_seconds > avx2_f32.train_seconds > base.train_seconds
     assert avx2_bf16.probe_seconds == pytest.approx(avx2_f32.probe_seconds)       # probes run in float32
     rec = avx2_bf16.record()
-    assert rec["train_floor_s"] == pytest.approx(avx2_bf16.train_flops / 60e9, rel=1e-3)
+    assert rec["train_floor_s"] == pytest.approx(avx2_bf16.train_flops / 60e9, rel=5e-3)   # 3 significant digits
     assert rec["matmul_peak_gflops"] == {"float32": 157.0, "bfloat16": 60.0}
     # on a GPU training and the probes scale apart (training ran 78×, the probes 4.3× the reference
     # CPU's rates on an H200): the probes are most of a GPU run

@@ -102,6 +102,7 @@ def test_costs_budget_and_target_reach_the_summary_and_the_report(tmp_path, caps
     assert est["matmul_peak_gflops"]["float32"] > 0 and est["train_floor_s"] > 0 and est["seconds"] > 0
     work = json.loads((out / "run.json").read_text())["work"]        # what the run counted and timed
     assert work["probe_evals"] > 0 and work["train_flops"] > 0 and work["probe_flops"] > 0
+    assert est["train_flops"] == pytest.approx(work["train_flops"], rel=1e-3)     # one count, said up front
     assert work["probe_fits"] > 0 and 0 <= work["probe_fits_short"] <= work["probe_fits"]
     assert 0 < work["train_frac_peak"] < 1 and 0 < work["probe_frac_peak"] < 1
     peak = work["peak_gflops"]["float32"] * 1e9

@@ -128,7 +128,7 @@ class Estimate:
     memory_gb: float
     train_seconds: float = 0.0           # of ``seconds``: training (with --theory, its label-flip fits)
     probe_seconds: float = 0.0           # of ``seconds``: the latent probes
-    train_flops: float = 0.0             # training's counted FLOPs (2 per multiply–add)
+    train_flops: float = 0.0             # training's counted FLOPs, as run.json's work counts them
     peaks: dict | None = None            # this machine's matmul GFLOP/s by precision (CPU runs)
     precision: str = "float32"
 
@@ -159,6 +159,8 @@ def estimate(protocol, dims: dict[str, int], subsets, sample_sizes, n_train: int
     matmul GFLOP/s by precision (:func:`matmul_peak_gflops`; CPU only): the rates are scaled by
     :func:`time_factor`, training's in its precision, the probes' in float32 (they always run in
     it).  None: the reference machine's rates as they are."""
+    from ..training.flops import training_flops
+
     H = protocol.max_width()
     per_row = sum(sum(dims[k] + 1 for k in s) * H for s in subsets)         # one row through every model
     train = sum(protocol.epochs * n for n in sample_sizes) * per_row * 3      # forward + backward
@@ -177,7 +179,8 @@ def estimate(protocol, dims: dict[str, int], subsets, sample_sizes, n_train: int
         / (GPU_PROBE_SPEEDUP if gpu else 1.0)
     return Estimate(len(sample_sizes) * len(subsets), len(sample_sizes), len(subsets), train_s + probe_s,
                     peak_memory(protocol, dims, subsets, sample_sizes, n_train, n_test, n_pairs, n_groups,
-                                memory_budget, n_out, dense_probe) / 1e9, train_s, probe_s, 2.0 * train,
+                                memory_budget, n_out, dense_probe) / 1e9, train_s, probe_s,
+                    training_flops(protocol, dims, subsets, n_out, sample_sizes) * (2 if theory else 1),
                     dict(peaks) if peaks else None, precision)
 
 
