@@ -87,9 +87,7 @@ def default_run_training(device: torch.device, peak_gflops: float) -> dict:
 
     with contextlib.redirect_stderr(io.StringIO()):       # the plan's own estimate line
         plan = plan_run(EXPERIMENTS.get("run"), str(device), progress=False, allow_large=True)
-    ref = plan.groups[0].dataset
-    flops = training_flops(plan.protocol, ref.dims, plan.subsets, ref.n_outputs,
-                           [len(r) for r in plan.streams.train_rows])
+    flops = plan.estimate.train_flops                     # counted as run.json's work counts them
     return {"models": len(plan.subsets) * len(plan.streams), "train_flops": float(f"{flops:.4g}"),
             "train_floor_s": float(f"{flops / (peak_gflops * 1e9):.3g}")}
 
