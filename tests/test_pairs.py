@@ -180,3 +180,42 @@ def test_cli_tells_user_errors_from_bugs(tmp_path, capsys, monkeypatch):
     with pytest.raises(KeyError):
         main(["run", "--cv", "0", "--data", str(data), "--quiet", "--out", str(tmp_path / "v")])
     assert json.loads((tmp_path / "v" / "run.json").read_text())["status"] == "failed"
+
+
+def test_a_chunks_probes_in_one_solve_equal_them_call_by_call(tmp_path):
+    """The layout a GPU gets (``one_solve``: every fold, control and block of a chunk in one
+    solver call, the paper's probe in another, widths padded) fits the same problems as one call
+    per width and fold: the same outcomes, far fewer solver calls and rounds one after the other."""
+    from mmgain.data.sources import load_source
+    from mmgain.data.splits import nested_sample
+    from mmgain.training.batched import BatchedTrainer, DeviceData, Streams
+    from mmgain.training.protocol import PROTOCOLS
+
+    ds = load_source(str(_npz(tmp_path / "s.npz", n=240)), 0, {}, {})
+    tr, te = ds.train_test_indices()
+    train, test = (DeviceData.stack([(ds.rows(i), ds.y[i])], "cpu") for i in (tr, te))
+    protocol = PROTOCOLS.get("huang2021").with_(**{**FAST, "hidden": 8, "probe_max_iter": 500,
+                                                   "heldout_max_iter": 500})
+    subsets = [("label",), ("noise",), ("label", "noise")]
+    streams = Streams(np.zeros(2, int), np.array([0, 1]), [nested_sample(train.n, r, s) for s, r in
+                                                           ((0, 1.0), (1, 0.5))])
+    trainer = BatchedTrainer(protocol, ds.dims, subsets, 3, "classification").fit(train, streams)
+    args = (trainer, streams.groups, train, test, get_task("classification"), 3, protocol, 1e12, None,
+            [(2, 0), (2, 1)], [True, True])
+    calls = _probe_chunk(*args, one_solve=False)
+    one = _probe_chunk(*args, one_solve=True)
+    assert set(one) == set(calls)
+    for where in calls:
+        if where == "work":
+            continue
+        assert set(one[where]) == set(calls[where])
+        for k in calls[where]:                 # per row at the solver's tolerance; per model (what γ̂ reads) tighter
+            np.testing.assert_allclose(one[where][k], calls[where][k], rtol=1e-2, atol=1e-3, err_msg=f"{where} {k}")
+            if np.ndim(calls[where][k]) == 3:
+                np.testing.assert_allclose(one[where][k].mean(-1), calls[where][k].mean(-1), rtol=1e-3, atol=1e-4)
+    assert np.isfinite(one["diagnostics"]["block_noise_ce"]).sum() == 2        # the joint model's block, per stream
+    w1, w0 = one["work"], calls["work"]
+    assert w1["probe_fits"] == w0["probe_fits"] and w1["probe_unconverged"] == w0["probe_unconverged"] == 0
+    # calls: paper (widths 8, 16) + 3 folds × (models and controls: widths 8, 16; blocks: 8) = 11; one solve: 2
+    assert w0["probe_solves"][0] == pytest.approx(11) and w1["probe_solves"][0] == pytest.approx(2)
+    assert w1["probe_rounds"][0] < w0["probe_rounds"][0] / 2

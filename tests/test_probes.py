@@ -286,3 +286,61 @@ def test_the_intercepts_larger_first_step_reaches_the_same_optimum_where_the_pla
     assert long_plain["converged"].item() == 1
     for out in (default, long_plain):
         assert mean_of(out, "train").item() == pytest.approx(truth, rel=2e-4)
+
+
+def _three_block_latent(seed: int, n: int):
+    """Models a+c, b+c, a+b+c and c alone over blocks of widths 2, 4, 1, float64, with a signal."""
+    r = np.random.default_rng(seed)
+    widths = {"a": 2, "b": 4, "c": 1}
+    members = {"a": [0, 2], "b": [1, 2], "c": [0, 1, 2, 3]}
+    blocks = {k: r.standard_normal((n, len(members[k]), w)) for k, w in widths.items()}
+    signal = blocks["a"][:, 0, 0] + blocks["b"][:, 0, 1] - blocks["c"][:, 0, 0]
+    y = np.digitize(signal + 0.7 * r.standard_normal(n), [-0.7, 0.7])
+    return Latent({k: torch.tensor(v) for k, v in blocks.items()}, members, list(widths), 4), y
+
+
+def test_row_weights_fit_only_the_weighted_rows():
+    """A model's rows of weight 0 take no part (not in the standardization either): the probe
+    with a weight of 1/n on n chosen rows is the probe on those rows alone."""
+    from mmgain.probes.latent import logistic_probe
+    Z, y = _three_block_latent(11, 160)
+    keep = torch.from_numpy(np.random.default_rng(0).permutation(160)[:110]).sort().values
+    t = torch.from_numpy(y)
+    weight = torch.zeros(160, 4, dtype=torch.float64)
+    weight[keep] = 1.0 / len(keep)
+    junk = Latent({k: v.clone() for k, v in Z.blocks.items()}, Z.members, Z.names, 4)
+    drop = torch.ones(160, dtype=torch.bool)
+    drop[keep] = False
+    for v in junk.blocks.values():
+        v[drop] = 1e3                                   # rows of weight 0 may hold anything
+    got = logistic_probe(junk, t, Z, t, 3, l2=1e-2, tol=1e-8, row_weight=weight)
+    ref = logistic_probe(Z.take(keep), t[keep], Z, t, 3, l2=1e-2, tol=1e-8)
+    assert got["converged"].tolist() == ref["converged"].tolist() == [1.0] * 4
+    np.testing.assert_allclose(got["test"]["loss"].numpy(), ref["test"]["loss"].numpy(), atol=1e-7)
+    np.testing.assert_allclose(got["train"]["loss"][:, keep].numpy(), ref["train"]["loss"].numpy(), atol=1e-7)
+    assert torch.equal(got["flops"], (4 * 110 * got["evaluations"] + 2 * (110 + 160))
+                       * torch.tensor([3.0, 5.0, 7.0, 1.0], dtype=torch.float64) * 3)
+
+
+def test_the_folds_stacked_in_one_solve_equal_the_folds_one_by_one():
+    """cross_fitted_probe(stacked=True): each fold a group of models of one call, folds of
+    unequal length padded; the same fits as fold by fold, and each fold's work counted on its
+    own rows."""
+    from mmgain.probes.latent import _stacked_folds, cross_fitted_probe, logistic_probe, probe_folds
+    Z, y = _three_block_latent(12, 151)                 # 151 rows: folds of unequal length
+    t = torch.from_numpy(y)
+    folds = probe_folds(y, 3)
+    probe = lambda Z_, y_, Zt_, yt_, **kw: logistic_probe(Z_, y_, Zt_, yt_, 3, l2=1e-2, tol=1e-8, **kw)  # noqa: E731
+    one_by_one = cross_fitted_probe(probe, Z, t, folds)
+    stacked = cross_fitted_probe(probe, Z, t, folds, stacked=True)
+    for part in ("fit", "eval"):
+        np.testing.assert_allclose(stacked[part]["loss"].numpy(), one_by_one[part]["loss"].numpy(), atol=1e-7)
+        assert torch.equal(stacked[part]["correct"], one_by_one[part]["correct"])
+    assert stacked["work"]["fits"].tolist() == [3.0] * 4 and stacked["work"]["unconverged"].sum() == 0
+    f = torch.as_tensor(folds)
+    split = [((f != j).nonzero().squeeze(1), (f == j).nonzero().squeeze(1)) for j in range(3)]
+    assert len({len(tr) for tr, _ in split}) > 1
+    width = torch.tensor([3.0, 5.0, 7.0, 1.0], dtype=torch.float64)
+    for (tr, ev), res in zip(split, _stacked_folds(probe, Z, t, split)):
+        assert res["test"]["loss"].shape == (4, len(ev))
+        assert torch.equal(res["flops"], (4 * len(tr) * res["evaluations"] + 2 * (len(tr) + len(ev))) * width * 3)

@@ -54,6 +54,29 @@ class Latent:
                 members[k] = [new[self.members[k][j]] for j in cols]
         return Latent(blocks, members, [k for k in self.names if k in blocks], len(chosen))
 
+    def join(self, other: "Latent") -> "Latent":
+        """These models, then ``other``'s (on the same rows), as one Latent: a modality's blocks
+        are stacked where their widths agree, and ``other``'s block is kept under a key of its
+        own where they do not (an encoder's output beside a latent of another width)."""
+        blocks, members = dict(self.blocks), {k: list(v) for k, v in self.members.items()}
+        names = list(self.names)
+        for k in other.names:
+            if k not in other.blocks:
+                continue
+            blk, owned = other.blocks[k], [self.n_models + m for m in other.members[k]]
+            key = k
+            if k in blocks and blocks[k].shape[2:] != blk.shape[2:]:
+                key = k + "\u2032"                       # k′
+                while key in blocks:
+                    key += "\u2032"
+            if key in blocks:
+                blocks[key] = torch.cat([blocks[key], blk], 1)
+                members[key] += owned
+            else:
+                blocks[key], members[key] = blk, owned
+                names.append(key)
+        return Latent(blocks, members, names, self.n_models + other.n_models)
+
     def model_widths(self) -> list[int]:
         """Each model's latent width."""
         width = [0] * self.n_models
@@ -78,14 +101,20 @@ def probe_bytes_per_model(n_rows: int, width: int, n_out: int, dense: bool) -> f
 
 
 PROBE_GROUP_BYTES = 2e9      # the most one probe group holds
+ONE_SOLVE_GROUP_BYTES = 16e9  # the same when a chunk's probes run as one solve (a GPU's; run.chunk)
+
+
+SEQUENTIAL_WORK = ("solves", "rounds", "objective_calls")   # per solver call, shared by its models
 
 
 def solver_work(res: dict) -> dict[str, Tensor]:
     """A probe result's solver work per model (A,), for run.json and the bench: ``evaluations``
     and their ``flops``, the ``fits`` made and how many of them stopped short of the tolerance
-    (``unconverged``: an iteration cap or a failed line search).  A probe that reports none of
-    these (a registered probe of another kind) counts nothing."""
-    out = {k: res[k].double().cpu() for k in ("evaluations", "flops") if k in res}
+    (``unconverged``: an iteration cap or a failed line search), and, shared equally by the
+    models of one solver call so that sums are totals, the calls (``solves``) with their
+    sequential ``rounds`` and ``objective_calls`` (:func:`batched_lbfgs`).  A probe that reports
+    none of these (a registered probe of another kind) counts nothing."""
+    out = {k: res[k].double().cpu() for k in ("evaluations", "flops", *SEQUENTIAL_WORK) if k in res}
     if "converged" in res:
         out["fits"] = torch.ones_like(res["converged"], dtype=torch.float64).cpu()
         out["unconverged"] = 1 - res["converged"].double().cpu()
@@ -99,28 +128,30 @@ def in_model_groups(probe: Callable[..., dict], n_out: int, dense: bool,
     model's fit is its own problem, but a group's stopping bookkeeping can move a model's
     numbers at the solver's tolerance, so the cap is a
     constant, not ``--memory-gb``: the memory budget changes speed, never a number."""
-    def run(Z: Latent, y: Tensor, Zt: Latent, yt: Tensor) -> dict:
+    def run(Z: Latent, y: Tensor, Zt: Latent, yt: Tensor, row_weight: Tensor | None = None) -> dict:
         width = sum(b.shape[-1] for b in Z.blocks.values()) if dense else Z.widest()
         per = probe_bytes_per_model(len(y), width, n_out, dense)
         size = max(1, int(max_bytes // max(per, 1.0)))
+        kw = lambda ms: {} if row_weight is None else {"row_weight": _targets_of(row_weight, ms)}   # noqa: E731
         if Z.n_models <= size:
-            return probe(Z, y, Zt, yt)
+            return probe(Z, y, Zt, yt, **kw(range(Z.n_models)))
         parts = []
         for start in range(0, Z.n_models, size):
             ms = list(range(start, min(start + size, Z.n_models)))
-            parts.append(probe(Z.models(ms), _targets_of(y, ms), Zt.models(ms), _targets_of(yt, ms)))
+            parts.append(probe(Z.models(ms), _targets_of(y, ms), Zt.models(ms), _targets_of(yt, ms), **kw(ms)))
         return _concat_models(parts)
     return run
 
 
 def _by_width(probe: Callable[..., dict], widths: Sequence[int], Z: Latent, y: Tensor, Z_test: Latent,
-              y_test: Tensor) -> dict:
+              y_test: Tensor, row_weight: Tensor | None = None) -> dict:
     """``probe`` fitted on the models of each latent width apart, results in the models' order:
     a solver state padded to the widest model would spend most of its passes on zeros."""
     order, parts = [], []
     for w in sorted(set(widths)):
         ms = [m for m, wm in enumerate(widths) if wm == w]
-        parts.append(probe(Z.models(ms), _targets_of(y, ms), Z_test.models(ms), _targets_of(y_test, ms)))
+        kw = {} if row_weight is None else {"row_weight": _targets_of(row_weight, ms)}
+        parts.append(probe(Z.models(ms), _targets_of(y, ms), Z_test.models(ms), _targets_of(y_test, ms), **kw))
         order += ms
     inverse = torch.empty(len(order), dtype=torch.long)
     inverse[torch.as_tensor(order)] = torch.arange(len(order))
@@ -192,23 +223,31 @@ def per_model(y: Tensor, n_models: int) -> Tensor:
     return y[:, None].expand(-1, n_models) if y.dim() == 1 else y
 
 
-def _standardize(Z: Latent, Z_test: Latent) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+def _standardize(Z: Latent, Z_test: Latent, rows: Tensor | None = None) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
     """Z-scored blocks, rows last (A_k, H, n): the probe's GEMMs then stream each model's rows as
     the long operand (logitsᵀ = Wᵀ·Z, gradient = Z·Gᵀ), and the softmax over the classes runs
-    along contiguous rows."""
+    along contiguous rows.  ``rows`` (n, A), if given, marks each model's own rows: the moments
+    are theirs, and the other rows are set to zero."""
     train, test = {}, {}
     for k, blk in Z.blocks.items():
         blk = blk.permute(1, 2, 0).contiguous()
-        mu, sd = blk.mean(2, keepdim=True), blk.std(2, unbiased=False, keepdim=True)
+        if rows is None:
+            mu, sd = blk.mean(2, keepdim=True), blk.std(2, unbiased=False, keepdim=True)
+        else:
+            m = rows[:, list(Z.members[k])].T[:, None, :].to(blk.dtype)            # (A_k, 1, n)
+            cnt = m.sum(2, keepdim=True)
+            mu = (blk * m).sum(2, keepdim=True) / cnt
+            sd = (((blk - mu) ** 2 * m).sum(2, keepdim=True) / cnt).sqrt()
         sd = torch.where(sd > 1e-8, sd, torch.ones_like(sd))   # dead units stay zero
-        train[k] = blk.sub_(mu).div_(sd)
+        train[k] = blk.sub_(mu).div_(sd) if rows is None else blk.sub_(mu).div_(sd).mul_(m)
         test[k] = (Z_test.blocks[k].permute(1, 2, 0) - mu) / sd
     return train, test
 
 
 def logistic_probe(Z: Latent, y: Tensor, Z_test: Latent, y_test: Tensor, n_classes: int,
                    l2: float = 1e-3, max_iter: int = 500, tol: float = 1e-5,
-                   intercept_step: float = 10.0, history: int = 10) -> dict[str, Tensor]:
+                   intercept_step: float = 10.0, history: int = 10, row_weight: Tensor | None = None,
+                   by_width: bool = True) -> dict[str, Tensor]:
     """Multinomial logistic regression on the frozen latent, full-batch L-BFGS to convergence.
 
     ``y`` is (n,), or (n, A) when the models have different targets.  Features
@@ -231,13 +270,20 @@ def logistic_probe(Z: Latent, y: Tensor, Z_test: Latent, y_test: Tensor, n_class
     weights' scale crawl and are the last to converge.  It changes the path, not the optimum;
     the default is measured (docs/benchmarks.md, "The probes' stopping rule").  ``history``: the
     curvature pairs L-BFGS keeps per model.
+
+    ``row_weight`` (n, A), if given, replaces the mean over the training rows by each model's
+    weighted sum (weights ≥ 0 that sum to 1 per model): rows of weight 0 take no part, not even
+    in the standardization.  :func:`cross_fitted_probe` fits all its folds in one call this way.
+    ``by_width`` (default) solves the models of each latent width apart; False solves them all
+    in one call, padded to the widest: more arithmetic, fewer solver calls one after the other
+    (what a GPU, bound by launches and synchronizations, wants).
     """
     widths = Z.model_widths()
-    if len(set(widths)) > 1:
-        return _by_width(lambda Z_, y_, Zt_, yt_: logistic_probe(Z_, y_, Zt_, yt_, n_classes, l2, max_iter, tol,
-                                                                 intercept_step, history),
-                         widths, Z, y, Z_test, y_test)
-    X, Xt = _standardize(Z, Z_test)
+    if by_width and len(set(widths)) > 1:
+        return _by_width(lambda Z_, y_, Zt_, yt_, **kw: logistic_probe(Z_, y_, Zt_, yt_, n_classes, l2, max_iter,
+                                                                       tol, intercept_step, history, **kw),
+                         widths, Z, y, Z_test, y_test, row_weight)
+    X, Xt = _standardize(Z, Z_test, None if row_weight is None else row_weight > 0)
     A, C = Z.n_models, n_classes
     dev = y.device
     dtype = next(iter(X.values())).dtype
@@ -288,6 +334,7 @@ def logistic_probe(Z: Latent, y: Tensor, Z_test: Latent, y_test: Tensor, n_class
         return out, width, rows, parts
 
     Y, Yt = per_model(y, A).T.contiguous(), per_model(y_test, A).T.contiguous()   # (A, n)
+    RW = None if row_weight is None else row_weight.T.to(dtype).contiguous()        # (A, n)
     weights = torch.zeros(1, layout.n_w + C, dtype=dtype, device=dev)
     weights[:, :n_w] = 1.0                                  # the L2 term: weights, not intercepts
 
@@ -298,9 +345,16 @@ def logistic_probe(Z: Latent, y: Tensor, Z_test: Latent, y_test: Tensor, n_class
         n = lg.shape[2]
         logp = torch.log_softmax(lg, 1)
         target = Y[models][:, None]
-        ce = -logp.gather(1, target)[:, 0].double().mean(1)     # summed in float64: the line search compares
-                                                                 # decreases far below float32's resolution
-        G = logp.exp_().scatter_add_(1, target, torch.full_like(target, -1, dtype=x.dtype)).div_(n)   # ∂ce/∂logits
+        ll = logp.gather(1, target)[:, 0].double()    # summed in float64: the line search compares
+                                                       # decreases far below float32's resolution
+        G = logp.exp_().scatter_add_(1, target, torch.full_like(target, -1, dtype=x.dtype))   # n·∂ce/∂logits
+        if RW is None:
+            ce = -ll.mean(1)
+            G.div_(n)
+        else:
+            rw = RW[models]
+            ce = -(ll * rw.double()).sum(1)
+            G.mul_(rw[:, None])
         Gw = G if same else torch.zeros(width, C, n, dtype=x.dtype, device=dev).index_copy_(0, rows, G)
         grad = torch.zeros(width, x.shape[1], dtype=x.dtype, device=dev)
         grad[:, n_w:] = Gw.sum(2)
@@ -324,9 +378,13 @@ def logistic_probe(Z: Latent, y: Tensor, Z_test: Latent, y_test: Tensor, n_class
     evals = info["evaluations"].double()
     width = torch.as_tensor(widths, dtype=torch.float64, device=dev)
     n, n_test = len(Y[0]), len(Yt[0])
+    if RW is not None:             # the rows of weight 0, and test rows of target -100 (padding), are not work
+        n, n_test = (RW > 0).sum(1).double(), (Yt != -100).sum(1).double()
     flops = (4 * n * evals + 2 * (n + n_test)) * width * C    # logits and gradient per evaluation; outcomes
+    share = torch.full((A,), 1.0 / A, dtype=torch.float64, device=dev)   # the call's counts, shared by its models
     return {**out, "iterations": info["iterations"].double(), "converged": info["converged"].double(),
-            "evaluations": evals, "flops": flops}
+            "evaluations": evals, "flops": flops,
+            "solves": share, "rounds": share * info["rounds"], "objective_calls": share * info["calls"]}
 
 
 @dataclass
@@ -374,7 +432,8 @@ def probe_folds(y: np.ndarray, k: int, seed: int = 0, stratify: bool = True) -> 
     return folds
 
 
-def cross_fitted_probe(probe: Callable[..., dict], Z: Latent, y: Tensor, folds: np.ndarray) -> dict[str, dict]:
+def cross_fitted_probe(probe: Callable[..., dict], Z: Latent, y: Tensor, folds: np.ndarray,
+                       stacked: bool = False) -> dict[str, dict]:
     """The probe fitted on rows no encoder has seen, by cross-fitting over them.
 
     For each fold, the probe is fitted on the other folds and scored on this one
@@ -383,17 +442,23 @@ def cross_fitted_probe(probe: Callable[..., dict], Z: Latent, y: Tensor, folds: 
     (A, n); ``work`` sums the probe's :func:`solver_work` over the folds, per model (A,).
     ½(fit + eval) is the bias-corrected risk of the best head
     (:mod:`mmgain.analysis.estimates`).
+
+    ``stacked`` (a probe that takes ``row_weight``, :func:`logistic_probe`): every fold's fit is
+    one more model of a single call, on the fold's rows padded to the longest fold with rows of
+    weight 0, so the solver runs the folds together instead of one after the other (the same
+    problems; the sums over rows in another order).
     """
     k = int(folds.max()) + 1
     if k < 2:
         raise ValueError("cross-fitting needs at least two folds")
     f = torch.as_tensor(folds, device=y.device)
+    split = [((f != j).nonzero().squeeze(1), (f == j).nonzero().squeeze(1)) for j in range(k)]
+    fits = _stacked_folds(probe, Z, y, split) if stacked else \
+        [probe(Z.take(tr), y[tr], Z.take(ev), y[ev]) for tr, ev in split]
     fit_sum: dict[str, Tensor] = {}
     evals: dict[str, Tensor] = {}
     work: dict[str, Tensor] = {}
-    for j in range(k):
-        tr, ev = (f != j).nonzero().squeeze(1), (f == j).nonzero().squeeze(1)
-        res = probe(Z.take(tr), y[tr], Z.take(ev), y[ev])
+    for (tr, ev), res in zip(split, fits):
         for name, v in solver_work(res).items():
             work[name] = work.get(name, 0) + v
         for name, v in res["train"].items():
@@ -403,6 +468,41 @@ def cross_fitted_probe(probe: Callable[..., dict], Z: Latent, y: Tensor, folds: 
             evals.setdefault(name, torch.zeros(v.shape[0], len(y), dtype=torch.float64, device=v.device))
             evals[name][:, ev] = v.double()
     return {"fit": {name: v / (k - 1) for name, v in fit_sum.items()}, "eval": evals, "work": work}
+
+
+def _stacked_folds(probe: Callable[..., dict], Z: Latent, y: Tensor, split: list[tuple[Tensor, Tensor]]
+                   ) -> list[dict]:
+    """The fits of every fold from one call of ``probe``: fold j's models are models j·A … of a
+    Latent of the folds' rows, each fold padded to the longest (repeating its first row: weight 0
+    on the fit rows, target -100 on the held-out rows); returned per fold, as the per-fold calls
+    return them."""
+    A, k = Z.n_models, len(split)
+    n_tr, n_ev = max(len(tr) for tr, _ in split), max(len(ev) for _, ev in split)
+    pad = lambda idx, m: torch.cat([idx, idx[:1].expand(m - len(idx))])   # noqa: E731
+
+    def stack(rows: list[Tensor], m: int) -> Latent:
+        blocks = {key: torch.cat([blk[pad(r, m)] for r in rows], 1) for key, blk in Z.blocks.items()}
+        members = {key: [j * A + a for j in range(k) for a in Z.members[key]] for key in Z.blocks}
+        return Latent(blocks, members, Z.names, k * A)
+    yy = per_model(y, A)
+    ys = torch.cat([yy[pad(tr, n_tr)] for tr, _ in split], 1)
+    yts = torch.full((n_ev, k * A), -100, dtype=yy.dtype, device=y.device)     # padding: cross_entropy's ignore
+    for j, (_, ev) in enumerate(split):
+        yts[:len(ev), j * A:(j + 1) * A] = yy[ev]
+    weight = torch.zeros(n_tr, k * A, dtype=torch.float32, device=y.device)
+    for j, (tr, _) in enumerate(split):
+        weight[:len(tr), j * A:(j + 1) * A] = 1.0 / len(tr)
+    res = probe(stack([tr for tr, _ in split], n_tr), ys, stack([ev for _, ev in split], n_ev), yts,
+                row_weight=weight)
+    return [_fold_part(res, slice(j * A, (j + 1) * A), len(tr), len(ev)) for j, (tr, ev) in enumerate(split)]
+
+
+def _fold_part(res, models: slice, n_tr: int, n_ev: int):
+    """One fold's models of a stacked result, its padded rows dropped."""
+    if isinstance(res, dict):
+        return {key: _fold_part(v, models, n_tr, n_ev) if key not in ("train", "test") else
+                {name: t[models, :n_tr if key == "train" else n_ev] for name, t in v.items()} for key, v in res.items()}
+    return res[models]
 
 
 def block_latent(Z: Latent, models: set[int] | None = None) -> tuple[Latent, list[tuple[int, str]]]:
@@ -447,33 +547,45 @@ def with_matched_controls(Z: Latent, matches: Sequence[tuple[int, int, str]],
 
 
 def latent_gap_probe(probe: Callable[..., dict], Z: Latent, y: Tensor, folds: np.ndarray,
-                     pairs: Sequence[tuple[int, int, str]], perm_seeds: Sequence[int]) -> dict[str, dict]:
+                     pairs: Sequence[tuple[int, int, str]], perm_seeds: Sequence[int],
+                     stacked: bool = False, extra: tuple[Latent, Tensor] | None = None) -> dict[str, dict]:
     """The probe behind the corrected γ̂: cross-fitted on rows no encoder has seen (``Z``,
     ``y``), for the A models of ``Z`` and one width-matched control per pair
     ``(m_model, n_model, k)`` (N's latent + M's k block, rows permuted with a generator
     seeded by ``perm_seeds[i]``).
 
     Returns ``{"models": {"fit", "eval"}, "controls": {"fit", "eval"}}`` of per-row outcomes,
-    (A, n) and (len(pairs), n).  Per row, γ̂(M, N) = ½(fit + eval)[M] − ½(fit + eval)[control].
+    (A, n) and (len(pairs), n); ``stacked`` as in :func:`cross_fitted_probe`.  Per row, γ̂(M, N) =
+    ½(fit + eval)[M] − ½(fit + eval)[control].  ``extra`` (a Latent on the same rows and its
+    targets) is cross-fitted in the same calls and returned as ``"extra"``: one solve instead of two.
     """
     n = len(folds)
     perms = [torch.randperm(n, generator=torch.Generator().manual_seed(int(s))).to(y.device) for s in perm_seeds]
     Zm = with_matched_controls(Z, [(nm, mm, k) for mm, nm, k in pairs], perms)
     ym = torch.cat([y, y[:, [mm for mm, _, _ in pairs]]], 1) if y.dim() == 2 else y
-    held = cross_fitted_probe(probe, Zm, ym, folds)
-    A = Z.n_models
-    return {"models": {w: {k: v[:A] for k, v in d.items()} for w, d in held.items()},
-            "controls": {w: {k: v[A:] for k, v in d.items()} for w, d in held.items()}}
+    A, P = Z.n_models, len(pairs)
+    parts = {"models": slice(0, A), "controls": slice(A, A + P)}
+    if extra is not None:
+        Zx, yx = extra
+        ym = torch.cat([per_model(ym, Zm.n_models), per_model(yx, Zx.n_models)], 1)
+        Zm = Zm.join(Zx)
+        parts["extra"] = slice(A + P, None)
+    held = cross_fitted_probe(probe, Zm, ym, folds, stacked)
+    return {part: {w: {k: v[rows] for k, v in d.items()} for w, d in held.items()} for part, rows in parts.items()}
 
 
 def fit_probe(task, Z: Latent, y: Tensor, Z_test: Latent, y_test: Tensor, n_outputs: int, protocol,
-              heldout: bool = False) -> dict:
+              heldout: bool = False, row_weight: Tensor | None = None, by_width: bool = True) -> dict:
     """The best head on a frozen latent for ``task`` (its ``probe_kind``): ``{"train": rows,
-    "test": rows, **diagnostics}``; ``heldout`` selects the cross-fitted probe's stopping rule."""
+    "test": rows, **diagnostics}``; ``heldout`` selects the cross-fitted probe's stopping rule;
+    ``row_weight`` and ``by_width`` (logistic only) as in :func:`logistic_probe`."""
     if task.probe_kind == "least_squares":
+        if row_weight is not None:
+            raise ValueError("the least-squares probe takes no row weights (cross-fit it fold by fold)")
         return least_squares_probe(Z, y, Z_test, y_test, ridge=protocol.probe_ridge)
     if task.probe_kind == "logistic":
         return logistic_probe(Z, y, Z_test, y_test, n_outputs, l2=protocol.probe_l2,
                               max_iter=protocol.heldout_max_iter if heldout else protocol.probe_max_iter,
-                              tol=protocol.heldout_tol if heldout else protocol.probe_tol)
+                              tol=protocol.heldout_tol if heldout else protocol.probe_tol, row_weight=row_weight,
+                              by_width=by_width)
     raise ValueError(f"no probe of kind {task.probe_kind!r}")

@@ -53,8 +53,12 @@ def batched_lbfgs(f: Objective | None, x0: Tensor, max_iter: int = 500, tol: flo
     only).  A problem
     stops when its largest gradient entry is below ``tol`` or its line search
     fails.  Returns the solution and per-problem ``{"iterations": (A,),
-    "converged": (A,), "evaluations": (A,)}`` (evaluations: the calls of ``f`` that included
-    the problem, line-search trials too — the work the solver spent on it).
+    "converged": (A,), "evaluations": (A,), "rounds": int, "calls": int}`` (evaluations: the
+    calls of ``f`` that included the problem, line-search trials too — the work the solver spent
+    on it; ``rounds``: the iterations the call ran, its slowest problem's; ``calls``: its calls
+    of ``f``.  Rounds and calls run one after the other whatever the number of problems, so on
+    a GPU, where each costs launches and host synchronizations rather than arithmetic, they and
+    not the evaluations set the time).
 
     ``precondition`` applies P⁻¹ of a fixed positive definite P that approximates each
     problem's curvature: the recursion then starts from H₀ = γ·P⁻¹ instead of γ·I, with
@@ -82,6 +86,7 @@ def batched_lbfgs(f: Objective | None, x0: Tensor, max_iter: int = 500, tol: flo
     ids = torch.arange(A, device=dev)              # original index of each state row
     x = x_out.clone()
     v, g = vg(x, ids)
+    calls, rounds = 1, 0
     S = torch.zeros(history, A, D, dtype=dt, device=dev)   # curvature pairs, ring buffer
     Y = torch.zeros_like(S)
     R = torch.zeros(history, A, dtype=dt, device=dev)      # 1/(s·y); 0 marks an empty slot
@@ -91,6 +96,7 @@ def batched_lbfgs(f: Objective | None, x0: Tensor, max_iter: int = 500, tol: flo
         n_act = int(active.sum())
         if n_act == 0:
             break
+        rounds += 1
         if n_act < 0.75 * len(ids):                # drop the finished problems from the state
             keep = active.nonzero().squeeze(1)
             x_out[ids] = x
@@ -120,6 +126,7 @@ def batched_lbfgs(f: Objective | None, x0: Tensor, max_iter: int = 500, tol: flo
         xa, ga, va, ta, da, dga = x[run], g[run], v[run], t[run], d[run], dg[run]
         x_new = xa + ta[:, None] * da
         v_new, g_new = vg(x_new, ids[run])
+        calls += 1
         evals[ids[run]] += 1
         ok = accept(v_new, g_new, va, ta, da, dga)
         for _ in range(max_backtracks):          # shorten the step of the problems that failed, only those
@@ -129,6 +136,7 @@ def batched_lbfgs(f: Objective | None, x0: Tensor, max_iter: int = 500, tol: flo
             ta[p] *= 0.5
             x_new[p] = xa[p] + ta[p, None] * da[p]
             v_new[p], g_new[p] = vg(x_new[p], ids[run][p])
+            calls += 1
             evals[ids[run][p]] += 1
             ok[p] = accept(v_new[p], g_new[p], va[p], ta[p], da[p], dga[p])
         s, y = x_new.sub(xa), g_new.sub(ga)
@@ -155,4 +163,5 @@ def batched_lbfgs(f: Objective | None, x0: Tensor, max_iter: int = 500, tol: flo
         active[run] = ok & (g[run].abs().amax(1) > tol)
     x_out[ids] = x
     g_out[ids] = g
-    return x_out, {"iterations": iters, "converged": g_out.abs().amax(1) <= tol, "evaluations": evals}
+    return x_out, {"iterations": iters, "converged": g_out.abs().amax(1) <= tol, "evaluations": evals,
+                   "rounds": rounds, "calls": calls}

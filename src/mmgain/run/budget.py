@@ -79,23 +79,29 @@ def matmul_peak_gflops(device, precision: str = "float32") -> float:
 
 WORK_KEYS = ("train_s", "probe_s", "train_flops", "probe_flops", "probe_evaluations", "probe_fits",
              "probe_unconverged")
+SEQUENTIAL_KEYS = ("probe_solves", "probe_rounds", "probe_objective_calls")   # solver calls and what runs in turn
 
 
 def work_counts(chunks: list[dict]) -> dict | None:
     """The run's counted work from its chunks' records (:func:`mmgain.run.chunk.run_chunk`):
     seconds of training and of what follows it (scoring, diagnostics, probes), training's
     counted FLOPs (:mod:`mmgain.training.flops`), the probes' solver evaluations and FLOPs, their
-    fits and how many stopped short of the tolerance.  None if a chunk's record is not one this
+    fits and how many stopped short of the tolerance, and their solver calls with the rounds
+    and objective calls those ran one after the other (what a GPU's probe time follows).  None if a chunk's record is not one this
     version writes (a stored chunk is read from a folder: untrusted)."""
     for c in chunks:
         if any(k not in c or np.asarray(c[k]).dtype.kind not in "fiu" or not np.isfinite(c[k]).all()
                for k in WORK_KEYS):
             return None
     total = lambda k: float(sum(float(np.sum(c[k])) for c in chunks))   # noqa: E731
-    return {"train_s": round(total("train_s"), 2), "probe_s": round(total("probe_s"), 2),
-            "train_flops": float(f"{total('train_flops'):.4g}"), "probe_flops": float(f"{total('probe_flops'):.4g}"),
-            "probe_evals": int(total("probe_evaluations")), "probe_fits": int(total("probe_fits")),
-            "probe_fits_short": int(total("probe_unconverged"))}
+    out = {"train_s": round(total("train_s"), 2), "probe_s": round(total("probe_s"), 2),
+           "train_flops": float(f"{total('train_flops'):.4g}"), "probe_flops": float(f"{total('probe_flops'):.4g}"),
+           "probe_evals": int(total("probe_evaluations")), "probe_fits": int(total("probe_fits")),
+           "probe_fits_short": int(total("probe_unconverged"))}
+    if all(k in c and np.asarray(c[k]).dtype.kind in "fiu" and np.isfinite(c[k]).all()
+           for c in chunks for k in SEQUENTIAL_KEYS):   # chunks stored by an older version lack them
+        out.update({k: int(round(total(k))) for k in SEQUENTIAL_KEYS})
+    return out
 
 
 def work_record(work: dict, device, precision: str, wall_s: float | None) -> dict:

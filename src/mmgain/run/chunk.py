@@ -9,7 +9,8 @@ import torch
 
 from ..probes.kinds import PROBES, column_prefix
 from ..probes.latent import (Latent, block_latent, cross_fitted_probe, fit_probe, in_model_groups, latent_gap_probe,
-                             probe_folds, solver_work)
+                             probe_folds, solver_work, ONE_SOLVE_GROUP_BYTES, PROBE_GROUP_BYTES,
+                             SEQUENTIAL_WORK)
 from ..tasks import Task, as_numpy_rows, get_task
 from ..training.batched import BatchedTrainer, DeviceData, Streams
 from ..training.flops import training_flops
@@ -82,7 +83,8 @@ def run_chunk(job: ChunkJob, train: DeviceData, test: DeviceData, device: torch.
 
 def _probe_chunk(trainer: BatchedTrainer, groups: np.ndarray, train: DeviceData, test: DeviceData, task: Task,
                  n_out: int, protocol: TrainingProtocol, memory_budget: float, report,
-                 pairs: list[tuple[int, int]] = (), block_streams=None, extra_probes=()) -> dict[str, dict]:
+                 pairs: list[tuple[int, int]] = (), block_streams=None, extra_probes=(),
+                 one_solve: bool | None = None) -> dict[str, dict]:
     """The latent probes of every model of a trained chunk.
 
     Two probes per model: the paper's (fitted on the full training set of its group, scored
@@ -99,17 +101,28 @@ def _probe_chunk(trainer: BatchedTrainer, groups: np.ndarray, train: DeviceData,
     The probes of as many streams as fit the memory budget are fitted together (one batched
     L-BFGS, or one batched solve); least-squares probes, whose Gram matrices are large, one
     stream at a time.
+
+    ``one_solve`` (default: on any device but the CPU; logistic probes only) fits a group's
+    cross-fitted problems — models, controls, blocks, every fold — in one solver call, and the
+    paper's probe in another, padded to the widest latent, instead of one call per width and
+    fold.  The same problems and optima; more arithmetic, far fewer solver rounds one after the
+    other, which is what a GPU's probe time follows (docs/benchmarks.md).  On the CPU the
+    arithmetic costs more than the rounds save (``benchmarks/2026-12-04-shared-blocks.md``).
     """
     model = trainer.probe_model_
     S, A = model.n_streams, len(model.subsets)
     per_stream = train.n * sum(len(model.members[k]) * model.widths[k] for k in model.used) * 4 * 4
     size = max(1, int(memory_budget // max(per_stream, 1))) if task.stacked_probes else 1
     folds = probe_folds(test.y[0].cpu().numpy(), protocol.probe_folds, stratify=task.stratified)
-    grouped = lambda probe: in_model_groups(probe, n_out, not task.stacked_probes)   # noqa: E731
-    fit = grouped(lambda Z, y, Zt, yt: PROBES.get("paper").fit(task, Z, y, Zt, yt, n_out, protocol))
-    fit_heldout = grouped(lambda Z, y, Zt, yt: fit_probe(task, Z, y, Zt, yt, n_out, protocol, heldout=True))
+    one = task.probe_kind == "logistic" and (train.y.device.type != "cpu" if one_solve is None else one_solve)
+    group_bytes = ONE_SOLVE_GROUP_BYTES if one else PROBE_GROUP_BYTES
+    grouped = lambda probe: in_model_groups(probe, n_out, not task.stacked_probes, group_bytes)   # noqa: E731
+    fit = grouped(lambda Z, y, Zt, yt: PROBES.get("paper").fit(task, Z, y, Zt, yt, n_out, protocol,
+                                                               **({"by_width": False} if one else {})))
+    fit_heldout = grouped(lambda Z, y, Zt, yt, **kw: fit_probe(task, Z, y, Zt, yt, n_out, protocol, heldout=True,
+                                                                by_width=not one, **kw))
     out: dict[str, dict[str, list[np.ndarray]]] = {}
-    work = dict.fromkeys(("evaluations", "flops", "fits", "unconverged"), 0.0)   # every probe's solver work
+    work = dict.fromkeys(("evaluations", "flops", "fits", "unconverged", *SEQUENTIAL_WORK), 0.0)   # every probe's solver work
 
     def count(per_model: dict) -> None:
         for k, v in per_model.items():
@@ -149,24 +162,28 @@ def _probe_chunk(trainer: BatchedTrainer, groups: np.ndarray, train: DeviceData,
                 (k,) = set(model.subsets[a]) - set(model.subsets[b])
                 matches.append((s * A + a, s * A + b, k))
                 seeds_.append(int(model.seeds[js[s]]) * 1009 + model.names.index(k))
-        held = latent_gap_probe(fit_heldout, Zt, yt, folds, matches, seeds_)
-        count(held["models"]["work"])
-        count(held["controls"]["work"])
-        for where in ("fit", "eval"):
-            keep(f"heldout_{where}", held["models"][where], js)
-            if pairs:
-                keep(f"matched_{where}", held["controls"][where], js, width=len(pairs))
         # Each modality's block of each model alone (flagged streams; the others NaN, same keys).
         cols = {f"block_{k}_{name}": np.full(len(js) * A, np.nan) for k in model.names for name in metric_names}
         flagged = [s for s in range(len(js)) if block_streams is not None and block_streams[js[s]]]
+        blocks = None
         if flagged and any(len(sub) > 1 for sub in model.subsets):
             # single-modality models are left out: their block is their whole latent, probed above
             Zb = Zt if model.latent_members() == model.members else _stacked_latent(part, test, g, "encoders")[0]
             blocks, origin = block_latent(Zb, {s * A + a for s in flagged for a in range(A)
                                                if len(model.subsets[a]) > 1})
-            res = cross_fitted_probe(fit_heldout, blocks, yt[:, [m for m, _ in origin]] if yt.dim() == 2 else yt,
-                                     folds)
-            count(res["work"])
+            yb = yt[:, [m for m, _ in origin]] if yt.dim() == 2 else yt
+        held = latent_gap_probe(fit_heldout, Zt, yt, folds, matches, seeds_, stacked=one,
+                                extra=(blocks, yb) if one and blocks is not None else None)
+        for where in held.values():
+            count(where["work"])
+        for where in ("fit", "eval"):
+            keep(f"heldout_{where}", held["models"][where], js)
+            if pairs:
+                keep(f"matched_{where}", held["controls"][where], js, width=len(pairs))
+        if blocks is not None:
+            res = held["extra"] if one else cross_fitted_probe(fit_heldout, blocks, yb, folds)
+            if not one:
+                count(res["work"])
             for name, v in task.metrics(as_numpy_rows(res["eval"])).items():     # (n_blocks,)
                 for i, (mi, k) in enumerate(origin):
                     cols[f"block_{k}_{name}"][mi] = v[i]
