@@ -6,6 +6,10 @@ in its objective.  On a GPU the difference between the solver's time and its obj
 the per-iteration bookkeeping and host synchronization that a sync-free solver would remove.
 
     PYTHONPATH=src python3 scripts/solver_profile.py run --device cuda --quick --quiet --out /tmp/x
+
+A first argument ``--one-solve on`` or ``--one-solve off`` forces the chunk's probe layout
+(:func:`mmgain.run.chunk._probe_chunk`; default: one solve on a GPU, call by call on the CPU), so
+the sequential rounds of both can be counted on either device.
 """
 import sys
 import time
@@ -49,10 +53,17 @@ solver = latent.batched_lbfgs
 latent.batched_lbfgs = counted
 
 if __name__ == "__main__":
-    from mmgain.cli import main
+    import functools
 
+    from mmgain.cli import main
+    from mmgain.run import chunk
+
+    argv = sys.argv[1:]
+    if argv[:1] == ["--one-solve"]:
+        chunk._probe_chunk = functools.partial(chunk._probe_chunk, one_solve={"on": True, "off": False}[argv[1]])
+        argv = argv[2:]
     t0 = time.perf_counter()
-    rc = main(sys.argv[1:])
+    rc = main(argv)
     wall = time.perf_counter() - t0
     total = sum(c["s"] for c in calls)
     obj = sum(c["objective_s"] for c in calls)

@@ -18,6 +18,7 @@ def test_bench_quick_runs_and_agrees_with_the_naive_loop(capsys):
                            "useful_gflops", "real_gflops", "peak_gflops", "train_frac_peak", "peak_mem_mb",
                            "probe_evals", "probe_frac_peak", "floor_s", "batched_over_floor"}
     assert result["probe_evals"] >= 140                   # 140 models, each evaluated at least once
+    assert 0 < result["probe_rounds"] < result["probe_evals"]
     assert 0 < result["probe_frac_peak"] < 1 and 0 < result["floor_s"] < result["batched_s"]
     assert result["real_gflops"] < result["useful_gflops"]                      # the honest count is lower
     assert result["train_frac_peak"] == round(result["real_gflops"] / result["peak_gflops"], 3)
@@ -139,3 +140,10 @@ def test_work_counts_sum_the_chunks_and_refuse_a_record_this_version_does_not_wr
     assert work_counts([one, {k: v for k, v in one.items() if k != "probe_s"}]) is None      # a key missing
     assert work_counts([{**one, "train_s": np.asarray(["x"])}]) is None                        # not a number
     assert work_counts([{**one, "probe_flops": np.asarray([np.inf])}]) is None                # not finite
+    # the solver's sequential counts: summed where every chunk has them (an older chunk has not)
+    from mmgain.run.budget import SEQUENTIAL_KEYS
+    seq = {**one, **{k: np.asarray([1.5]) for k in SEQUENTIAL_KEYS}}
+    both = work_counts([seq, seq])
+    assert [both[k] for k in SEQUENTIAL_KEYS] == [3, 3, 3]
+    assert not set(SEQUENTIAL_KEYS) & set(work_counts([seq, one]))
+    assert not set(SEQUENTIAL_KEYS) & set(work_counts([seq, {**seq, "probe_rounds": np.asarray([np.nan])}]))

@@ -104,6 +104,8 @@ def test_costs_budget_and_target_reach_the_summary_and_the_report(tmp_path, caps
     assert work["probe_evals"] > 0 and work["train_flops"] > 0 and work["probe_flops"] > 0
     assert est["train_flops"] == pytest.approx(work["train_flops"], rel=1e-3)     # one count, said up front
     assert work["probe_fits"] > 0 and 0 <= work["probe_fits_short"] <= work["probe_fits"]
+    # solver calls on the CPU: per chunk and fold at least one, each running rounds one after the other
+    assert 0 < work["probe_solves"] <= work["probe_rounds"] <= work["probe_objective_calls"] <= work["probe_evals"]
     assert 0 < work["train_frac_peak"] < 1 and 0 < work["probe_frac_peak"] < 1
     peak = work["peak_gflops"]["float32"] * 1e9
     assert work["floor_s"] == pytest.approx((work["train_flops"] + work["probe_flops"]) / peak, rel=0.01)

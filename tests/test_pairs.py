@@ -10,6 +10,7 @@ from mmgain.run import run_experiment
 from mmgain.analysis.estimates import PairAnalysis
 from mmgain.run.chunk import _probe_chunk
 from mmgain.tasks import get_task
+from conftest import DEVICES
 from toy_data import label_noise_npz
 
 FAST = {"epochs": 4, "probe_epochs": 2, "hidden": 16, "probe_max_iter": 100, "heldout_max_iter": 60}
@@ -100,7 +101,10 @@ def test_probes_of_stacked_streams_equal_probes_one_stream_at_a_time(tmp_path):
     alone = _probe_chunk(*args, 1.0, None, pairs)
     for where in together:
         for k in together[where]:
-            np.testing.assert_allclose(together[where][k], alone[where][k], rtol=1e-3, atol=1e-4)
+            if k in ("probe_solves", "probe_rounds", "probe_objective_calls"):
+                continue                       # one solver call per group of streams: these differ by design
+            np.testing.assert_allclose(together[where][k], alone[where][k], rtol=1e-3, atol=1e-4, err_msg=k)
+    assert alone["work"]["probe_solves"][0] > together["work"]["probe_solves"][0]
     assert not np.allclose(together["heldout_eval"]["loss"][0], together["heldout_eval"]["loss"][2])
 
 
@@ -182,7 +186,8 @@ def test_cli_tells_user_errors_from_bugs(tmp_path, capsys, monkeypatch):
     assert json.loads((tmp_path / "v" / "run.json").read_text())["status"] == "failed"
 
 
-def test_a_chunks_probes_in_one_solve_equal_them_call_by_call(tmp_path):
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_chunks_probes_in_one_solve_equal_them_call_by_call(tmp_path, device):
     """The layout a GPU gets (``one_solve``: every fold, control and block of a chunk in one
     solver call, the paper's probe in another, widths padded) fits the same problems as one call
     per width and fold: the same outcomes, far fewer solver calls and rounds one after the other."""
@@ -193,13 +198,13 @@ def test_a_chunks_probes_in_one_solve_equal_them_call_by_call(tmp_path):
 
     ds = load_source(str(_npz(tmp_path / "s.npz", n=240)), 0, {}, {})
     tr, te = ds.train_test_indices()
-    train, test = (DeviceData.stack([(ds.rows(i), ds.y[i])], "cpu") for i in (tr, te))
+    train, test = (DeviceData.stack([(ds.rows(i), ds.y[i])], device) for i in (tr, te))
     protocol = PROTOCOLS.get("huang2021").with_(**{**FAST, "hidden": 8, "probe_max_iter": 500,
                                                    "heldout_max_iter": 500})
     subsets = [("label",), ("noise",), ("label", "noise")]
     streams = Streams(np.zeros(2, int), np.array([0, 1]), [nested_sample(train.n, r, s) for s, r in
                                                            ((0, 1.0), (1, 0.5))])
-    trainer = BatchedTrainer(protocol, ds.dims, subsets, 3, "classification").fit(train, streams)
+    trainer = BatchedTrainer(protocol, ds.dims, subsets, 3, "classification", device).fit(train, streams)
     args = (trainer, streams.groups, train, test, get_task("classification"), 3, protocol, 1e12, None,
             [(2, 0), (2, 1)], [True, True])
     calls = _probe_chunk(*args, one_solve=False)

@@ -6,6 +6,7 @@ from scipy.special import logsumexp
 
 from mmgain.probes import least_squares_probe, logistic_probe
 from mmgain.probes.latent import Latent
+from conftest import DEVICES
 
 
 def mean_of(out, part="test", what="loss"):
@@ -164,6 +165,33 @@ def test_batched_lbfgs_counts_each_problems_evaluations():
     x, info = batched_lbfgs(f, torch.zeros(A, D, dtype=torch.float64), max_iter=300, tol=1e-6)
     assert torch.equal(info["evaluations"], calls)
     assert len(set(calls.tolist())) > 1                     # the problems need different work
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_batched_lbfgs_without_synchronizations_gives_the_same_numbers_and_counts_its_rounds(device):
+    """``lazy`` (a GPU's default) does with masks what the CPU path skips after a check: the same
+    iterates bit for bit.  ``rounds`` are the iterations the call ran (its slowest problem's, a
+    failed line search included) and ``calls`` the calls of f, both one after the other."""
+    from mmgain.probes.lbfgs import batched_lbfgs
+    r = np.random.default_rng(8)
+    A, D = 6, 5
+    scale = torch.tensor([1e-2, 1.0, 1e2, 1e4, 1.0, 1e6], dtype=torch.float64, device=device)
+    c = torch.from_numpy(r.standard_normal((A, D))).to(device)
+    n_calls = [0]
+
+    def f(x, i):
+        n_calls[0] += 1
+        return scale[i] * ((x - c[i]) ** 4).sum(1) + ((x - c[i]) ** 2).sum(1)
+
+    eager_x, eager = batched_lbfgs(f, torch.zeros(A, D, dtype=torch.float64, device=device), max_iter=300, tol=1e-7, lazy=False)
+    assert eager["calls"] == n_calls[0]
+    assert eager["rounds"] >= int(eager["iterations"].max()) and eager["rounds"] <= 300
+    x, info = batched_lbfgs(f, torch.zeros(A, D, dtype=torch.float64, device=device), max_iter=300, tol=1e-7, lazy=True)
+    assert torch.equal(x, eager_x)
+    for k in ("iterations", "evaluations", "converged"):
+        assert torch.equal(info[k], eager[k])
+    assert (info["rounds"], info["calls"]) == (eager["rounds"], eager["calls"])
+    assert len(set(eager["iterations"].tolist())) > 1
 
 
 def test_lbfgs_preconditioner_changes_the_path_not_the_optimum():

@@ -101,7 +101,16 @@ def probe_bytes_per_model(n_rows: int, width: int, n_out: int, dense: bool) -> f
 
 
 PROBE_GROUP_BYTES = 2e9      # the most one probe group holds
-ONE_SOLVE_GROUP_BYTES = 16e9  # the same when a chunk's probes run as one solve (a GPU's; run.chunk)
+
+
+def one_solve_group_bytes(device: torch.device) -> float:
+    """The most one probe group holds when a chunk's probes run as one solve (a GPU's layout,
+    :mod:`mmgain.run.chunk`): 40 % of the card's memory, a constant of the card (like
+    ``PROBE_GROUP_BYTES``, not of ``--memory-gb``), so that a large chunk's cross-fitted
+    problems stay one call; 16 GB on the CPU, where the layout is only forced for tests."""
+    if device.type == "cuda":
+        return max(PROBE_GROUP_BYTES, 0.4 * torch.cuda.get_device_properties(device).total_memory)
+    return 16e9
 
 
 SEQUENTIAL_WORK = ("solves", "rounds", "objective_calls")   # per solver call, shared by its models
@@ -300,7 +309,7 @@ def logistic_probe(Z: Latent, y: Tensor, Z_test: Latent, y_test: Tensor, n_class
         still running and those in a line search.
         """
         for key, working, local, parts in cache:
-            if key == id(blocks) and bool((local[models] >= 0).all()) and len(models) >= 0.75 * len(working):
+            if key == id(blocks) and len(models) >= 0.75 * len(working) and bool((local[models] >= 0).all()):
                 return len(working), local[models], parts
         local = torch.full((A,), -1, dtype=torch.long, device=dev)
         local[models] = torch.arange(len(models), device=dev)

@@ -43,7 +43,8 @@ def _dot(a: Tensor, b: Tensor) -> Tensor:
 @torch.no_grad()
 def batched_lbfgs(f: Objective | None, x0: Tensor, max_iter: int = 500, tol: float = 1e-5,
                   history: int = 10, max_backtracks: int = 30, value_and_grad: ValueAndGrad | None = None,
-                  approx_eps: float = 1e-6, precondition: Preconditioner | None = None) -> tuple[Tensor, dict]:
+                  approx_eps: float = 1e-6, precondition: Preconditioner | None = None,
+                  lazy: bool | None = None) -> tuple[Tensor, dict]:
     """Minimize ``f(x, idx)[i]`` over ``x[i]`` for every problem; ``x0`` is (A, D).
 
     ``f`` is called with the rows of the problems still running and their
@@ -64,6 +65,11 @@ def batched_lbfgs(f: Objective | None, x0: Tensor, max_iter: int = 500, tol: flo
     problem's curvature: the recursion then starts from H₀ = γ·P⁻¹ instead of γ·I, with
     γ = sᵀy / yᵀP⁻¹y (Nocedal and Wright, 2006, §7.2), so ill-conditioned directions that P
     knows cost no iterations.
+
+    ``lazy`` (default: on any device but the CPU) replaces the host synchronizations that only
+    skip work (is any direction not a descent direction? did every step succeed?) by masked
+    updates that do it always: the same numbers; on a GPU a synchronization stalls the queue of
+    launches, on the CPU the skipped passes are the cheaper side.
     """
     vg = value_and_grad or autograd_value_and_grad(f)
 
@@ -92,6 +98,7 @@ def batched_lbfgs(f: Objective | None, x0: Tensor, max_iter: int = 500, tol: flo
     R = torch.zeros(history, A, dtype=dt, device=dev)      # 1/(s·y); 0 marks an empty slot
     gamma = torch.ones(A, dtype=dt, device=dev)
     active = g.abs().amax(1) > tol
+    lazy = dev.type != "cpu" if lazy is None else lazy
     for it in range(max_iter):
         n_act = int(active.sum())
         if n_act == 0:
@@ -117,11 +124,11 @@ def batched_lbfgs(f: Objective | None, x0: Tensor, max_iter: int = 500, tol: flo
         d = d.neg_()
         dg = _dot(d, g)
         bad = dg >= 0                                  # not a descent direction: steepest descent
-        if bool(bad.any()):
+        if lazy or bool(bad.any()):
             d = torch.where(bad[:, None], -g, d)
             dg = torch.where(bad, -_dot(g, g), dg)
         t = torch.clamp(1.0 / g.abs().sum(1), max=1.0) if it == 0 else torch.ones(v.shape, dtype=dt, device=dev)
-        every = bool(active.all())
+        every = n_act == len(active)               # (after the compaction above; no second synchronization)
         run = slice(None) if every else active.nonzero().squeeze(1)
         xa, ga, va, ta, da, dga = x[run], g[run], v[run], t[run], d[run], dg[run]
         x_new = xa + ta[:, None] * da
@@ -143,7 +150,7 @@ def batched_lbfgs(f: Objective | None, x0: Tensor, max_iter: int = 500, tol: flo
         sy = _dot(s, y)
         keep = ok & (sy > 1e-10)
         slot = it % history
-        if not bool(keep.all()):                   # a failed or uninformative step stores an empty pair
+        if lazy or not bool(keep.all()):           # a failed or uninformative step stores an empty pair
             s = torch.where(keep[:, None], s, torch.zeros_like(s))
             y = torch.where(keep[:, None], y, torch.zeros_like(y))
         S[slot, run], Y[slot, run] = s, y
@@ -152,8 +159,12 @@ def batched_lbfgs(f: Objective | None, x0: Tensor, max_iter: int = 500, tol: flo
         gamma[run] = torch.where(keep, sy / _dot(y, py).clamp(min=1e-30), gamma[run])
         if not every:                              # finished rows keep an empty slot
             done = ~active
-            S[slot, done], Y[slot, done], R[slot, done] = 0.0, 0.0, 0.0
-        if bool(ok.all()):
+            if lazy:                               # (a boolean index would synchronize)
+                S[slot].masked_fill_(done[:, None], 0.0), Y[slot].masked_fill_(done[:, None], 0.0)
+                R[slot].masked_fill_(done, 0.0)
+            else:
+                S[slot, done], Y[slot, done], R[slot, done] = 0.0, 0.0, 0.0
+        if not lazy and bool(ok.all()):
             x[run], v[run], g[run] = x_new, v_new, g_new
         else:
             x[run] = torch.where(ok[:, None], x_new, xa)

@@ -127,7 +127,7 @@ def run_bench(quick: bool = False, device: str = "auto", naive_epochs: int | Non
     from .chunk import _stacked_latent
     from .runner import default_memory_budget, plan_chunks
     chunks = plan_chunks(protocol, w.dims, subsets, samples, default_memory_budget(dev))   # as the runner chunks
-    t_train = t_probe = probe_flops = probe_evals = 0.0
+    t_train = t_probe = probe_flops = probe_evals = probe_rounds = 0.0
     probe_acc, test_acc = np.zeros((len(stream_keys), len(subsets))), np.zeros((len(stream_keys), len(subsets)))
     for chunk in chunks:
         cs = streams.subset(chunk)
@@ -139,11 +139,12 @@ def run_bench(quick: bool = False, device: str = "auto", naive_epochs: int | Non
         t0 = time.perf_counter()
         Z, y = _stacked_latent(trainer.model_, train, g)
         Zt, yt = _stacked_latent(trainer.model_, test, g)
-        probe = fit_probe(task, Z, y, Zt, yt, w.n_classes, protocol)
+        probe = fit_probe(task, Z, y, Zt, yt, w.n_classes, protocol, by_width=dev.type == "cpu")   # as a chunk
         _sync(dev)
         t_probe += time.perf_counter() - t0
         probe_flops += float(probe["flops"].sum())
         probe_evals += float(probe["evaluations"].sum())
+        probe_rounds += float(probe["rounds"].sum())
         probe_acc[chunk] = 100 * probe["test"]["correct"].float().mean(1).cpu().numpy().reshape(len(chunk), -1)
         test_acc[chunk] = task.metrics(trainer.test_rows(test, cs.groups))["acc"]
     progress(f"  batched ({len(chunks)} chunk(s)): training {t_train:.1f} s, probes {t_probe:.1f} s"
@@ -155,7 +156,7 @@ def run_bench(quick: bool = False, device: str = "auto", naive_epochs: int | Non
     peak = matmul_peak_gflops(dev, protocol.precision)
     rec = work_record({"train_s": t_train, "probe_s": t_probe, "train_flops": real, "probe_flops": probe_flops},
                       dev, protocol.precision, t_train + t_probe)          # as run.json's work, one formula
-    work = {"probe_evals": int(probe_evals), "probe_gflops": round(probe_flops / t_probe / 1e9, 2),
+    work = {"probe_evals": int(probe_evals), "probe_rounds": int(round(probe_rounds)), "probe_gflops": round(probe_flops / t_probe / 1e9, 2),
             "probe_frac_peak": rec["probe_frac_peak"], "floor_s": rec["floor_s"],
             "batched_over_floor": rec["wall_over_floor"],
             "default_run": default_run_training(dev, matmul_peak_gflops(dev, "float32"))}

@@ -9,7 +9,7 @@ import torch
 
 from ..probes.kinds import PROBES, column_prefix
 from ..probes.latent import (Latent, block_latent, cross_fitted_probe, fit_probe, in_model_groups, latent_gap_probe,
-                             probe_folds, solver_work, ONE_SOLVE_GROUP_BYTES, PROBE_GROUP_BYTES,
+                             one_solve_group_bytes, probe_folds, solver_work, PROBE_GROUP_BYTES,
                              SEQUENTIAL_WORK)
 from ..tasks import Task, as_numpy_rows, get_task
 from ..training.batched import BatchedTrainer, DeviceData, Streams
@@ -115,7 +115,7 @@ def _probe_chunk(trainer: BatchedTrainer, groups: np.ndarray, train: DeviceData,
     size = max(1, int(memory_budget // max(per_stream, 1))) if task.stacked_probes else 1
     folds = probe_folds(test.y[0].cpu().numpy(), protocol.probe_folds, stratify=task.stratified)
     one = task.probe_kind == "logistic" and (train.y.device.type != "cpu" if one_solve is None else one_solve)
-    group_bytes = ONE_SOLVE_GROUP_BYTES if one else PROBE_GROUP_BYTES
+    group_bytes = one_solve_group_bytes(train.y.device) if one else PROBE_GROUP_BYTES
     grouped = lambda probe: in_model_groups(probe, n_out, not task.stacked_probes, group_bytes)   # noqa: E731
     fit = grouped(lambda Z, y, Zt, yt: PROBES.get("paper").fit(task, Z, y, Zt, yt, n_out, protocol,
                                                                **({"by_width": False} if one else {})))
