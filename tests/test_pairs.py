@@ -224,3 +224,25 @@ def test_a_chunks_probes_in_one_solve_equal_them_call_by_call(tmp_path, device):
     # calls: paper (widths 8, 16) + 3 folds × (models and controls: widths 8, 16; blocks: 8) = 11; one solve: 2
     assert w0["probe_solves"][0] == pytest.approx(11) and w1["probe_solves"][0] == pytest.approx(2)
     assert w1["probe_rounds"][0] < w0["probe_rounds"][0] / 2
+
+
+def test_a_gpu_chunk_whose_one_solve_runs_out_of_memory_is_probed_call_by_call(monkeypatch):
+    """Out of GPU memory in the one-solve layout: the chunk's probes again, call by call, with a
+    warning (the run goes on); on the CPU, whose layout that already is, the error stands."""
+    import torch
+    from mmgain.run import chunk
+
+    calls = []
+
+    def fake(*args, one_solve=None):
+        calls.append(one_solve)
+        if one_solve is None:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return {"work": {}}
+
+    monkeypatch.setattr(chunk, "_probe_chunk", fake)
+    with pytest.warns(RuntimeWarning, match="call by call"):
+        assert chunk._probes_fitting_memory(torch.device("cuda"), None, [0, 1]) == {"work": {}}
+    assert calls == [None, False]
+    with pytest.raises(torch.OutOfMemoryError):
+        chunk._probes_fitting_memory(torch.device("cpu"), None, [0, 1])

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -67,8 +68,8 @@ def run_chunk(job: ChunkJob, train: DeviceData, test: DeviceData, device: torch.
         part["metrics"].update(theory_chunk(trainer, train, cs, task, job.n_outputs, on_step, train_rows))
     if job.populations is not None:
         part["metrics"].update(population_metrics(trainer.model_, job.populations, cs.groups))
-    probe = _probe_chunk(trainer, cs.groups, train, test, task, job.n_outputs, job.protocol, job.memory_budget,
-                         on_probe, job.pairs, job.block_probes, job.probes)
+    probe = _probes_fitting_memory(device, trainer, cs.groups, train, test, task, job.n_outputs, job.protocol,
+                                   job.memory_budget, on_probe, job.pairs, job.block_probes, job.probes)
     sizes = [len(r) for r in cs.train_rows]
     probe["work"].update(train_s=np.asarray([trained - started]), probe_s=np.asarray([time.perf_counter() - trained]),
                          train_flops=np.asarray([training_flops(job.protocol, job.dims, job.subsets, job.n_outputs,
@@ -79,6 +80,20 @@ def run_chunk(job: ChunkJob, train: DeviceData, test: DeviceData, device: torch.
         else:
             part[where] = values
     return part
+
+
+def _probes_fitting_memory(device: torch.device, *args) -> dict[str, dict]:
+    """:func:`_probe_chunk` in its device's layout; on a GPU whose memory the one-solve layout
+    outgrows, again call by call (the same numbers, slower), with a warning instead of a lost run."""
+    try:
+        return _probe_chunk(*args)
+    except torch.OutOfMemoryError:
+        if device.type == "cpu":
+            raise
+        torch.cuda.empty_cache()
+        warnings.warn(f"the probes of a chunk of {len(args[1])} streams did not fit in {device} memory as one "
+                      "solve; they were fitted call by call instead (the same numbers, slower)", RuntimeWarning)
+        return _probe_chunk(*args, one_solve=False)
 
 
 def _probe_chunk(trainer: BatchedTrainer, groups: np.ndarray, train: DeviceData, test: DeviceData, task: Task,
