@@ -121,8 +121,8 @@ def _probe_chunk(trainer: BatchedTrainer, groups: np.ndarray, train: DeviceData,
     cross-fitted problems — models, controls, blocks, every fold — in one solver call, and the
     paper's probe in another, padded to the widest latent, instead of one call per width and
     fold.  The same problems and optima; more arithmetic, far fewer solver rounds one after the
-    other, which is what a GPU's probe time follows (docs/benchmarks.md).  On the CPU the
-    arithmetic costs more than the rounds save (``benchmarks/2026-12-04-shared-blocks.md``).
+    other, which is what a GPU's probe time follows.  On the CPU the padding's arithmetic costs
+    more than the rounds save (``benchmarks/2026-12-04-one-solve.md``).
     """
     model = trainer.probe_model_
     S, A = model.n_streams, len(model.subsets)
@@ -137,7 +137,7 @@ def _probe_chunk(trainer: BatchedTrainer, groups: np.ndarray, train: DeviceData,
     fit_heldout = grouped(lambda Z, y, Zt, yt, **kw: fit_probe(task, Z, y, Zt, yt, n_out, protocol, heldout=True,
                                                                 by_width=not one, **kw))
     out: dict[str, dict[str, list[np.ndarray]]] = {}
-    work = dict.fromkeys(("evaluations", "flops", "fits", "unconverged", *SEQUENTIAL_WORK), 0.0)   # every probe's solver work
+    work = dict.fromkeys(("evaluations", "flops", "fits", "unconverged", *SEQUENTIAL_WORK), 0.0)   # every probe's
 
     def count(per_model: dict) -> None:
         for k, v in per_model.items():
