@@ -167,6 +167,28 @@ def test_batched_lbfgs_counts_each_problems_evaluations():
     assert len(set(calls.tolist())) > 1                     # the problems need different work
 
 
+def test_batched_lbfgs_decrease_test_stops_where_the_objective_no_longer_moves():
+    """Pure quartics: the gradient test crawls (no curvature at the optimum); the decrease test
+    stops each problem once its objective fell by at most ``ftol`` over ``window`` iterations,
+    flags it ``stalled`` (counted as converged, not short), and never before ``window``
+    iterations.  Without it (the default, 0) nothing is stalled."""
+    from mmgain.probes.lbfgs import batched_lbfgs
+    r = np.random.default_rng(9)
+    A, D = 4, 3
+    c = torch.from_numpy(r.standard_normal((A, D)))
+    scale = torch.tensor([0.1, 1.0, 10.0, 100.0], dtype=torch.float64)
+    f = lambda x, i: scale[i] * ((x - c[i]) ** 4).sum(1)          # noqa: E731
+    x0 = torch.zeros(A, D, dtype=torch.float64)
+    plain_x, plain = batched_lbfgs(f, x0, max_iter=2000, tol=1e-12)
+    assert not bool(plain["stalled"].any())
+    x, info = batched_lbfgs(f, x0, max_iter=2000, tol=1e-12, ftol=1e-8, window=10)
+    assert bool(info["stalled"].all()) and bool(info["converged"].all())
+    assert bool((info["iterations"] >= 10).all()) and bool((info["iterations"] < plain["iterations"]).all())
+    assert float(f(x, torch.arange(A)).max()) < 1e-6                     # stopped near the optimum (0)
+    _, looser = batched_lbfgs(f, x0, max_iter=2000, tol=1e-12, ftol=1e-6, window=10)
+    assert bool((looser["iterations"] <= info["iterations"]).all()) and looser["rounds"] < info["rounds"]
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_batched_lbfgs_without_synchronizations_gives_the_same_numbers_and_counts_its_rounds(device):
     """``lazy`` (a GPU's default) does with masks what the CPU path skips after a check: the same
@@ -183,15 +205,18 @@ def test_batched_lbfgs_without_synchronizations_gives_the_same_numbers_and_count
         n_calls[0] += 1
         return scale[i] * ((x - c[i]) ** 4).sum(1) + ((x - c[i]) ** 2).sum(1)
 
-    eager_x, eager = batched_lbfgs(f, torch.zeros(A, D, dtype=torch.float64, device=device), max_iter=300, tol=1e-7, lazy=False)
-    assert eager["calls"] == n_calls[0]
-    assert eager["rounds"] >= int(eager["iterations"].max()) and eager["rounds"] <= 300
-    x, info = batched_lbfgs(f, torch.zeros(A, D, dtype=torch.float64, device=device), max_iter=300, tol=1e-7, lazy=True)
-    assert torch.equal(x, eager_x)
-    for k in ("iterations", "evaluations", "converged"):
-        assert torch.equal(info[k], eager[k])
-    assert (info["rounds"], info["calls"]) == (eager["rounds"], eager["calls"])
-    assert len(set(eager["iterations"].tolist())) > 1
+    x0 = torch.zeros(A, D, dtype=torch.float64, device=device)
+    for ftol in (0.0, 1e-9):                                      # with and without the decrease test
+        n_calls[0] = 0
+        eager_x, eager = batched_lbfgs(f, x0, max_iter=300, tol=1e-7, lazy=False, ftol=ftol)
+        assert eager["calls"] == n_calls[0]
+        assert eager["rounds"] >= int(eager["iterations"].max()) and eager["rounds"] <= 300
+        x, info = batched_lbfgs(f, x0, max_iter=300, tol=1e-7, lazy=True, ftol=ftol)
+        assert torch.equal(x, eager_x)
+        for k in ("iterations", "evaluations", "converged", "stalled"):
+            assert torch.equal(info[k], eager[k])
+        assert (info["rounds"], info["calls"]) == (eager["rounds"], eager["calls"])
+        assert len(set(eager["iterations"].tolist())) > 1
 
 
 def test_lbfgs_preconditioner_changes_the_path_not_the_optimum():
@@ -244,10 +269,11 @@ def test_lbfgs_converges_where_armijo_alone_cannot_see_the_decrease():
 
 
 def test_the_held_out_stopping_rule_keeps_gamma_within_a_tenth_of_its_half_width():
-    """The cross-fitted probe's default stopping rule (protocol.heldout_tol / heldout_max_iter): against
-    a far tighter fit of the same latents, no γ̂ moves by 10 % of its per-row 95 % half-width, and
-    no fit stops short of the tolerance; a rule 100× looser moves some γ̂ by more (the criterion can
-    fail here).  scripts/probe_tolerance.py measures the same on mfeat (docs/benchmarks.md)."""
+    """The cross-fitted probe's default stopping rule (protocol.heldout_tol / heldout_max_iter /
+    heldout_ftol): against a far tighter fit of the same latents, no γ̂ moves by 10 % of its per-row
+    95 % half-width, and no fit stops short of the rule; a gradient tolerance 100× looser, or a
+    decrease test 1000× looser (100× still passes on this case), moves some γ̂ by more (the
+    criterion can fail here), and the decrease test saves solver evaluations.  scripts/probe_tolerance.py measures the same on mfeat (docs/benchmarks.md)."""
     from mmgain.data.subsets import enumerate_subsets
     from mmgain.probes.latent import fit_probe, latent_gap_probe, probe_folds
     from mmgain.tasks import get_task
@@ -272,16 +298,19 @@ def test_the_held_out_stopping_rule_keeps_gamma_within_a_tenth_of_its_half_width
         held = latent_gap_probe(fit, Z, y, folds, pairs, list(range(len(pairs))))
         risk = lambda d: 0.5 * (d["fit"]["loss"] + d["eval"]["loss"]).numpy()                     # noqa: E731
         m, c = risk(held["models"]), risk(held["controls"])
-        short = sum(float(w["unconverged"].sum()) for w in (held["models"]["work"], held["controls"]["work"]))
-        return np.stack([m[a] - c[i] for i, (a, _, _) in enumerate(pairs)]), short
+        works = (held["models"]["work"], held["controls"]["work"])
+        short, evals = (sum(float(w[k].sum()) for w in works) for k in ("unconverged", "evaluations"))
+        return np.stack([m[a] - c[i] for i, (a, _, _) in enumerate(pairs)]), short, evals
 
     default = TrainingProtocol()
-    ref, _ = gamma(default.with_(heldout_tol=1e-6, heldout_max_iter=3000))
+    ref, _, _ = gamma(default.with_(heldout_tol=1e-6, heldout_max_iter=3000, heldout_ftol=0.0))
     half_width = 1.96 * ref.std(1, ddof=1) / np.sqrt(n)
     moved = lambda g_: float((np.abs(g_.mean(1) - ref.mean(1)) / half_width).max())   # noqa: E731
-    got, short = gamma(default)
+    got, short, evals = gamma(default)
     assert moved(got) < 0.1 and short == 0
     assert moved(gamma(default.with_(heldout_tol=100 * default.heldout_tol))[0]) > 0.1
+    assert moved(gamma(default.with_(heldout_ftol=1000 * default.heldout_ftol))[0]) > 0.1
+    assert evals < gamma(default.with_(heldout_ftol=0.0))[2]          # the decrease test saves work here
 
 
 def test_the_intercepts_larger_first_step_reaches_the_same_optimum_where_the_plain_start_hits_the_cap():

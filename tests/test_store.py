@@ -256,3 +256,27 @@ def test_a_folder_run_with_subsets_all_resumes_under_the_auto_default(tmp_path, 
     assert "holds a complete run" in capsys.readouterr().err
     assert main([*args[:-2], "--subsets", "a,b", "--resume", str(tmp_path / "r")]) == 2       # another lattice
     assert "another spec" in capsys.readouterr().err
+
+
+def test_a_folder_from_before_the_probes_decrease_test_is_read_as_it_ran(tmp_path, capsys):
+    """A store written before ``probe_ftol``/``heldout_ftol`` existed ran without the decrease test
+    (training.protocol.ADDED_SINCE), not with today's default: resuming it under the new default
+    is refused with the field named, so no run mixes the two rules."""
+    from mmgain.errors import SpecError
+    from mmgain.spec import ExperimentSpec
+    rng = np.random.default_rng(0)
+    data = tmp_path / "d.npz"
+    y = rng.integers(0, 2, 200)
+    np.savez(data, a=rng.standard_normal((200, 3)) + y[:, None], b=rng.standard_normal((200, 2)), y=y)
+    out = tmp_path / "old"
+    assert main(["run", "--cv", "0", "--data", str(data), "--ratios", "1", "--seeds", "1", "--epochs", "2",
+                 "--quiet", "--out", str(out)]) == 0
+    manifest = out / "store" / "manifest.json"
+    m = json.loads(manifest.read_text())
+    spec = ExperimentSpec.from_dict(m["spec"])
+    for name in ("probe_ftol", "heldout_ftol"):
+        del m["spec"]["resolved_protocol"][name]               # as a store from before the fields
+    manifest.write_text(json.dumps(m))
+    store = ResultStore(out)
+    with pytest.raises(SpecError, match=r"heldout_ftol: 0\.0 in the folder, 1e-05 now"):
+        store.check_spec(spec)

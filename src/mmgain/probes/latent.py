@@ -256,7 +256,7 @@ def _standardize(Z: Latent, Z_test: Latent, rows: Tensor | None = None) -> tuple
 def logistic_probe(Z: Latent, y: Tensor, Z_test: Latent, y_test: Tensor, n_classes: int,
                    l2: float = 1e-3, max_iter: int = 500, tol: float = 1e-5,
                    intercept_step: float = 10.0, history: int = 10, row_weight: Tensor | None = None,
-                   by_width: bool = True) -> dict[str, Tensor]:
+                   by_width: bool = True, ftol: float = 0.0) -> dict[str, Tensor]:
     """Multinomial logistic regression on the frozen latent, full-batch L-BFGS to convergence.
 
     ``y`` is (n,), or (n, A) when the models have different targets.  Features
@@ -290,7 +290,8 @@ def logistic_probe(Z: Latent, y: Tensor, Z_test: Latent, y_test: Tensor, n_class
     widths = Z.model_widths()
     if by_width and len(set(widths)) > 1:
         return _by_width(lambda Z_, y_, Zt_, yt_, **kw: logistic_probe(Z_, y_, Zt_, yt_, n_classes, l2, max_iter,
-                                                                       tol, intercept_step, history, **kw),
+                                                                       tol, intercept_step, history, ftol=ftol,
+                                                                       **kw),
                          widths, Z, y, Z_test, y_test, row_weight)
     X, Xt = _standardize(Z, Z_test, None if row_weight is None else row_weight > 0)
     A, C = Z.n_models, n_classes
@@ -376,7 +377,7 @@ def logistic_probe(Z: Latent, y: Tensor, Z_test: Latent, y_test: Tensor, n_class
     h0 = torch.where(weights > 0, 1.0, intercept_step)     # H₀'s shape: 1 on the weights, the step on the intercepts
     x0 = torch.zeros(A, n_w + C, device=dev, dtype=dtype)
     x, info = batched_lbfgs(None, x0, max_iter=max_iter, tol=tol, history=history, value_and_grad=value_and_grad,
-                            precondition=None if intercept_step == 1.0 else lambda v, _: v * h0)
+                            precondition=None if intercept_step == 1.0 else lambda v, _: v * h0, ftol=ftol)
     every = torch.arange(A, device=dev)
     with torch.no_grad():
         out = {}
@@ -595,6 +596,7 @@ def fit_probe(task, Z: Latent, y: Tensor, Z_test: Latent, y_test: Tensor, n_outp
     if task.probe_kind == "logistic":
         return logistic_probe(Z, y, Z_test, y_test, n_outputs, l2=protocol.probe_l2,
                               max_iter=protocol.heldout_max_iter if heldout else protocol.probe_max_iter,
-                              tol=protocol.heldout_tol if heldout else protocol.probe_tol, row_weight=row_weight,
+                              tol=protocol.heldout_tol if heldout else protocol.probe_tol,
+                              ftol=protocol.heldout_ftol if heldout else protocol.probe_ftol, row_weight=row_weight,
                               by_width=by_width)
     raise ValueError(f"no probe of kind {task.probe_kind!r}")

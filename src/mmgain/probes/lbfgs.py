@@ -44,7 +44,7 @@ def _dot(a: Tensor, b: Tensor) -> Tensor:
 def batched_lbfgs(f: Objective | None, x0: Tensor, max_iter: int = 500, tol: float = 1e-5,
                   history: int = 10, max_backtracks: int = 30, value_and_grad: ValueAndGrad | None = None,
                   approx_eps: float = 1e-6, precondition: Preconditioner | None = None,
-                  lazy: bool | None = None) -> tuple[Tensor, dict]:
+                  lazy: bool | None = None, ftol: float = 0.0, window: int = 10) -> tuple[Tensor, dict]:
     """Minimize ``f(x, idx)[i]`` over ``x[i]`` for every problem; ``x0`` is (A, D).
 
     ``f`` is called with the rows of the problems still running and their
@@ -52,9 +52,12 @@ def batched_lbfgs(f: Objective | None, x0: Tensor, max_iter: int = 500, tol: flo
     and gradients) replaces it when the gradient has a closed form.  ``approx_eps``
     is the relative error of f that the approximate Wolfe test allows (0: Armijo
     only).  A problem
-    stops when its largest gradient entry is below ``tol`` or its line search
-    fails.  Returns the solution and per-problem ``{"iterations": (A,),
-    "converged": (A,), "evaluations": (A,), "rounds": int, "calls": int}`` (evaluations: the
+    stops when its largest gradient entry is below ``tol``, when ``ftol`` > 0 and its
+    objective fell by at most ``ftol`` over its last ``window`` iterations, or when its line
+    search fails.  Returns the solution and per-problem ``{"iterations": (A,),
+    "converged": (A,), "stalled": (A,), "evaluations": (A,), "rounds": int, "calls": int}``
+    (converged: stopped by the gradient or the decrease test, not by the cap or a failed line
+    search; stalled: by the decrease test; evaluations: the
     calls of ``f`` that included the problem, line-search trials too — the work the solver spent
     on it; ``rounds``: the iterations the call ran, its slowest problem's; ``calls``: its calls
     of ``f``.  Rounds and calls run one after the other whatever the number of problems, so on
@@ -98,6 +101,8 @@ def batched_lbfgs(f: Objective | None, x0: Tensor, max_iter: int = 500, tol: flo
     R = torch.zeros(history, A, dtype=dt, device=dev)      # 1/(s·y); 0 marks an empty slot
     gamma = torch.ones(A, dtype=dt, device=dev)
     active = g.abs().amax(1) > tol
+    stalled = torch.zeros(A, dtype=torch.bool, device=dev)
+    F = torch.full((window, A), float("inf"), dtype=v.dtype, device=dev) if ftol > 0 else None   # v, last iterations
     lazy = dev.type != "cpu" if lazy is None else lazy
     for it in range(max_iter):
         n_act = int(active.sum())
@@ -109,6 +114,7 @@ def batched_lbfgs(f: Objective | None, x0: Tensor, max_iter: int = 500, tol: flo
             x_out[ids] = x
             g_out[ids] = g
             S, Y, R = S[:, keep], Y[:, keep], R[:, keep]
+            F = None if F is None else F[:, keep]
             x, g, v, gamma, ids, active = x[keep], g[keep], v[keep], gamma[keep], ids[keep], active[keep]
         # the two-loop recursion on every state row (finished rows: their result is discarded)
         order = [(it - 1 - j) % history for j in range(min(it, history))]   # newest first
@@ -171,8 +177,15 @@ def batched_lbfgs(f: Objective | None, x0: Tensor, max_iter: int = 500, tol: flo
             v[run] = torch.where(ok, v_new, va)
             g[run] = torch.where(ok[:, None], g_new, ga)
         iters[ids[run]] += ok.long()
-        active[run] = ok & (g[run].abs().amax(1) > tol)
+        going = ok & (g[run].abs().amax(1) > tol)
+        if F is not None:
+            flat = F[it % window, run] - v[run] <= ftol      # (inf before the window is full)
+            F[it % window, run] = v[run]
+            stalled[ids[run]] |= going & flat
+            going &= ~flat
+        active[run] = going
     x_out[ids] = x
     g_out[ids] = g
-    return x_out, {"iterations": iters, "converged": g_out.abs().amax(1) <= tol, "evaluations": evals,
+    return x_out, {"iterations": iters, "converged": (g_out.abs().amax(1) <= tol) | stalled, "stalled": stalled,
+                   "evaluations": evals,
                    "rounds": rounds, "calls": calls}

@@ -32,7 +32,7 @@ import numpy as np
 from ..data.subsets import effective_selection
 from ..errors import OutputError, SpecError
 from ..files import atomic_write, open_regular, read_json, read_regular, real_folder  # noqa: F401
-from ..training.protocol import TrainingProtocol
+from ..training.protocol import ADDED_SINCE, TrainingProtocol
 
 try:
     import fcntl
@@ -110,8 +110,9 @@ class ResultStore:
         old = dict(m["spec"])
         if "cv" not in old:            # written before cross-fitting and families existed: a fixed split
             old.update(cv=0, primary=None)
-        if isinstance(old.get("resolved_protocol"), dict):   # a field added since: its default is the old behaviour
-            old["resolved_protocol"] = {**_normal(TrainingProtocol().to_dict()), **old["resolved_protocol"]}
+        if isinstance(old.get("resolved_protocol"), dict):   # a field added since: what the folder did
+            old["resolved_protocol"] = {**_normal(TrainingProtocol().to_dict()), **ADDED_SINCE,
+                                        **old["resolved_protocol"]}
         trained = m.get("subsets") or []
         names = sorted({name for sub in trained for name in str(sub).split("+")})
         if (old.get("subsets") == "all" and spec.subsets == "auto" and len(trained) == 2 ** len(names) - 1

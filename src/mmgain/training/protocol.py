@@ -11,6 +11,9 @@ from ..registry import Registry
 
 
 PRECISIONS = ("float32", "bfloat16")
+# Fields added since run folders were first written, at the value that does what those folders
+# did (where it is not the new default): a folder that lacks one is read with this value.
+ADDED_SINCE = {"probe_ftol": 0.0, "heldout_ftol": 0.0}
 
 
 @dataclass(frozen=True)
@@ -25,12 +28,14 @@ class TrainingProtocol:
     training set (no test rows, no labels) before training.
     ``probe_ridge`` is the relative
     ridge of the least-squares probe (numerical stability only);
-    ``probe_l2``/``probe_max_iter``/``probe_tol`` set the logistic probe (L2 on
-    standardized latents; stop when every gradient entry is below ``probe_tol``).
+    ``probe_l2``/``probe_max_iter``/``probe_tol``/``probe_ftol`` set the logistic probe (L2 on
+    standardized latents; stop when every gradient entry is below ``probe_tol``, or when the
+    objective fell by at most ``probe_ftol`` nats over the last 10 iterations: on collinear
+    latents the gradient keeps a component that no prediction sees; 0 turns that test off).
     ``probe_folds`` is the number of folds of the cross-fitted probe on the
     test rows that gives the corrected γ̂ (see :mod:`mmgain.analysis.estimates`);
-    ``heldout_tol``/``heldout_max_iter`` its stopping rule, the paper probe's: the loosest
-    tolerance measured at which no γ̂, η̂ or deficit moves by a tenth of its own interval's
+    ``heldout_tol``/``heldout_max_iter``/``heldout_ftol`` its stopping rule, the paper probe's:
+    the loosest tolerances measured at which no γ̂, η̂ or deficit moves by a tenth of its own interval's
     half-width against a far tighter fit (``scripts/probe_tolerance.py``; docs/benchmarks.md,
     "The probes' stopping rule", also for the share of fits the cap stops).
     ``solver`` is ``"adam"`` (minibatch Adam for ``epochs``), or ``"lstsq"``: exact empirical risk
@@ -65,9 +70,11 @@ class TrainingProtocol:
     probe_l2: float = 1e-3
     probe_max_iter: int = 500
     probe_tol: float = 1e-5
+    probe_ftol: float = 1e-5
     probe_folds: int = 3
     heldout_tol: float = 1e-5
     heldout_max_iter: int = 500
+    heldout_ftol: float = 1e-5
     solver: str = "adam"
     precision: str = "float32"
 
@@ -107,6 +114,10 @@ class TrainingProtocol:
                             f"{self.precision!r} applies to the Adam solver only")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise SpecError(f"protocol.lr must be a finite number > 0, got {self.lr}")
+        for name in ("probe_ftol", "heldout_ftol"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+                raise SpecError(f"protocol.{name} must be a finite number ≥ 0 (0: no decrease test), "
+                                f"got {getattr(self, name)}")
 
     def with_(self, **changes) -> "TrainingProtocol":
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
