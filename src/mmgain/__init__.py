@@ -10,7 +10,16 @@ modality subset, trained as one batched program, and the latent-quality probe
     study.verdicts            # a DataFrame: does each modality help, at which n, and why
     study.save("runs/mine")   # the run folder and report.html; mmgain.load() reads it back
 """
-from ._version import __version__
+import os as _os
+
+# MKL's default kernels may round differently by where an array sits in memory (measured on a
+# Zen 4 EPYC): a model's probe would then depend on which models share its batch, and so on
+# --memory-gb.  Strict conditional numerical reproducibility makes results depend on the values
+# alone, at no measured cost (docs/guide/run-folder.md, "Determinism").  MKL reads it at its first call;
+# a value the user set wins.
+_os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
+
+from ._version import __version__  # noqa: E402
 __all__ = ["Study", "analyze", "load", "resume", "__version__"]
 
 

@@ -30,8 +30,8 @@ class TrainingProtocol:
     ridge of the least-squares probe (numerical stability only);
     ``probe_l2``/``probe_max_iter``/``probe_tol``/``probe_ftol`` set the logistic probe (L2 on
     standardized latents; stop when every gradient entry is below ``probe_tol``, or when the
-    objective fell by at most ``probe_ftol`` nats over the last 10 iterations: on collinear
-    latents the gradient keeps a component that no prediction sees; 0 turns that test off).
+    objective fell by at most ``probe_ftol`` nats over the last 10 iterations, which cuts the
+    solver's tail where no outcome moves; 0 turns that test off).
     ``probe_folds`` is the number of folds of the cross-fitted probe on the
     test rows that gives the corrected γ̂ (see :mod:`mmgain.analysis.estimates`);
     ``heldout_tol``/``heldout_max_iter``/``heldout_ftol`` its stopping rule, the paper probe's:
