@@ -214,8 +214,8 @@ def test_a_chunks_probes_in_one_solve_equal_them_call_by_call(tmp_path, device):
         if where == "work":
             continue
         assert set(one[where]) == set(calls[where])
-        for k in calls[where]:                 # per row at the solver's tolerance; per model (what γ̂ reads) tighter
-            np.testing.assert_allclose(one[where][k], calls[where][k], rtol=1e-2, atol=1e-3, err_msg=f"{where} {k}")
+        for k in calls[where]:                 # per row at the solver's stopping rule; per model (what γ̂ reads) tighter
+            np.testing.assert_allclose(one[where][k], calls[where][k], rtol=3e-2, atol=1e-3, err_msg=f"{where} {k}")
             if np.ndim(calls[where][k]) == 3:
                 np.testing.assert_allclose(one[where][k].mean(-1), calls[where][k].mean(-1), rtol=1e-3, atol=1e-4)
     assert np.isfinite(one["diagnostics"]["block_noise_ce"]).sum() == 2        # the joint model's block, per stream
