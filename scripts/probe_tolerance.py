@@ -75,10 +75,11 @@ def main() -> None:
     for i, (tol, step, hist, ftol) in enumerate(rules):
         one = args.one_solve and i > 0
         cap = (args.ref_max_iter or args.max_iter) if i == 0 else args.max_iter
-        fit = in_model_groups(lambda Z, y, Z2, y2, tol=tol, step=step, cap=cap, hist=hist, ftol=ftol, **kw: logistic_probe(
-            Z, y, Z2, y2, job.n_outputs, l2=protocol.probe_l2, max_iter=cap, tol=tol, intercept_step=step,
-            history=hist, ftol=ftol, by_width=not one, **kw), job.n_outputs, False,
-            one_solve_group_bytes(torch.device("cpu")) if one else PROBE_GROUP_BYTES)
+        fit = in_model_groups(lambda Z, y, Z2, y2, tol=tol, step=step, cap=cap, hist=hist, ftol=ftol, **kw:
+                              logistic_probe(Z, y, Z2, y2, job.n_outputs, l2=protocol.probe_l2, max_iter=cap, tol=tol,
+                                             intercept_step=step, history=hist, ftol=ftol, by_width=not one, **kw),
+                              job.n_outputs, False,
+                              one_solve_group_bytes(torch.device("cpu")) if one else PROBE_GROUP_BYTES)
         t0 = time.perf_counter()
         blocks, origin = block_latent(Zt, multi)
         yb = yt[:, [m for m, _ in origin]]

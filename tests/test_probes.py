@@ -279,7 +279,8 @@ def test_the_held_out_stopping_rule_keeps_gamma_within_a_tenth_of_its_half_width
     95 % half-width, and no fit stops short of the rule; a gradient tolerance 100× looser moves
     some γ̂ by more (the criterion can fail here), and so does a decrease test that always fires
     beside a gradient tolerance 10× looser that alone passes (its gate, 10× the tolerance, is then
-    100× the default's); the decrease test saves solver evaluations.  scripts/probe_tolerance.py measures the same on mfeat (docs/benchmarks.md)."""
+    100× the default's); the decrease test saves solver evaluations.  scripts/probe_tolerance.py
+    measures the same on mfeat (docs/benchmarks.md)."""
     from mmgain.data.subsets import enumerate_subsets
     from mmgain.probes.latent import fit_probe, latent_gap_probe, probe_folds
     from mmgain.tasks import get_task

@@ -55,8 +55,9 @@ def batched_lbfgs(f: Objective | None, x0: Tensor, max_iter: int = 500, tol: flo
     only).  A problem
     stops when its largest gradient entry is below ``tol``; when ``ftol`` > 0, its objective
     fell by at most ``ftol`` over its last ``window`` iterations and its largest gradient entry
-    is below ``near``·``tol``; or when its line search fails.  Returns the solution and per-problem ``{"iterations": (A,),
-    "converged": (A,), "stalled": (A,), "evaluations": (A,), "rounds": int, "calls": int}``
+    is below ``near``·``tol``; or when its line search fails.  Returns the solution and
+    per-problem ``{"iterations": (A,), "converged": (A,), "stalled": (A,), "evaluations": (A,),
+    "rounds": int, "calls": int}``
     (converged: stopped by the gradient or the decrease test, not by the cap or a failed line
     search; stalled: by the decrease test; evaluations: the
     calls of ``f`` that included the problem, line-search trials too — the work the solver spent
@@ -78,9 +79,10 @@ def batched_lbfgs(f: Objective | None, x0: Tensor, max_iter: int = 500, tol: flo
     The decrease test cuts the tail in which a problem's largest gradient entry is just above
     ``tol`` while its objective no longer falls: a batched call runs as many rounds as its
     slowest problem.  ``ftol`` is in the objective's own units, an absolute decrease.  A flat
-    objective alone is not enough: far from the optimum of a nearly separable problem the
-    objective falls slowly while the weights, and the outcomes on other rows, still move; the
-    gate ``near`` keeps the test to problems already close by the gradient's measure.
+    stretch alone is not enough: without the gate ``near``, a test that always fires moved the
+    pinned case's γ̂ ten times further than its gradient tolerance alone did
+    (``tests/test_probes.py``); the gate keeps it to problems already close by the gradient's
+    measure.
     """
     vg = value_and_grad or autograd_value_and_grad(f)
 

@@ -30,13 +30,14 @@ class TrainingProtocol:
     ridge of the least-squares probe (numerical stability only);
     ``probe_l2``/``probe_max_iter``/``probe_tol``/``probe_ftol`` set the logistic probe (L2 on
     standardized latents; stop when every gradient entry is below ``probe_tol``, or when the
-    objective fell by at most ``probe_ftol`` nats over the last 10 iterations, which cuts the
-    solver's tail where no outcome moves; 0 turns that test off).
+    objective fell by at most ``probe_ftol`` nats over the last 10 iterations with every entry
+    already below 10·``probe_tol``, which cuts the solver's slow tail; 0 turns that test off).
     ``probe_folds`` is the number of folds of the cross-fitted probe on the
     test rows that gives the corrected γ̂ (see :mod:`mmgain.analysis.estimates`);
     ``heldout_tol``/``heldout_max_iter``/``heldout_ftol`` its stopping rule, the paper probe's:
-    the loosest tolerances measured at which no γ̂, η̂ or deficit moves by a tenth of its own interval's
-    half-width against a far tighter fit (``scripts/probe_tolerance.py``; docs/benchmarks.md,
+    the loosest gradient tolerance measured at which no γ̂, η̂ or deficit moves by a tenth of its
+    own interval's half-width against a far tighter fit, and a decrease test that moves none of
+    them further than that tolerance does (``scripts/probe_tolerance.py``; docs/benchmarks.md,
     "The probes' stopping rule", also for the share of fits the cap stops).
     ``solver`` is ``"adam"`` (minibatch Adam for ``epochs``), or ``"lstsq"``: exact empirical risk
     minimisation for linear encoders and squared loss (each model set to the least-squares fit,
