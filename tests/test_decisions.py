@@ -176,10 +176,10 @@ def test_a_cv_run_in_many_chunks_equals_the_single_chunk_run(tmp_path):
     assert one.design["folds"] == 5 and many.meta["n_chunks"] > one.meta["n_chunks"]
     for k in ("test_acc", "train_ce"):
         np.testing.assert_allclose(one.metrics[k], many.metrics[k], rtol=1e-4, atol=1e-5, err_msg=k)
-    # A stream trained beside streams with more rows has a padded minibatch (sums grouped apart,
-    # ≈1e-8), and a probe capped on a flat objective (FAST's 60 iterations) carries that further
-    # (docs/guide/run-folder.md, "Determinism"); without MKL_CBWR strict it moved latent_risk 7×
-    # more on a Zen 4 EPYC, by where the arrays sat in memory.
+    # A stream trained beside streams with more rows has a padded minibatch (its sums grouped
+    # apart), and a probe capped on a flat objective (FAST's 60 iterations) carries that further
+    # (docs/guide/run-folder.md, "Determinism"; benchmarks/2026-12-07-decrease-test.md, also for
+    # what MKL's alignment-dependent rounding added before MKL_CBWR was set).
     for k in ("latent_risk", "eta", "probe_ce"):
         np.testing.assert_allclose(one.metrics[k], many.metrics[k], rtol=3e-3, err_msg=k)
     a = [(p["M"], p["N"], p["ratio"], p["verdict"]) for p in one.summary["pairs"]]

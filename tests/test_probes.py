@@ -416,7 +416,8 @@ def test_a_models_probe_does_not_depend_on_the_models_beside_it():
     """A model's probe alone equals its probe in a batch of ten streams, bit for bit — what
     makes ``--memory-gb`` leave the probes alone.  Real, not given: on a Zen 4 EPYC MKL's default
     kernels round by where a batch item sits in memory (here: each item's 3 × 27 gradient block,
-    324 bytes), and this case then moved by 2.5·10⁻³ nats; ``import mmgain`` sets MKL_CBWR strict."""
+    324 bytes), and this case then moved (benchmarks/2026-12-07-decrease-test.md); ``import
+    mmgain`` sets MKL_CBWR strict."""
     import os
     assert "MKL_CBWR" in os.environ                          # set by mmgain, or the user's own
     g = torch.Generator().manual_seed(3)

@@ -79,8 +79,8 @@ def batched_lbfgs(f: Objective | None, x0: Tensor, max_iter: int = 500, tol: flo
     The decrease test cuts the tail in which a problem's largest gradient entry is just above
     ``tol`` while its objective no longer falls: a batched call runs as many rounds as its
     slowest problem.  ``ftol`` is in the objective's own units, an absolute decrease.  A flat
-    stretch alone is not enough: without the gate ``near``, a test that always fires moved the
-    pinned case's γ̂ ten times further than its gradient tolerance alone did
+    stretch alone is not enough: without the gate ``near``, a test that always fires moves γ̂
+    past the stopping rule's criterion where the gradient tolerance alone does not
     (``tests/test_probes.py``); the gate keeps it to problems already close by the gradient's
     measure.
     """
