@@ -206,3 +206,47 @@ def test_batched_equals_reference_where_the_first_layer_is_fused(monkeypatch):
                                                                               streams)
     for name, p in trainer.model_.params.items():               # the same seed, the same numbers
         assert torch.equal(p, again.model_.params[name]), name
+
+
+def test_batched_equals_reference_in_row_tiles(monkeypatch):
+    """Narrow inputs: a step runs its minibatch in row tiles (gradients summed over them) and
+    trains the same weights as one module per model, the same on a second fit."""
+    from mmgain.training import batched
+
+    monkeypatch.setattr(batched, "TILE_BYTES", 4096)      # tiles of 32 rows at these toy shapes
+    tiles = []
+    rule = batched.row_tile
+    monkeypatch.setattr(batched, "row_tile", lambda *a: tiles.append(rule(*a)) or tiles[-1])
+    xs = toy_modalities(n=200, dims=tuple(DIMS.values()), seed=7)
+    y = np.digitize(xs["m1"][:, 0] + xs["m2"][:, 2], [-0.5, 0.5]).astype(np.int64)
+    protocol = TrainingProtocol(hidden=6, lr=0.02, batch_size=100, epochs=3)
+    streams = Streams(np.array([0, 0, 0]), np.array([0, 1, 2]),
+                      [nested_sample(200, 1.0, 0), nested_sample(200, 0.45, 1), nested_sample(200, 0.1, 2)])
+    data = DeviceData.stack([(xs, y)], "cpu")
+    trainer = BatchedTrainer(protocol, DIMS, SUBSETS, 3, "classification").fit(data, streams)
+    assert tiles == [32]                                   # 100 rows: tiles of 32, 32, 32 and 4
+    _assert_matches_reference(trainer, streams, xs, y, protocol)
+    again = BatchedTrainer(protocol, DIMS, SUBSETS, 3, "classification").fit(data, streams)
+    for name, p in trainer.model_.params.items():
+        assert torch.equal(p, again.model_.params[name]), name
+
+
+def test_row_tiles_only_where_the_first_layer_is_memory_bound():
+    """The rule is a function of shapes alone: narrow inputs in a large step get power-of-two tiles
+    whose hidden tensor fits the cache budget; wide inputs, small steps and GPUs keep the step whole."""
+    from mmgain.models.late_fusion import BatchedLateFusion
+    from mmgain.training.batched import TILE_BYTES, TILE_MAX_DIM, row_tile
+
+    def model(d, k=6):
+        dims = {f"m{i}": d for i in range(k)}
+        return BatchedLateFusion(dims, enumerate_subsets(list(dims)), [0], 4, 128)
+
+    narrow = model(16)
+    tile = row_tile(narrow, 5, 2048, torch.device("cpu"))
+    per_row = 4 * 5 * 32 * 128                             # 5 streams × 32 subsets hold each modality × 128 units
+    assert tile & (tile - 1) == 0 and 32 <= tile < 2048 and tile * per_row <= TILE_BYTES < 2 * tile * per_row
+    assert row_tile(narrow, 1, 2048, torch.device("cpu")) == 4 * tile        # a fifth of the bytes: 4× the rows
+    assert row_tile(narrow, 1, 64, torch.device("cpu")) == 64                # the whole step fits
+    assert row_tile(model(TILE_MAX_DIM + 1), 5, 2048, torch.device("cpu")) == 2048
+    assert row_tile(narrow, 5, 2048, torch.device("cuda")) == 2048
+    assert row_tile(model(16, k=10), 1, 2048, torch.device("cpu")) == 32     # never below 32 rows

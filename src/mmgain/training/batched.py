@@ -27,6 +27,28 @@ from .schedule import BatchSchedule
 
 
 DEVICE_FORMS = "cpu, cuda, cuda:N, mps or auto"
+TILE_BYTES = 6 * 2 ** 20     # one modality's hidden activations for a row tile: what a CPU's caches hold
+TILE_MAX_DIM = 64            # tile only when the first layer is memory-bound (a mean input width this small)
+
+
+def row_tile(model: BatchedLateFusion, n_streams: int, batch: int, device: torch.device) -> int:
+    """Rows per forward/backward pass inside one minibatch step (gradients accumulate over the tiles).
+
+    When the inputs are narrow (a mean d_k ≤ ``TILE_MAX_DIM``, weighted by the hidden units that
+    read them), the first layer does few FLOPs per hidden value, and a step over the whole
+    minibatch spends its time moving hidden tensors of S·A_k·H_k values per row through memory;
+    tiles of rows that keep one modality's tensor within ``TILE_BYTES`` stay in the caches.  Wide
+    inputs keep whole minibatches (smaller GEMMs would only lose speed), as does every device but
+    the CPU.  A pure function of the shapes, so a plan gives the same numbers on the same machine;
+    tiling changes results only by floating-point summation order (docs/design.md)."""
+    if device.type != "cpu" or not model.used:
+        return batch
+    units = {k: len(model.members[k]) * model.widths[k] for k in model.used}
+    mean_d = sum(u * model.dims[k] for k, u in units.items()) / sum(units.values())
+    per_row = 4 * n_streams * max(max(units.values()), len(model.subsets) * model.head_hidden)
+    if mean_d > TILE_MAX_DIM or per_row * batch <= TILE_BYTES:
+        return batch
+    return min(batch, max(32, 2 ** int(np.log2(max(TILE_BYTES // per_row, 1)))))
 
 
 def set_threads(threads: int | None = None) -> int:
@@ -275,6 +297,7 @@ class BatchedTrainer:
         B = min(p.batch_size, max(len(r) for r in streams.train_rows))
         groups = torch.as_tensor(streams.groups, device=self.device)
         rows_np = [np.asarray(r) for r in streams.train_rows]
+        tile = row_tile(model, S, B, self.device)
         snap_at = None
         if p.probe_epochs is not None:
             snap_at = torch.as_tensor([p.probe_epochs * sc.steps_per_epoch for sc in schedules], device=self.device)
@@ -289,13 +312,16 @@ class BatchedTrainer:
                 valid[s, :len(pos)] = 1.0
             xb, yb = train.gather(groups, torch.from_numpy(rows).to(self.device))
             valid_t = torch.from_numpy(valid).to(self.device)
-            with autocast(self.device, p.precision):
-                out = model.forward(xb)                                   # (S, B, A, O)
-                loss = self.task.loss(out, yb[:, :, None].expand(-1, -1, out.shape[2]))
-            per_model = (loss * valid_t[:, :, None]).sum(1) / valid_t.sum(1).clamp(min=1)[:, None]
+            count = valid_t.sum(1).clamp(min=1)[:, None]
             for prm in model.params.values():
                 prm.grad = None
-            per_model.sum().backward()
+            for r0 in range(0, B, tile):
+                xt = {k: v[:, r0:r0 + tile] for k, v in xb.items()} if tile < B else xb
+                with autocast(self.device, p.precision):
+                    out = model.forward(xt)                                   # (S, b, A, O)
+                    loss = self.task.loss(out, yb[:, r0:r0 + tile, None].expand(-1, -1, out.shape[2]))
+                per_model = (loss * valid_t[:, r0:r0 + tile, None]).sum(1) / count
+                per_model.sum().backward()
             opt.step(torch.from_numpy(active_np).to(self.device))
             if snap_at is not None and bool((hit := snap_at == t + 1).any()):
                 for k, v in model.params.items():
