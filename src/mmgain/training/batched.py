@@ -48,7 +48,7 @@ def row_tile(model: BatchedLateFusion, n_streams: int, batch: int, device: torch
     per_row = 4 * n_streams * max(max(units.values()), len(model.subsets) * model.head_hidden)
     if mean_d > TILE_MAX_DIM or per_row * batch <= TILE_BYTES:
         return batch
-    return min(batch, max(32, 2 ** int(np.log2(max(TILE_BYTES // per_row, 1)))))
+    return min(batch, 1 << (max(TILE_BYTES // per_row, 32).bit_length() - 1))   # a power of two, ≥ 32
 
 
 def set_threads(threads: int | None = None) -> int:
