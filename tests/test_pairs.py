@@ -215,6 +215,9 @@ def test_a_chunks_probes_in_one_solve_equal_them_call_by_call(tmp_path, device):
             continue
         assert set(one[where]) == set(calls[where])
         for k in calls[where]:                 # per row at the solver's stopping rule; per model (what γ̂ reads) tighter
+            if k == "correct":                 # a row on a decision boundary may flip at the solver's tolerance
+                assert np.mean(one[where][k] != calls[where][k]) <= 0.01, f"{where} {k}"
+                continue
             np.testing.assert_allclose(one[where][k], calls[where][k], rtol=3e-2, atol=1e-3, err_msg=f"{where} {k}")
             if np.ndim(calls[where][k]) == 3:
                 np.testing.assert_allclose(one[where][k].mean(-1), calls[where][k].mean(-1), rtol=1e-3, atol=1e-4)

@@ -412,6 +412,24 @@ def test_the_folds_stacked_in_one_solve_equal_the_folds_one_by_one():
         assert torch.equal(res["flops"], (4 * len(tr) * res["evaluations"] + 2 * (len(tr) + len(ev))) * width * 3)
 
 
+@pytest.mark.parametrize("H", [7, 16])
+def test_a_lone_models_probe_equals_its_probe_in_a_batch(H):
+    """A model probed alone (a batch of one in every GEMM) equals the same model probed beside
+    others, bit for bit.  Real, not given: torch's bmm on a batch of one takes MKL's
+    single-matrix path, which on a Zen 4 EPYC rounds differently from the batched one at these
+    widths with 10 classes (H = 7 for Z·Gᵀ, H = 16 for G·Zᵀ); ``latent._bmm`` runs it batched."""
+    g = torch.Generator().manual_seed(5)
+    n, C, A = 41, 10, 5
+    y = torch.randint(0, C, (n,), generator=g)
+    blocks = {k: torch.relu(torch.randn(n, A, H, generator=g)) for k in ("a", "b")}
+    Z = Latent(blocks, {"a": list(range(A)), "b": list(range(A))}, ["a", "b"], A)
+    full = logistic_probe(Z, y, Z, y, C, max_iter=25)
+    for a in range(A):
+        Z1 = Latent({k: v[:, a:a + 1].contiguous() for k, v in blocks.items()}, {"a": [0], "b": [0]}, ["a", "b"], 1)
+        alone = logistic_probe(Z1, y, Z1, y, C, max_iter=25)
+        assert torch.equal(alone["test"]["loss"], full["test"]["loss"][a:a + 1]), a
+
+
 def test_a_models_probe_does_not_depend_on_the_models_beside_it():
     """A model's probe alone equals its probe in a batch of ten streams, bit for bit — what
     makes ``--memory-gb`` leave the probes alone.  Real, not given: on a Zen 4 EPYC MKL's default

@@ -234,7 +234,7 @@ def per_model(y: Tensor, n_models: int) -> Tensor:
 
 def _standardize(Z: Latent, Z_test: Latent, rows: Tensor | None = None) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
     """Z-scored blocks, rows last (A_k, H, n): the probe's GEMMs then stream each model's rows as
-    the long operand (logitsᵀ = Wᵀ·Z, gradient = Z·Gᵀ), and the softmax over the classes runs
+    the long operand (logitsᵀ = Wᵀ·Z, gradientᵀ = G·Zᵀ), and the softmax over the classes runs
     along contiguous rows.  ``rows`` (n, A), if given, marks each model's own rows: the moments
     are theirs, and the other rows are set to zero."""
     train, test = {}, {}
@@ -338,9 +338,9 @@ def logistic_probe(Z: Latent, y: Tensor, Z_test: Latent, y_test: Tensor, n_class
         for k, (blk, loc, cols) in parts.items():                         # (m_k, H_k, n), (m_k,), (m_k, H_k·C/unit)
             W = layout.units(xw)[loc[:, None], cols].view(len(loc), blk.shape[1], C)
             if len(loc) == width:            # loc ascends: the block is in every model of the working set
-                out.add_(torch.bmm(W.transpose(1, 2), blk))
+                out.add_(_bmm(W.transpose(1, 2), blk))
             else:
-                out.index_add_(0, loc, torch.bmm(W.transpose(1, 2), blk))
+                out.index_add_(0, loc, _bmm(W.transpose(1, 2), blk))
         return out, width, rows, parts
 
     Y, Yt = per_model(y, A).T.contiguous(), per_model(y_test, A).T.contiguous()   # (A, n)
@@ -370,7 +370,10 @@ def logistic_probe(Z: Latent, y: Tensor, Z_test: Latent, y_test: Tensor, n_class
         grad[:, n_w:] = Gw.sum(2)
         for k, (blk, loc, cols) in parts.items():
             Gk = Gw if len(loc) == width else Gw[loc]
-            layout.units(grad)[loc[:, None], cols] = torch.bmm(blk, Gk.transpose(1, 2)).view(len(loc), -1, layout.unit)
+            # the gradient as G·Zᵀ, (C, n)·(n, H), transposed: MKL runs Z·Gᵀ, whose output has
+            # C columns, slower (benchmarks/2026-12-07-probe-gradient.md)
+            gk = _bmm(Gk, blk.transpose(1, 2)).transpose(1, 2)                    # (m_k, H_k, C)
+            layout.units(grad)[loc[:, None], cols] = gk.reshape(len(loc), -1, layout.unit)
         wx = x * weights
         return ce + 0.5 * l2 * (wx.double() * x).sum(1), (grad if same else grad[rows]) + l2 * wx
 
@@ -395,6 +398,16 @@ def logistic_probe(Z: Latent, y: Tensor, Z_test: Latent, y_test: Tensor, n_class
     return {**out, "iterations": info["iterations"].double(), "converged": info["converged"].double(),
             "evaluations": evals, "flops": flops,
             "solves": share, "rounds": share * info["rounds"], "objective_calls": share * info["calls"]}
+
+
+def _bmm(a: Tensor, b: Tensor) -> Tensor:
+    """``torch.bmm`` whose rounding does not depend on the batch: a batch of one runs as a batch
+    of two (the same item, by stride 0), since MKL's single-matrix path rounds differently from
+    its batched one at some shapes, and a lone problem (a width of its own, the solver's tail)
+    would then not reproduce its fit beside other models (``tests/test_probes.py``)."""
+    if a.shape[0] != 1:
+        return torch.bmm(a, b)
+    return torch.bmm(a.expand(2, -1, -1), b.expand(2, -1, -1))[:1]
 
 
 @dataclass
