@@ -126,12 +126,18 @@ def test_logistic_probe_with_blocks_of_different_widths_reaches_each_models_opti
     width = torch.tensor([3.0, 5.0, 7.0], dtype=torch.float64)
     assert torch.equal(out["flops"], (4 * n * out["evaluations"] + 2 * (n + n)) * width * C)
     assert bool((out["evaluations"] > out["iterations"]).all())     # the start, and any line-search trials
-    for a in range(3):
-        X = np.hstack([blocks[k][:, members[k].index(a)] for k in widths if a in members[k]])
+    _assert_each_model_at_scipys_optimum(out, blocks, members, y, C, l2)
+
+
+def _assert_each_model_at_scipys_optimum(out, blocks, members, y, C, l2):
+    """Each model's in-sample probe risk against scipy on its own concatenated, standardized
+    latent (its blocks in the order of ``members``)."""
+    for a in range(len(out["train"]["loss"])):
+        X = np.hstack([blocks[k][:, members[k].index(a)] for k in members if a in members[k]])
         X = (X - X.mean(0)) / X.std(0)
         W, b = _scipy_logistic(X, y, C, l2)
         L = X @ W + b
-        assert mean_of(out, "train")[a].item() == pytest.approx(np.mean(logsumexp(L, axis=1) - L[np.arange(n), y]),
+        assert mean_of(out, "train")[a].item() == pytest.approx(np.mean(logsumexp(L, axis=1) - L[np.arange(len(y)), y]),
                                                                 rel=1e-4)
 
 
@@ -428,6 +434,22 @@ def test_a_lone_models_probe_equals_its_probe_in_a_batch(H):
         Z1 = Latent({k: v[:, a:a + 1].contiguous() for k, v in blocks.items()}, {"a": [0], "b": [0]}, ["a", "b"], 1)
         alone = logistic_probe(Z1, y, Z1, y, C, max_iter=25)
         assert torch.equal(alone["test"]["loss"], full["test"]["loss"][a:a + 1]), a
+
+
+def test_models_of_one_width_probed_as_one_block_reach_each_models_optimum():
+    """Models of one latent width are probed as one block, each model's modalities in the order
+    of its weights (``latent._one_block``): here modality b comes first in b+c and second in
+    a+b.  Every model against scipy on its own concatenated latent."""
+    r = np.random.default_rng(11)
+    n, C, l2, H = 140, 3, 1e-2, 2
+    members = {"a": [0, 1], "b": [0, 2], "c": [1, 2]}                  # models: a+b, a+c, b+c
+    blocks = {k: r.standard_normal((n, 2, H)) for k in members}
+    signal = blocks["a"][:, 0, 0] - blocks["b"][:, 1, 1] + blocks["c"][:, 0, 0]
+    y = np.digitize(signal + 0.5 * r.standard_normal(n), [-0.5, 0.5])
+    Z = Latent({k: torch.tensor(v, dtype=torch.float32) for k, v in blocks.items()}, members, list(members), 3)
+    out = logistic_probe(Z, torch.from_numpy(y), Z, torch.from_numpy(y), C, l2=l2, tol=1e-6)
+    assert out["converged"].tolist() == [1.0, 1.0, 1.0]
+    _assert_each_model_at_scipys_optimum(out, blocks, members, y, C, l2)
 
 
 def test_a_models_probe_does_not_depend_on_the_models_beside_it():

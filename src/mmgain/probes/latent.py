@@ -264,7 +264,8 @@ def logistic_probe(Z: Latent, y: Tensor, Z_test: Latent, y_test: Tensor, n_class
     the intercepts) keeps the problem strictly convex when classes are separable.
     Every model has its own L-BFGS state (:func:`batched_lbfgs`), its own
     parameter vector of exactly its latent's width (its blocks one after the
-    other, then the intercepts; zero-padded to the widest model), the gradient
+    other, then the intercepts; zero-padded to the widest model; models of one width are
+    evaluated as one block, :func:`_one_block`), the gradient
     in closed form, and the objective summed in float64.  A model's numbers do
     not depend on which others share its batch.  Returns per-row outcomes of the
     fitted heads, ``{"train": {"loss", "correct"}, "test": {...}}`` each (A, n),
@@ -298,7 +299,10 @@ def logistic_probe(Z: Latent, y: Tensor, Z_test: Latent, y_test: Tensor, n_class
     dev = y.device
     dtype = next(iter(X.values())).dtype
     layout = head_layout(Z, C)
+    if len(X) > 1 and len(set(widths)) == 1:          # (by width: every call but a GPU's one solve)
+        X, Xt, layout = _one_block(X, layout, C), _one_block(Xt, layout, C), _whole(layout)
     n_w = layout.n_w
+    whole = layout.unit == n_w        # one block, every model's whole latent: its weights are a view
     cache: list[tuple[int, Tensor, Tensor, dict]] = []   # the two latest working sets
 
     def working_set(models: Tensor, blocks: Mapping[str, Tensor]) -> tuple[int, Tensor, dict]:
@@ -336,7 +340,8 @@ def logistic_probe(Z: Latent, y: Tensor, Z_test: Latent, y_test: Tensor, n_class
         n = next(iter(blocks.values())).shape[-1]
         out = xw[:, n_w:, None].expand(-1, -1, n).contiguous()
         for k, (blk, loc, cols) in parts.items():                         # (m_k, H_k, n), (m_k,), (m_k, H_k·C/unit)
-            W = layout.units(xw)[loc[:, None], cols].view(len(loc), blk.shape[1], C)
+            W = xw[:, :n_w].view(width, -1, C) if whole else \
+                layout.units(xw)[loc[:, None], cols].view(len(loc), blk.shape[1], C)
             if len(loc) == width:            # loc ascends: the block is in every model of the working set
                 out.add_(_bmm(W.transpose(1, 2), blk))
             else:
@@ -373,7 +378,10 @@ def logistic_probe(Z: Latent, y: Tensor, Z_test: Latent, y_test: Tensor, n_class
             # the gradient as G·Zᵀ, (C, n)·(n, H), transposed: MKL runs Z·Gᵀ, whose output has
             # C columns, slower (benchmarks/2026-12-07-probe-gradient.md)
             gk = _bmm(Gk, blk.transpose(1, 2)).transpose(1, 2)                    # (m_k, H_k, C)
-            layout.units(grad)[loc[:, None], cols] = gk.reshape(len(loc), -1, layout.unit)
+            if whole:
+                grad[:, :n_w].view(width, -1, C).copy_(gk)
+            else:
+                layout.units(grad)[loc[:, None], cols] = gk.reshape(len(loc), -1, layout.unit)
         wx = x * weights
         return ce + 0.5 * l2 * (wx.double() * x).sum(1), (grad if same else grad[rows]) + l2 * wx
 
@@ -408,6 +416,28 @@ def _bmm(a: Tensor, b: Tensor) -> Tensor:
     if a.shape[0] != 1:
         return torch.bmm(a, b)
     return torch.bmm(a.expand(2, -1, -1), b.expand(2, -1, -1))[:1]
+
+
+def _one_block(X: Mapping[str, Tensor], layout: "HeadLayout", n_classes: int) -> dict[str, Tensor]:
+    """Blocks (A_k, H_k, n) of models of one width as one block (A, width, n), each model's in the
+    order of its weights: a probe evaluation is then one GEMM for the logits and one for the
+    gradient, with the weights read as a view, instead of a gather, a GEMM and a scatter per
+    modality (the same products, summed in one pass)."""
+    first = next(iter(X.values()))
+    A, n, g = len(layout.width), first.shape[-1], layout.unit // n_classes
+    out = first.new_empty(A, layout.n_w // n_classes, n)
+    units = out.view(A, -1, g, n)
+    for k, blk in X.items():
+        units[layout.members[k][:, None], layout.slots[k]] = blk.view(len(blk), -1, g, n)
+    return {"": out}
+
+
+def _whole(layout: "HeadLayout") -> "HeadLayout":
+    """The layout of :func:`_one_block`: one block, read whole by every model."""
+    A = len(layout.width)
+    every = torch.arange(A, device=layout.width.device)
+    return HeadLayout({"": every}, {"": torch.zeros(A, 1, dtype=torch.long, device=every.device)}, layout.n_w,
+                      layout.width, layout.n_w)
 
 
 @dataclass
