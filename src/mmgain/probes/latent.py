@@ -313,17 +313,24 @@ def logistic_probe(Z: Latent, y: Tensor, Z_test: Latent, y_test: Tensor, n_class
         zero weights and their outputs are dropped).  Two are kept: the models
         still running and those in a line search.
         """
-        for key, working, local, parts in cache:
-            if key == id(blocks) and len(models) >= 0.75 * len(working) and bool((local[models] >= 0).all()):
-                return len(working), local[models], parts
+        fits = [c for c in cache if c[0] == id(blocks) and len(models) >= 0.75 * len(c[1])]
+        for _, asked, local, parts in fits:
+            if asked is models:          # the solver's own index tensor, unchanged: no need to look
+                return len(models), local[models], parts
+        if fits:      # one host synchronization for both candidates (a GPU's queue stalls at each)
+            held = torch.stack([(local[models] >= 0).all() for _, _, local, _ in fits]).tolist()
+            for (_, working, local, parts), ok in zip(fits, held):
+                if ok:
+                    return len(working), local[models], parts
         local = torch.full((A,), -1, dtype=torch.long, device=dev)
         local[models] = torch.arange(len(models), device=dev)
         parts = {}
-        for k, blk in blocks.items():
-            mk = layout.members[k]
-            keep = local[mk] >= 0
-            if bool(keep.any()):
-                every = bool(keep.all())
+        keeps = {k: local[layout.members[k]] >= 0 for k in blocks}
+        counts = torch.stack([keep.sum() for keep in keeps.values()]).tolist()   # (one synchronization)
+        for (k, blk), n_keep in zip(blocks.items(), counts):
+            mk, keep = layout.members[k], keeps[k]
+            if n_keep:
+                every = n_keep == len(mk)
                 cols = layout.slots[k] if every else layout.slots[k][keep]
                 part = blk if every else blk[keep]
                 parts[k] = (part, local[mk if every else mk[keep]], cols)

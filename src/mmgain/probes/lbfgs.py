@@ -74,7 +74,9 @@ def batched_lbfgs(f: Objective | None, x0: Tensor, max_iter: int = 500, tol: flo
     ``lazy`` (default: on any device but the CPU) replaces the host synchronizations that only
     skip work (is any direction not a descent direction? did every step succeed?) by masked
     updates that do it always: the same numbers; on a GPU a synchronization stalls the queue of
-    launches, on the CPU the skipped passes are the cheaper side.
+    launches, on the CPU the skipped passes are the cheaper side.  What is left, either way, is
+    one read of the running problems at the start of a round and one per line-search trial
+    (which problems still fail), besides what ``value_and_grad`` reads.
 
     The decrease test cuts the tail in which a problem's largest gradient entry is just above
     ``tol`` while its objective no longer falls: a batched call runs as many rounds as its
@@ -115,12 +117,13 @@ def batched_lbfgs(f: Objective | None, x0: Tensor, max_iter: int = 500, tol: flo
     F = torch.full((window, A), float("inf"), dtype=v.dtype, device=dev) if ftol > 0 else None   # v, last iterations
     lazy = dev.type != "cpu" if lazy is None else lazy
     for it in range(max_iter):
-        n_act = int(active.sum())
+        running = active.nonzero().squeeze(1)     # the round's one synchronization before the line search
+        n_act = len(running)
         if n_act == 0:
             break
         rounds += 1
         if n_act < 0.75 * len(ids):                # drop the finished problems from the state
-            keep = active.nonzero().squeeze(1)
+            keep = running
             x_out[ids] = x
             g_out[ids] = g
             S, Y, R = S[:, keep], Y[:, keep], R[:, keep]
@@ -144,18 +147,18 @@ def batched_lbfgs(f: Objective | None, x0: Tensor, max_iter: int = 500, tol: flo
             d = torch.where(bad[:, None], -g, d)
             dg = torch.where(bad, -_dot(g, g), dg)
         t = torch.clamp(1.0 / g.abs().sum(1), max=1.0) if it == 0 else torch.ones(v.shape, dtype=dt, device=dev)
-        every = n_act == len(active)               # (after the compaction above; no second synchronization)
-        run = slice(None) if every else active.nonzero().squeeze(1)
+        every = n_act == len(active)               # (after the compaction above, every row runs)
+        run = slice(None) if every else running
         xa, ga, va, ta, da, dga = x[run], g[run], v[run], t[run], d[run], dg[run]
         x_new = xa + ta[:, None] * da
-        v_new, g_new = vg(x_new, ids[run])
+        v_new, g_new = vg(x_new, ids if every else ids[run])   # (the same tensor while the state is: reusable)
         calls += 1
         evals[ids[run]] += 1
         ok = accept(v_new, g_new, va, ta, da, dga)
         for _ in range(max_backtracks):          # shorten the step of the problems that failed, only those
-            if bool(ok.all()):
+            p = (~ok).nonzero().squeeze(1)         # (one synchronization a trial)
+            if len(p) == 0:
                 break
-            p = (~ok).nonzero().squeeze(1)
             ta[p] *= 0.5
             x_new[p] = xa[p] + ta[p, None] * da[p]
             v_new[p], g_new[p] = vg(x_new[p], ids[run][p])
