@@ -314,9 +314,9 @@ def logistic_probe(Z: Latent, y: Tensor, Z_test: Latent, y_test: Tensor, n_class
         still running and those in a line search.
         """
         fits = [c for c in cache if c[0] == id(blocks) and len(models) >= 0.75 * len(c[1])]
-        for _, asked, local, parts in fits:
-            if asked is models:          # the solver's own index tensor, unchanged: no need to look
-                return len(models), local[models], parts
+        for _, working, local, parts in fits:
+            if working is models:        # the solver's own index tensor, unchanged: no need to look
+                return len(working), local[models], parts
         if fits:      # one host synchronization for both candidates (a GPU's queue stalls at each)
             held = torch.stack([(local[models] >= 0).all() for _, _, local, _ in fits]).tolist()
             for (_, working, local, parts), ok in zip(fits, held):

@@ -151,9 +151,10 @@ def batched_lbfgs(f: Objective | None, x0: Tensor, max_iter: int = 500, tol: flo
         run = slice(None) if every else running
         xa, ga, va, ta, da, dga = x[run], g[run], v[run], t[run], d[run], dg[run]
         x_new = xa + ta[:, None] * da
-        v_new, g_new = vg(x_new, ids if every else ids[run])   # (the same tensor while the state is: reusable)
+        ids_run = ids if every else ids[run]      # (the same tensor while the state is: f may reuse its work)
+        v_new, g_new = vg(x_new, ids_run)
         calls += 1
-        evals[ids[run]] += 1
+        evals[ids_run] += 1
         ok = accept(v_new, g_new, va, ta, da, dga)
         for _ in range(max_backtracks):          # shorten the step of the problems that failed, only those
             p = (~ok).nonzero().squeeze(1)         # (one synchronization a trial)
@@ -161,9 +162,9 @@ def batched_lbfgs(f: Objective | None, x0: Tensor, max_iter: int = 500, tol: flo
                 break
             ta[p] *= 0.5
             x_new[p] = xa[p] + ta[p, None] * da[p]
-            v_new[p], g_new[p] = vg(x_new[p], ids[run][p])
+            v_new[p], g_new[p] = vg(x_new[p], ids_run[p])
             calls += 1
-            evals[ids[run][p]] += 1
+            evals[ids_run[p]] += 1
             ok[p] = accept(v_new[p], g_new[p], va[p], ta[p], da[p], dga[p])
         s, y = x_new.sub(xa), g_new.sub(ga)
         sy = _dot(s, y)
@@ -174,7 +175,7 @@ def batched_lbfgs(f: Objective | None, x0: Tensor, max_iter: int = 500, tol: flo
             y = torch.where(keep[:, None], y, torch.zeros_like(y))
         S[slot, run], Y[slot, run] = s, y
         R[slot, run] = torch.where(keep, 1.0 / sy.clamp(min=1e-10), torch.zeros_like(sy))
-        py = precondition(y, ids[run]) if precondition is not None else y
+        py = precondition(y, ids_run) if precondition is not None else y
         gamma[run] = torch.where(keep, sy / _dot(y, py).clamp(min=1e-30), gamma[run])
         if not every:                              # finished rows keep an empty slot
             done = ~active
@@ -189,13 +190,13 @@ def batched_lbfgs(f: Objective | None, x0: Tensor, max_iter: int = 500, tol: flo
             x[run] = torch.where(ok[:, None], x_new, xa)
             v[run] = torch.where(ok, v_new, va)
             g[run] = torch.where(ok[:, None], g_new, ga)
-        iters[ids[run]] += ok.long()
+        iters[ids_run] += ok.long()
         gmax = g[run].abs().amax(1)
         going = ok & (gmax > tol)
         if F is not None:                                   # (inf before the window is full)
             flat = (F[it % window, run] - v[run] <= ftol) & (gmax <= near * tol)
             F[it % window, run] = v[run]
-            stalled[ids[run]] |= going & flat
+            stalled[ids_run] |= going & flat
             going &= ~flat
         active[run] = going
     x_out[ids] = x
